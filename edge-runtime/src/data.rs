@@ -1,0 +1,113 @@
+//! Reading datasets from disk — the I/O half of `models`' parsers — and writing files safely.
+//!
+//! A path is read as an image folder (`root/<class>/*.png`) when it is a directory, as a pixel
+//! CSV when an image shape is given, and as a table otherwise. A schema file beside a CSV
+//! (`<stem>.schema.toml`) fixes the label, column kinds, missing-value policy or pixel range.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use models::table::SchemaFile;
+use models::{Dataset, ImageFile, ImageSet, ImageShape, MissingPolicy, Table, TableOptions};
+
+use crate::error::{Error, Result};
+
+/// How to read a dataset; `None` fields fall back to the schema file, then to defaults.
+#[derive(Debug, Clone, Default)]
+pub struct DataOptions {
+    pub label: Option<String>,
+    pub image_shape: Option<ImageShape>,
+    pub missing: Option<MissingPolicy>,
+}
+
+/// The schema file that belongs beside `path`: `data.csv` → `data.schema.toml`.
+pub fn schema_path(path: &Path) -> PathBuf {
+    path.with_extension("schema.toml")
+}
+
+pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
+    let metadata = fs::metadata(path).map_err(|err| Error::io(path, err))?;
+    if metadata.is_dir() {
+        return read_image_folder(path).map(Dataset::Images);
+    }
+    let schema_file = schema_path(path);
+    let schema = match fs::read_to_string(&schema_file) {
+        Ok(text) => SchemaFile::parse(&text, schema_file.as_path())?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => SchemaFile::default(),
+        Err(err) => return Err(Error::io(&schema_file, err)),
+    };
+    let label = options.label.clone().or_else(|| schema.label.clone()).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: no label column given; pass --label COLUMN or set `label` in {}",
+            path.display(),
+            schema_file.display()
+        ))
+    })?;
+    let bytes = fs::read(path).map_err(|err| Error::io(path, err))?;
+    if let Some(shape) = options.image_shape {
+        return Ok(Dataset::Images(ImageSet::parse_pixel_csv(&bytes, path, &label, shape, schema.pixel_max)?));
+    }
+    let mut table_options = TableOptions::new(label).with_schema(&schema);
+    if let Some(missing) = options.missing {
+        table_options.missing = missing;
+    }
+    Ok(Dataset::Table(Table::parse_csv(&bytes, path, &table_options)?))
+}
+
+/// Reads `root/<class>/*.png`; hidden entries are skipped, other files refused.
+pub fn read_image_folder(root: &Path) -> Result<ImageSet> {
+    let mut files = Vec::new();
+    for class_dir in sorted_entries(root)? {
+        if !class_dir.is_dir() {
+            return Err(Error::bundle(
+                &class_dir,
+                "is a file at the top of an image folder; expected only class folders (root/<class>/*.png)",
+            ));
+        }
+        let class = file_name(&class_dir);
+        let before = files.len();
+        for image in sorted_entries(&class_dir)? {
+            let is_png = image.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("png"));
+            if !is_png || !image.is_file() {
+                return Err(Error::bundle(&image, "is not a .png file; expected only PNG images in a class folder"));
+            }
+            let bytes = fs::read(&image).map_err(|err| Error::io(&image, err))?;
+            files.push(ImageFile { class: class.clone(), name: file_name(&image), bytes });
+        }
+        if files.len() == before {
+            return Err(Error::bundle(&class_dir, "class folder holds no PNG images"));
+        }
+    }
+    Ok(ImageSet::from_png_files(files, root)?)
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|err| Error::io(dir, err))? {
+        let path = entry.map_err(|err| Error::io(dir, err))?.path();
+        if !file_name(&path).starts_with('.') {
+            entries.push(path);
+        }
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
+/// place: a reader sees the old file or the whole new one, never half of it.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|err| Error::io(path, err))?;
+    file.write_all(bytes).map_err(|err| Error::io(path, err))?;
+    file.as_file().sync_all().map_err(|err| Error::io(path, err))?;
+    file.persist(path).map_err(|err| Error::io(path, err.error))?;
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! The field runtime of fieldsynth: load an ONNX bundle, generate samples, assess them against
+//! the site's own data on six axes, log results to SQLite, sync them to a hub, write reports.
+//!
+//! This crate never links the training stack (candle): it is what goes to a Jetson or an ARM
+//! board. The trainer uses it as a library so a study measures exactly what the field does.
+
+pub mod data;
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,401 @@
+//! Fitted, invertible transforms between parsed rows and the model's feature space.
+//!
+//! - numeric column → `(x − mean) / std` with the train part's mean and population standard
+//!   deviation (ddof = 0); a constant column maps to 0. Decoding inverts that, clamps to the
+//!   range observed in the train part and rounds to the column's decimal places, so generated values look like
+//!   real ones (integers stay integers).
+//! - categorical column → one-hot over the schema's categories; decoding takes the argmax.
+//! - pixels → `2 · v / pixel_max − 1`, in [-1, 1]; decoding clamps and rounds to integers.
+//!
+//! Missing values (kept by the `impute` policy) encode as the train part's mean (numeric, i.e. 0)
+//! or most frequent category. The encoded matrix is `n_rows × width`, row-major `f32`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::image::{ImageSet, ImageShape};
+use crate::table::{ColumnData, Table};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "modality", rename_all = "lowercase")]
+pub enum Encoder {
+    Tabular(TabularEncoder),
+    Image(PixelEncoder),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TabularEncoder {
+    pub columns: Vec<ColumnEncoder>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ColumnEncoder {
+    Numeric {
+        name: String,
+        mean: f64,
+        /// Population standard deviation of the train part; 0 for a constant column.
+        std: f64,
+        min: f64,
+        max: f64,
+        decimals: u32,
+    },
+    Categorical {
+        name: String,
+        categories: Vec<String>,
+        /// Index of the train part's most frequent category: the value a missing cell takes.
+        mode: u32,
+    },
+}
+
+impl ColumnEncoder {
+    pub fn name(&self) -> &str {
+        match self {
+            ColumnEncoder::Numeric { name, .. } | ColumnEncoder::Categorical { name, .. } => name,
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        match self {
+            ColumnEncoder::Numeric { .. } => 1,
+            ColumnEncoder::Categorical { categories, .. } => categories.len(),
+        }
+    }
+}
+
+/// One decoded table cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Number(f64),
+    /// Index into the column's categories.
+    Category(u32),
+}
+
+/// A contiguous block of encoded features belonging to one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub start: usize,
+    pub width: usize,
+    pub categorical: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PixelEncoder {
+    pub shape: ImageShape,
+    pub pixel_max: f64,
+}
+
+impl Encoder {
+    /// Fits on the rows `rows` of `dataset` (the train part).
+    pub fn fit(dataset: &Dataset, rows: &[usize]) -> Result<Encoder> {
+        match dataset {
+            Dataset::Table(table) => TabularEncoder::fit(table, rows).map(Encoder::Tabular),
+            Dataset::Images(images) => Ok(Encoder::Image(PixelEncoder { shape: images.shape, pixel_max: images.pixel_max })),
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        match self {
+            Encoder::Tabular(encoder) => encoder.width(),
+            Encoder::Image(encoder) => encoder.shape.n_values(),
+        }
+    }
+
+    /// Encodes every row of `dataset` into an `n_rows × width` matrix.
+    pub fn encode(&self, dataset: &Dataset) -> Result<Vec<f32>> {
+        match (self, dataset) {
+            (Encoder::Tabular(encoder), Dataset::Table(table)) => encoder.encode(table),
+            (Encoder::Image(encoder), Dataset::Images(images)) => encoder.encode(images),
+            (Encoder::Tabular(_), Dataset::Images(_)) => {
+                Err(Error::data(dataset.source().clone(), "is an image set, but the transform expects a table"))
+            }
+            (Encoder::Image(_), Dataset::Table(_)) => {
+                Err(Error::data(dataset.source().clone(), "is a table, but the transform expects images"))
+            }
+        }
+    }
+
+    /// The feature blocks of the encoded space (one per column; one numeric block for pixels).
+    pub fn blocks(&self) -> Vec<Block> {
+        match self {
+            Encoder::Tabular(encoder) => encoder.blocks(),
+            Encoder::Image(encoder) => vec![Block { start: 0, width: encoder.shape.n_values(), categorical: false }],
+        }
+    }
+}
+
+impl TabularEncoder {
+    pub fn fit(table: &Table, rows: &[usize]) -> Result<TabularEncoder> {
+        let mut columns = Vec::with_capacity(table.features.len());
+        for column in &table.features {
+            let encoder = match &column.data {
+                ColumnData::Numeric { values, decimals } => {
+                    let present: Vec<f64> = rows.iter().filter_map(|&row| values[row]).collect();
+                    if present.is_empty() {
+                        return Err(Error::data(
+                            table.source.clone(),
+                            format!("column `{}` has no value in the train part; cannot fit its mean", column.name),
+                        ));
+                    }
+                    let n = present.len() as f64;
+                    let mean = present.iter().sum::<f64>() / n;
+                    let var = present.iter().map(|value| (value - mean).powi(2)).sum::<f64>() / n;
+                    let min = present.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    // Below this the column is constant up to rounding noise.
+                    let std = if var.sqrt() <= 1e-12 * mean.abs().max(1.0) { 0.0 } else { var.sqrt() };
+                    ColumnEncoder::Numeric { name: column.name.clone(), mean, std, min, max, decimals: *decimals }
+                }
+                ColumnData::Categorical { categories, codes } => {
+                    let mut counts = vec![0_usize; categories.len()];
+                    for code in rows.iter().filter_map(|&row| codes[row]) {
+                        counts[code as usize] += 1;
+                    }
+                    // Most frequent; ties go to the first category in order.
+                    let mode = counts.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(idx, _)| idx);
+                    ColumnEncoder::Categorical { name: column.name.clone(), categories: categories.clone(), mode: mode as u32 }
+                }
+            };
+            columns.push(encoder);
+        }
+        Ok(TabularEncoder { columns })
+    }
+
+    pub fn width(&self) -> usize {
+        self.columns.iter().map(ColumnEncoder::width).sum()
+    }
+
+    pub fn blocks(&self) -> Vec<Block> {
+        let mut start = 0;
+        self.columns
+            .iter()
+            .map(|column| {
+                let block = Block { start, width: column.width(), categorical: matches!(column, ColumnEncoder::Categorical { .. }) };
+                start += block.width;
+                block
+            })
+            .collect()
+    }
+
+    /// Names of the encoded features: `column` for numeric, `column=category` for one-hot.
+    pub fn feature_names(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .flat_map(|column| match column {
+                ColumnEncoder::Numeric { name, .. } => vec![name.clone()],
+                ColumnEncoder::Categorical { name, categories, .. } => {
+                    categories.iter().map(|category| format!("{name}={category}")).collect()
+                }
+            })
+            .collect()
+    }
+
+    /// Encodes a table whose feature columns have the names of this encoder, in order.
+    /// Categories are matched by name, so a table parsed from another file encodes consistently.
+    pub fn encode(&self, table: &Table) -> Result<Vec<f32>> {
+        let names: Vec<&str> = table.features.iter().map(|column| column.name.as_str()).collect();
+        let expected: Vec<&str> = self.columns.iter().map(ColumnEncoder::name).collect();
+        if names != expected {
+            return Err(Error::data(
+                table.source.clone(),
+                format!("feature columns are [{}], expected [{}]", names.join(", "), expected.join(", ")),
+            ));
+        }
+        let width = self.width();
+        let n_rows = table.n_rows();
+        let mut out = vec![0.0_f32; n_rows * width];
+        let mut offset = 0;
+        for (encoder, column) in self.columns.iter().zip(&table.features) {
+            match (encoder, &column.data) {
+                (ColumnEncoder::Numeric { mean, std, .. }, ColumnData::Numeric { values, .. }) => {
+                    for (row, value) in values.iter().enumerate() {
+                        let scaled = match value {
+                            Some(value) if *std > 0.0 => (value - mean) / std,
+                            _ => 0.0,
+                        };
+                        out[row * width + offset] = scaled as f32;
+                    }
+                }
+                (ColumnEncoder::Categorical { categories, mode, .. }, ColumnData::Categorical { categories: table_categories, codes }) => {
+                    let index: HashMap<&str, usize> =
+                        categories.iter().enumerate().map(|(idx, name)| (name.as_str(), idx)).collect();
+                    let mut remap = Vec::with_capacity(table_categories.len());
+                    for name in table_categories {
+                        remap.push(*index.get(name.as_str()).ok_or_else(|| {
+                            Error::data(
+                                table.source.clone(),
+                                format!(
+                                    "column `{}` has category `{name}`, which the fitted schema does not know (known: {})",
+                                    column.name,
+                                    categories.join(", ")
+                                ),
+                            )
+                        })?);
+                    }
+                    for (row, code) in codes.iter().enumerate() {
+                        let category = code.map_or(*mode as usize, |code| remap[code as usize]);
+                        out[row * width + offset + category] = 1.0;
+                    }
+                }
+                (ColumnEncoder::Numeric { .. }, ColumnData::Categorical { .. }) => {
+                    return Err(Error::data(
+                        table.source.clone(),
+                        format!("column `{}` holds categories, expected numbers", column.name),
+                    ));
+                }
+                (ColumnEncoder::Categorical { .. }, ColumnData::Numeric { .. }) => {
+                    return Err(Error::data(
+                        table.source.clone(),
+                        format!("column `{}` was read as numbers, expected categories", column.name),
+                    ));
+                }
+            }
+            offset += encoder.width();
+        }
+        Ok(out)
+    }
+
+    /// Decodes an `n_rows × width` matrix: numerics un-standardised, clamped to the observed
+    /// range and rounded to the column's decimals; each one-hot block by its argmax.
+    pub fn decode(&self, encoded: &[f32]) -> Vec<Vec<Value>> {
+        let width = self.width();
+        encoded
+            .chunks_exact(width)
+            .map(|row| {
+                let mut offset = 0;
+                self.columns
+                    .iter()
+                    .map(|column| {
+                        let value = match column {
+                            ColumnEncoder::Numeric { mean, std, min, max, decimals, .. } => {
+                                let raw = f64::from(row[offset]) * std + mean;
+                                Value::Number(round_to(raw.clamp(*min, *max), *decimals))
+                            }
+                            ColumnEncoder::Categorical { categories, .. } => {
+                                Value::Category(argmax(&row[offset..offset + categories.len()]) as u32)
+                            }
+                        };
+                        offset += column.width();
+                        value
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The text a decoded cell is written as: numbers with the column's decimals, categories by name.
+    pub fn format_value(&self, column_idx: usize, value: Value) -> String {
+        match (&self.columns[column_idx], value) {
+            (ColumnEncoder::Numeric { decimals, .. }, Value::Number(number)) => {
+                format!("{number:.prec$}", prec = *decimals as usize)
+            }
+            (ColumnEncoder::Categorical { categories, .. }, Value::Category(code)) => categories[code as usize].clone(),
+            (_, Value::Number(number)) => number.to_string(),
+            (_, Value::Category(code)) => code.to_string(),
+        }
+    }
+}
+
+impl PixelEncoder {
+    pub fn encode(&self, images: &ImageSet) -> Result<Vec<f32>> {
+        if images.shape != self.shape {
+            return Err(Error::data(images.source.clone(), format!("images are {}, expected {}", images.shape, self.shape)));
+        }
+        let scale = (2.0 / self.pixel_max) as f32;
+        Ok(images.pixels.iter().map(|&value| value * scale - 1.0).collect())
+    }
+
+    /// Raw pixel values (integers in `[0, pixel_max]`) from encoded values.
+    pub fn decode(&self, encoded: &[f32]) -> Vec<f32> {
+        let half = self.pixel_max / 2.0;
+        encoded.iter().map(|&x| ((f64::from(x).clamp(-1.0, 1.0) + 1.0) * half).round() as f32).collect()
+    }
+
+    /// 8-bit values for a PNG from encoded values.
+    pub fn decode_to_u8(&self, encoded: &[f32]) -> Vec<u8> {
+        encoded.iter().map(|&x| ((f64::from(x).clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8).collect()
+    }
+}
+
+/// Rounds to `decimals` places (half away from zero).
+pub fn round_to(value: f64, decimals: u32) -> f64 {
+    let scale = 10_f64.powi(decimals as i32);
+    (value * scale).round() / scale
+}
+
+/// Index of the largest value; the first on ties.
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (idx, value) in values.iter().enumerate() {
+        if *value > values[best] {
+            best = idx;
+        }
+    }
+    best
+}
+
+/// One-hot rows (`n × n_classes`) for class indices.
+pub fn one_hot(labels: &[u32], n_classes: usize) -> Vec<f32> {
+    let mut out = vec![0.0; labels.len() * n_classes];
+    for (row, &label) in labels.iter().enumerate() {
+        out[row * n_classes + label as usize] = 1.0;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{MissingPolicy, TableOptions};
+
+    fn table(text: &str, missing: MissingPolicy) -> Table {
+        Table::parse_csv(text.as_bytes(), "mem.csv", &TableOptions { missing, ..TableOptions::new("y") })
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[test]
+    fn worked_example() {
+        // a: 1, 2, 3 → mean 2, population std sqrt(2/3); c is constant → 0.
+        let table = table("a,b,c,y\n1,u,5.0,p\n2,v,5.0,q\n3,u,5.0,p\n", MissingPolicy::Refuse);
+        let encoder = TabularEncoder::fit(&table, &[0, 1, 2]).unwrap_or_else(|err| panic!("{err}"));
+        let encoded = encoder.encode(&table).unwrap_or_else(|err| panic!("{err}"));
+        let s = (1.0_f64 / (2.0_f64 / 3.0).sqrt()) as f32;
+        let expected = [-s, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, s, 1.0, 0.0, 0.0];
+        assert_eq!(encoder.width(), 4);
+        for (got, want) in encoded.iter().zip(expected) {
+            assert!((got - want).abs() < 1e-6, "{encoded:?}");
+        }
+        assert_eq!(encoder.feature_names(), ["a", "b=u", "b=v", "c"]);
+    }
+
+    #[test]
+    fn imputation_uses_train_statistics() {
+        let table = table("a,b,y\n1,u,p\nNA,NA,q\n4,v,p\n6,v,q\n", MissingPolicy::Impute);
+        // Fitted on rows 0 and 2 only: mean 2.5; b's mode among {u, v} ties → first (u).
+        let encoder = TabularEncoder::fit(&table, &[0, 2]).unwrap_or_else(|err| panic!("{err}"));
+        let decoded = encoder.decode(&encoder.encode(&table).unwrap_or_else(|err| panic!("{err}")));
+        assert_eq!(decoded[1], vec![Value::Number(3.0), Value::Category(0)]); // 2.5 rounded to 0 decimals → 3
+    }
+
+    #[test]
+    fn decoding_clamps_rounds_and_takes_argmax() {
+        let table = table("a,b,y\n1.25,u,p\n2.50,v,q\n", MissingPolicy::Refuse);
+        let encoder = TabularEncoder::fit(&table, &[0, 1]).unwrap_or_else(|err| panic!("{err}"));
+        // mean 1.875, std 0.625. 10 → far above max → 2.5; 0.1 → 1.9375 → 1.94.
+        let decoded = encoder.decode(&[10.0, 0.2, 0.7, 0.1, 0.9, -0.3]);
+        assert_eq!(decoded, vec![vec![Value::Number(2.5), Value::Category(1)], vec![Value::Number(1.94), Value::Category(0)]]);
+        assert_eq!(encoder.format_value(0, Value::Number(2.5)), "2.50");
+    }
+
+    #[test]
+    fn unknown_category_is_an_error() {
+        let real = table("a,b,y\n1,u,p\n2,v,q\n", MissingPolicy::Refuse);
+        let synthetic = table("a,b,y\n1,w,p\n", MissingPolicy::Refuse);
+        let encoder = TabularEncoder::fit(&real, &[0, 1]).unwrap_or_else(|err| panic!("{err}"));
+        let err = encoder.encode(&synthetic).err().map(|err| err.to_string()).unwrap_or_default();
+        assert_eq!(err, "mem.csv: column `b` has category `w`, which the fitted schema does not know (known: u, v)");
+    }
+}
