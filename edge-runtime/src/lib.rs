@@ -4,7 +4,9 @@
 //! This crate never links the training stack (candle): it is what goes to a Jetson or an ARM
 //! board. The trainer uses it as a library so a study measures exactly what the field does.
 
+pub mod bundle;
 pub mod data;
+pub mod engine;
 pub mod error;
 
 pub use error::{Error, Result};

@@ -1,1 +1,22 @@
-//! placeholder
+//! The workstation half of fieldsynth: trains class-conditional VAE, GAN and DDPM models with
+//! candle on tabular and image data, exports each as an ONNX bundle the edge runtime loads, and
+//! runs the study grid over families, datasets, scarcity fractions and seeds.
+//!
+//! Flow: [`fit::prepare`] (split, fit the transform, encode) → [`train::train`] (candle) →
+//! [`onnx::export`] (the same [`graph::Graph`] the candle model was built from) →
+//! [`bundle::Staging::commit`] (atomic bundle folder).
+
+pub mod bundle;
+pub mod cli;
+pub mod commands;
+pub mod device;
+pub mod error;
+pub mod exec;
+pub mod fit;
+pub mod graph;
+pub mod nets;
+pub mod onnx;
+pub mod params;
+pub mod train;
+
+pub use error::{Error, Result};

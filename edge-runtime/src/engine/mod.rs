@@ -1,0 +1,92 @@
+//! Inference engines behind one interface: tract (pure Rust, the default) and ONNX Runtime
+//! through the `ort` crate (feature `ort`, library loaded at run time from `ORT_DYLIB_PATH`).
+//!
+//! An engine is built once per bundle and then run on batches of any size: inputs are given in
+//! the graph's input order as row-major `f32` with the batch first; the first output comes back
+//! the same way.
+
+use std::fmt;
+
+use crate::bundle::Bundle;
+use crate::error::{Error, Result};
+
+#[cfg(feature = "ort")]
+pub mod ort;
+pub mod tract;
+
+/// One input tensor: row-major values and the full shape (batch first).
+#[derive(Debug, Clone, Copy)]
+pub struct TensorIn<'a> {
+    pub data: &'a [f32],
+    pub shape: &'a [usize],
+}
+
+pub trait Engine: Send {
+    fn kind(&self) -> EngineKind;
+    /// Runs the graph; returns the first output, row-major.
+    fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    #[default]
+    Tract,
+    Ort,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Tract => "tract",
+            EngineKind::Ort => "ort",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "tract" => Ok(EngineKind::Tract),
+            "ort" => Ok(EngineKind::Ort),
+            other => Err(Error::Invalid(format!("invalid engine `{other}`: expected `tract` or `ort`"))),
+        }
+    }
+}
+
+/// Builds the engine for a verified bundle, with `threads` worker threads (0: all cores).
+pub fn load(bundle: &Bundle, kind: EngineKind, threads: usize) -> Result<Box<dyn Engine>> {
+    match kind {
+        EngineKind::Tract => Ok(Box::new(tract::TractEngine::load(bundle, threads)?)),
+        EngineKind::Ort => load_ort(bundle, threads),
+    }
+}
+
+#[cfg(feature = "ort")]
+fn load_ort(bundle: &Bundle, threads: usize) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(ort::OrtEngine::load(bundle, threads)?))
+}
+
+#[cfg(not(feature = "ort"))]
+fn load_ort(_bundle: &Bundle, _threads: usize) -> Result<Box<dyn Engine>> {
+    Err(Error::Engine {
+        engine: "ort",
+        message: "this synth-edge was built without ONNX Runtime support; rebuild with `--features ort` and set ORT_DYLIB_PATH".to_owned(),
+    })
+}
+
+/// The number of worker threads to use: `requested`, or all available cores for 0.
+pub fn resolve_threads(requested: usize) -> usize {
+    if requested > 0 {
+        requested
+    } else {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+}

@@ -1,0 +1,94 @@
+//! tract: one optimised plan per bundle with the batch dimension left symbolic, so the same plan
+//! serves batch 1 and batch 256. Each worker thread keeps its own state of that plan; a large
+//! batch is split into one contiguous slice per thread and the slices run concurrently.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::{Engine, EngineKind, TensorIn};
+use crate::bundle::Bundle;
+use crate::error::{Error, Result};
+
+type Plan = TypedRunnableModel;
+type State = TypedSimpleState;
+
+/// Below this many rows per thread, splitting a batch costs more than it saves.
+const MIN_ROWS_PER_THREAD: usize = 32;
+
+pub struct TractEngine {
+    states: Vec<State>,
+}
+
+fn engine_error(err: impl std::fmt::Display) -> Error {
+    Error::Engine { engine: "tract", message: format!("{err:#}") }
+}
+
+impl TractEngine {
+    pub fn load(bundle: &Bundle, threads: usize) -> Result<TractEngine> {
+        Self::from_onnx(&bundle.model, threads)
+            .map_err(|err| Error::bundle(&bundle.model_path(), format!("tract cannot load the model: {err}")))
+    }
+
+    /// Builds the engine from ONNX bytes that were already verified.
+    pub fn from_onnx(model: &[u8], threads: usize) -> Result<TractEngine> {
+        let plan = optimised_plan(model).map_err(engine_error)?;
+        let threads = super::resolve_threads(threads);
+        let states = (0..threads).map(|_| State::new(&plan)).collect::<TractResult<Vec<_>>>().map_err(engine_error)?;
+        Ok(TractEngine { states })
+    }
+}
+
+fn optimised_plan(model: &[u8]) -> TractResult<Arc<Plan>> {
+    onnx().model_for_read(&mut Cursor::new(model))?.into_optimized()?.into_runnable()
+}
+
+fn run_state(state: &mut State, inputs: &[TensorIn<'_>], rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+    let values: TVec<TValue> = inputs
+        .iter()
+        .map(|input| {
+            let batch = input.shape[0].max(1);
+            let row_len = input.data.len() / batch;
+            let mut shape = input.shape.to_vec();
+            shape[0] = rows.len();
+            Tensor::from_shape(&shape, &input.data[rows.start * row_len..rows.end * row_len]).map(TValue::from)
+        })
+        .collect::<TractResult<_>>()
+        .map_err(engine_error)?;
+    let outputs = state.run(values).map_err(engine_error)?;
+    let first = outputs.first().ok_or_else(|| engine_error("the model returned no output"))?;
+    let view = first.try_as_plain_ram().map_err(engine_error)?;
+    Ok(view.as_slice::<f32>().map_err(engine_error)?.to_vec())
+}
+
+impl Engine for TractEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Tract
+    }
+
+    fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>> {
+        let batch = inputs.first().map_or(0, |input| input.shape[0]);
+        let workers = self.states.len().min(batch / MIN_ROWS_PER_THREAD).max(1);
+        if workers == 1 {
+            return run_state(&mut self.states[0], inputs, 0..batch);
+        }
+        let chunk = batch.div_ceil(workers);
+        let results: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self.states[..workers]
+                .iter_mut()
+                .enumerate()
+                .map(|(idx, state)| {
+                    let rows = idx * chunk..((idx + 1) * chunk).min(batch);
+                    scope.spawn(move || run_state(state, inputs, rows))
+                })
+                .collect();
+            handles.into_iter().map(|handle| handle.join().unwrap_or_else(|_| Err(engine_error("a worker thread panicked")))).collect()
+        });
+        let mut out = Vec::new();
+        for part in results {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per subcommand: turn parsed arguments into settings, run, report.
+
+pub mod fit;

@@ -1,0 +1,227 @@
+//! Writes a [`Graph`] and its trained parameters as an ONNX `ModelProto` (IR version 8, opset 17).
+//!
+//! The protobuf types are `tract_onnx::pb` (prost code committed in tract-onnx: nothing needs
+//! `protoc`), encoded with `prost`. Weights are `raw_data` little-endian `f32` initialisers; the
+//! batch dimension of every input and output is the symbolic `N`. Each graph op maps to standard
+//! ONNX ops that tract and onnxruntime both run:
+//!
+//! | graph op | ONNX |
+//! |---|---|
+//! | `Linear` | `Gemm(x, W, b)`, `transB = 1` |
+//! | `Conv2d` | `Conv(x, W, b)` |
+//! | `Upsample2x` | `Resize(x, "", scales = [1, 1, 2, 2])`, nearest, asymmetric, floor |
+//! | `Silu` | `Mul(x, Sigmoid(x))` |
+//! | `TimestepEmbedding` | `Concat(Sin(Mul(t, f)), Cos(Mul(t, f)))` |
+//! | `BlockSoftmax` | `Concat` of `Slice`s, `Softmax` on categorical blocks |
+//!
+//! The bytes depend only on the graph and the parameter values: the same training run gives the
+//! same file.
+
+use prost::Message;
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto, type_proto,
+};
+
+use crate::error::{Error, Result};
+use crate::exec::timestep_frequencies;
+use crate::graph::{Graph, Op};
+use crate::params::HostParam;
+
+pub const OPSET: i64 = 17;
+pub const IR_VERSION: i64 = 8;
+pub const BATCH_DIM: &str = "N";
+
+/// Encodes the model as ONNX bytes.
+pub fn export(graph: &Graph, params: &[HostParam], graph_name: &str) -> Result<Vec<u8>> {
+    Ok(model_proto(graph, params, graph_name)?.encode_to_vec())
+}
+
+pub fn model_proto(graph: &Graph, params: &[HostParam], graph_name: &str) -> Result<ModelProto> {
+    let mut writer = Writer::default();
+    for param in params {
+        writer.initializers.push(float_tensor(&param.name, &param.shape, &param.values));
+    }
+    for node in &graph.nodes {
+        writer.node(node.name.as_str(), &node.op, &node.inputs)?;
+    }
+    let proto = GraphProto {
+        name: graph_name.to_owned(),
+        node: writer.nodes,
+        initializer: writer.initializers,
+        input: graph.inputs.iter().map(|input| value_info(&input.name, &input.dims)).collect(),
+        output: graph.outputs.iter().map(|(name, dims)| value_info(name, dims)).collect(),
+        ..GraphProto::default()
+    };
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        producer_name: "fieldsynth-trainer".to_owned(),
+        producer_version: env!("CARGO_PKG_VERSION").to_owned(),
+        graph: Some(proto),
+        ..ModelProto::default()
+    })
+}
+
+#[derive(Default)]
+struct Writer {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl Writer {
+    fn emit(&mut self, op_type: &str, name: &str, inputs: &[&str], output: &str, attributes: Vec<AttributeProto>) {
+        self.nodes.push(NodeProto {
+            op_type: op_type.to_owned(),
+            name: name.to_owned(),
+            input: inputs.iter().map(|&input| input.to_owned()).collect(),
+            output: vec![output.to_owned()],
+            attribute: attributes,
+            ..NodeProto::default()
+        });
+    }
+
+    fn node(&mut self, name: &str, op: &Op, inputs: &[String]) -> Result<()> {
+        let args: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let x = *args.first().ok_or_else(|| Error::Internal(format!("node `{name}` has no input")))?;
+        let weight = format!("{name}.weight");
+        let bias = format!("{name}.bias");
+        match op {
+            Op::Linear { .. } => self.emit("Gemm", name, &[x, &weight, &bias], name, vec![int_attr("transB", 1)]),
+            Op::Conv2d { kernel, stride, padding, .. } => {
+                let (k, s, p) = (*kernel as i64, *stride as i64, *padding as i64);
+                self.emit(
+                    "Conv",
+                    name,
+                    &[x, &weight, &bias],
+                    name,
+                    vec![ints_attr("kernel_shape", &[k, k]), ints_attr("pads", &[p, p, p, p]), ints_attr("strides", &[s, s])],
+                );
+            }
+            Op::Upsample2x => {
+                let scales = format!("{name}/scales");
+                self.initializers.push(float_tensor(&scales, &[4], &[1.0, 1.0, 2.0, 2.0]));
+                self.emit(
+                    "Resize",
+                    name,
+                    &[x, "", &scales],
+                    name,
+                    vec![
+                        string_attr("mode", "nearest"),
+                        string_attr("coordinate_transformation_mode", "asymmetric"),
+                        string_attr("nearest_mode", "floor"),
+                    ],
+                );
+            }
+            Op::Silu => {
+                let sigmoid = format!("{name}/sigmoid");
+                self.emit("Sigmoid", &sigmoid, &[x], &sigmoid, vec![]);
+                self.emit("Mul", name, &[x, &sigmoid], name, vec![]);
+            }
+            Op::LeakyRelu { alpha } => self.emit("LeakyRelu", name, &[x], name, vec![float_attr("alpha", *alpha)]),
+            Op::Tanh => self.emit("Tanh", name, &[x], name, vec![]),
+            Op::Concat => self.emit("Concat", name, &args, name, vec![int_attr("axis", 1)]),
+            Op::Add => self.emit("Add", name, &args, name, vec![]),
+            Op::Reshape { dims } => {
+                let shape = format!("{name}/shape");
+                let mut values = vec![-1_i64];
+                values.extend(dims.iter().map(|&dim| dim as i64));
+                self.initializers.push(int64_tensor(&shape, &values));
+                self.emit("Reshape", name, &[x, &shape], name, vec![]);
+            }
+            Op::Flatten => self.emit("Flatten", name, &[x], name, vec![int_attr("axis", 1)]),
+            Op::TimestepEmbedding { dim } => {
+                let freqs = format!("{name}/freqs");
+                let angles = format!("{name}/angles");
+                let (sin, cos) = (format!("{name}/sin"), format!("{name}/cos"));
+                self.initializers.push(float_tensor(&freqs, &[1, dim / 2], &timestep_frequencies(*dim)));
+                self.emit("Mul", &angles, &[x, &freqs], &angles, vec![]);
+                self.emit("Sin", &sin, &[&angles], &sin, vec![]);
+                self.emit("Cos", &cos, &[&angles], &cos, vec![]);
+                self.emit("Concat", name, &[&sin, &cos], name, vec![int_attr("axis", 1)]);
+            }
+            Op::BlockSoftmax { blocks } => {
+                let axes = format!("{name}/axes");
+                self.initializers.push(int64_tensor(&axes, &[1]));
+                let mut parts = Vec::with_capacity(blocks.len());
+                for (idx, &(start, width, categorical)) in blocks.iter().enumerate() {
+                    let (starts, ends) = (format!("{name}/{idx}/start"), format!("{name}/{idx}/end"));
+                    self.initializers.push(int64_tensor(&starts, &[start as i64]));
+                    self.initializers.push(int64_tensor(&ends, &[(start + width) as i64]));
+                    let slice = format!("{name}/{idx}/slice");
+                    self.emit("Slice", &slice, &[x, &starts, &ends, &axes], &slice, vec![]);
+                    if categorical {
+                        let softmax = format!("{name}/{idx}/softmax");
+                        self.emit("Softmax", &softmax, &[&slice], &softmax, vec![int_attr("axis", 1)]);
+                        parts.push(softmax);
+                    } else {
+                        parts.push(slice);
+                    }
+                }
+                let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                self.emit("Concat", name, &parts, name, vec![int_attr("axis", 1)]);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
+    let mut shape = vec![Dimension { value: Some(dimension::Value::DimParam(BATCH_DIM.to_owned())), ..Dimension::default() }];
+    shape.extend(dims.iter().map(|&dim| Dimension { value: Some(dimension::Value::DimValue(dim as i64)), ..Dimension::default() }));
+    ValueInfoProto {
+        name: name.to_owned(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(TensorShapeProto { dim: shape }),
+            })),
+            ..TypeProto::default()
+        }),
+        ..ValueInfoProto::default()
+    }
+}
+
+fn float_tensor(name: &str, shape: &[usize], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.to_owned(),
+        dims: shape.iter().map(|&dim| dim as i64).collect(),
+        data_type: DataType::Float as i32,
+        raw_data: values.iter().flat_map(|value| value.to_le_bytes()).collect(),
+        ..TensorProto::default()
+    }
+}
+
+fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.to_owned(),
+        dims: vec![values.len() as i64],
+        data_type: DataType::Int64 as i32,
+        raw_data: values.iter().flat_map(|value| value.to_le_bytes()).collect(),
+        ..TensorProto::default()
+    }
+}
+
+fn int_attr(name: &str, value: i64) -> AttributeProto {
+    AttributeProto { name: name.to_owned(), r#type: AttributeType::Int as i32, i: value, ..AttributeProto::default() }
+}
+
+fn float_attr(name: &str, value: f32) -> AttributeProto {
+    AttributeProto { name: name.to_owned(), r#type: AttributeType::Float as i32, f: value, ..AttributeProto::default() }
+}
+
+fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.to_owned(), r#type: AttributeType::Ints as i32, ints: values.to_vec(), ..AttributeProto::default() }
+}
+
+fn string_attr(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::String as i32,
+        s: value.as_bytes().to_vec(),
+        ..AttributeProto::default()
+    }
+}

@@ -1,0 +1,75 @@
+//! Trainable parameters of one [`Graph`]: created with a seeded initialisation, handed to the
+//! optimiser as candle `Var`s, read back to the host for ONNX export and safetensors.
+//!
+//! Initialisation follows PyTorch's default for `Linear` and `Conv2d`: weight and bias uniform in
+//! `±1/√fan_in`, drawn from the stream `(seed, "init/<graph>/<param>")`, so the same seed gives
+//! the same starting point on any device.
+
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor, Var};
+use rand::RngExt;
+
+use crate::error::Result;
+use crate::graph::Graph;
+
+#[derive(Debug)]
+pub struct Params {
+    names: Vec<String>,
+    vars: HashMap<String, Var>,
+}
+
+/// A parameter copied to the host: name, shape, row-major values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostParam {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+impl Params {
+    pub fn init(graph: &Graph, graph_name: &str, seed: u64, device: &Device) -> Result<Params> {
+        let mut names = Vec::new();
+        let mut vars = HashMap::new();
+        for (name, shape, fan_in) in graph.parameters() {
+            let mut rng = models::rng::stream(seed, &format!("init/{graph_name}/{name}"));
+            let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+            let n_values: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n_values).map(|_| rng.random_range(-bound..bound)).collect();
+            let var = Var::from_tensor(&Tensor::from_vec(values, shape.as_slice(), device)?)?;
+            names.push(name.clone());
+            vars.insert(name, var);
+        }
+        Ok(Params { names, vars })
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.vars
+            .get(name)
+            .map(|var| var.as_tensor())
+            .ok_or_else(|| crate::error::Error::Internal(format!("no parameter `{name}` in the graph")))
+    }
+
+    pub fn vars(&self) -> Vec<Var> {
+        self.names.iter().map(|name| self.vars[name].clone()).collect()
+    }
+
+    pub fn to_host(&self) -> Result<Vec<HostParam>> {
+        self.names
+            .iter()
+            .map(|name| {
+                let tensor = self.vars[name].as_tensor();
+                Ok(HostParam {
+                    name: name.clone(),
+                    shape: tensor.dims().to_vec(),
+                    values: tensor.flatten_all()?.to_device(&Device::Cpu)?.to_vec1::<f32>()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Tensors keyed `prefix.name`, for safetensors.
+    pub fn named_tensors(&self, prefix: &str) -> HashMap<String, Tensor> {
+        self.names.iter().map(|name| (format!("{prefix}.{name}"), self.vars[name].as_tensor().clone())).collect()
+    }
+}
