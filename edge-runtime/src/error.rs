@@ -8,8 +8,8 @@ pub enum Error {
     #[error(transparent)]
     Data(#[from] models::Error),
 
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// A bundle (model folder) is missing a file, fails its checksum, or disagrees with itself.
     #[error("{path}: {message}")]
@@ -32,7 +32,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_owned(), source }
+        Error::Io { path: path.to_owned(), error: source }
     }
 
     pub fn bundle(path: &Path, message: impl Into<String>) -> Self {

@@ -40,7 +40,15 @@ impl Staging {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).map_err(|err| Error::io(&parent, err))?;
+        if parent.exists() && !parent.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{}: cannot write a bundle here: {} is a file, not a folder",
+                out.display(),
+                parent.display()
+            )));
+        }
+        fs::create_dir_all(&parent)
+            .map_err(|err| Error::Invalid(format!("{}: cannot write a bundle here: {err}", out.display())))?;
         let name = out.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".to_owned());
         let dir = tempfile::Builder::new()
             .prefix(&format!(".{name}.staging-"))

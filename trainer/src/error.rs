@@ -14,8 +14,8 @@ pub enum Error {
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
 
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// Settings that cannot work, caught before any training starts.
     #[error("{0}")]
@@ -31,7 +31,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_owned(), source }
+        Error::Io { path: path.to_owned(), error: source }
     }
 }
 

@@ -45,12 +45,9 @@ pub fn forward_with(graph: &Graph, params: &Params, inputs: &[(&str, &Tensor)], 
             Op::Conv2d { out_channels, stride, padding, .. } => {
                 let weight = weight_fn(&format!("{}.weight", node.name), params.get(&format!("{}.weight", node.name))?)?;
                 let bias = params.get(&format!("{}.bias", node.name))?.reshape((1, *out_channels, 1, 1))?;
-                x.conv2d(&weight, *padding, *stride, 1, 1)?.broadcast_add(&bias)?
+                crate::conv::conv2d(x, &weight, *stride, *padding)?.broadcast_add(&bias)?
             }
-            Op::Upsample2x => {
-                let (_, _, height, width) = x.dims4()?;
-                x.upsample_nearest2d(height * 2, width * 2)?
-            }
+            Op::Upsample2x => upsample2x(x)?,
             Op::Silu => (x * candle_nn::ops::sigmoid(x)?)?,
             Op::LeakyRelu { alpha } => candle_nn::ops::leaky_relu(x, f64::from(*alpha))?,
             Op::Tanh => x.tanh()?,
@@ -85,6 +82,16 @@ pub fn forward_with(graph: &Graph, params: &Params, inputs: &[(&str, &Tensor)], 
         .iter()
         .map(|(name, _)| values.get(name.as_str()).cloned().ok_or_else(|| Error::Internal(format!("graph output `{name}` is not a node"))))
         .collect()
+}
+
+/// Nearest-neighbour 2× upsampling of `[B, C, H, W]` as a broadcast: the backward pass is a
+/// plain sum over each 2×2 block. (candle's `upsample_nearest2d` computes its gradient with a
+/// grouped convolution, one group per channel, which dominated a training step.)
+pub fn upsample2x(x: &Tensor) -> Result<Tensor> {
+    let (batch, channels, height, width) = x.dims4()?;
+    Ok(x.reshape((batch, channels, height, 1, width, 1))?
+        .broadcast_as((batch, channels, height, 2, width, 2))?
+        .reshape((batch, channels, 2 * height, 2 * width))?)
 }
 
 /// `f_i = exp(−ln(10000) · i / half)` for `i < half = dim / 2`.

@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod commands;
+pub mod conv;
 pub mod device;
 pub mod error;
 pub mod exec;

@@ -89,8 +89,6 @@ pub fn generator(spec: &DataSpec, widths: &Widths, softmax_categories: bool) -> 
             let h = b.conv("g.conv1", &h, 2 * ch, ch, 1);
             let h = b.silu(&h);
             let h = b.node("g.up2", Op::Upsample2x, &[&h]);
-            let h = b.conv("g.conv2", &h, ch, ch, 1);
-            let h = b.silu(&h);
             let h = b.conv("g.out", &h, ch, shape.channels, 1);
             b.node("x", Op::Tanh, &[&h]);
         }
@@ -191,9 +189,7 @@ pub fn denoiser(spec: &DataSpec, widths: &Widths) -> Graph {
             let h = b.silu(&h);
             let h = b.node("up", Op::Upsample2x, &[&h]);
             let h = b.conv("up.conv", &h, 2 * ch, ch, 1);
-            let h = b.silu(&h);
-            let h = b.node("skip", Op::Concat, &[&h, &h0]);
-            let h = b.conv("merge", &h, 2 * ch, ch, 1);
+            let h = b.node("skip", Op::Add, &[&h, &h0]);
             let h = b.silu(&h);
             b.conv("eps", &h, ch, shape.channels, 1);
         }

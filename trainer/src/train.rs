@@ -54,7 +54,9 @@ impl Hyper {
     /// Defaults that train a useful model on the fixtures in a minute or two on two CPU cores:
     /// a fixed budget of optimiser steps, spread over as many epochs as the data size needs.
     pub fn defaults(family: Family, spec: &DataSpec, n_rows: usize) -> Hyper {
-        let batch_size = (n_rows / 4).clamp(16, 128);
+        // Large images: a smaller batch keeps a step's column matrices in cache.
+        let pixels = spec.image.map_or(1, |shape| shape.n_values());
+        let batch_size = (n_rows / 4).clamp(16, (32_768 / pixels).clamp(16, 128));
         let batches_per_epoch = n_rows.div_ceil(batch_size).max(1);
         let image = spec.image.is_some();
         let target_steps: usize = match (family, image) {
@@ -62,8 +64,8 @@ impl Hyper {
             (Family::Gan, false) => 3000,
             (Family::Ddpm, false) => 5000,
             (Family::Vae, true) => 1500,
-            (Family::Gan, true) => 2000,
-            (Family::Ddpm, true) => 3000,
+            (Family::Gan, true) => 1500,
+            (Family::Ddpm, true) => 1500,
         };
         let learning_rate = match family {
             Family::Vae => 1e-3,
@@ -77,7 +79,8 @@ impl Hyper {
                 (_, false) => 16,
                 (_, true) => 32,
             },
-            channels: 32,
+            // Convolutions at 32×32 cost 16 times those at 8×8: fewer channels keep a step short.
+            channels: if spec.image.is_some_and(|shape| shape.height * shape.width > 256) { 16 } else { 32 },
             time_dim: 64,
         };
         Hyper {
