@@ -109,5 +109,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes).map_err(|err| Error::io(path, err))?;
     file.as_file().sync_all().map_err(|err| Error::io(path, err))?;
     file.persist(path).map_err(|err| Error::io(path, err.error))?;
+    make_readable(path)
+}
+
+/// Temporary files are created private (0600) and folders 0700; a finished output gets the usual
+/// modes, 0644 for files and 0755 for folders.
+pub fn make_readable(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if path.is_dir() { 0o755 } else { 0o644 };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|err| Error::io(path, err))?;
+    }
     Ok(())
 }

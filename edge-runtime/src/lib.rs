@@ -5,8 +5,13 @@
 //! board. The trainer uses it as a library so a study measures exactly what the field does.
 
 pub mod bundle;
+pub mod cli;
+pub mod commands;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod memory;
+pub mod output;
+pub mod sampler;
 
 pub use error::{Error, Result};

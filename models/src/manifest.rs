@@ -125,6 +125,9 @@ pub struct Provenance {
     pub split: SplitSpec,
     pub n_train: usize,
     pub n_holdout: usize,
+    /// Rows per class in the train part the model saw, in class order: the proportions
+    /// `generate` reproduces unless asked for one class or a balanced batch.
+    pub train_class_counts: Vec<usize>,
     /// Seed of weight initialisation, batching and training noise.
     pub train_seed: u64,
     pub epochs: usize,

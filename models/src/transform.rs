@@ -118,6 +118,26 @@ impl Encoder {
         }
     }
 
+    /// Per encoded feature, the range the train part spans: standardised `[min, max]` for a
+    /// numeric column (0 for a constant one), `[0, 1]` for one-hot entries, `[-1, 1]` for pixels.
+    /// Diffusion sampling clips its predicted clean sample to these bounds.
+    pub fn bounds(&self) -> Vec<(f32, f32)> {
+        match self {
+            Encoder::Tabular(encoder) => encoder
+                .columns
+                .iter()
+                .flat_map(|column| match column {
+                    ColumnEncoder::Numeric { mean, std, min, max, .. } => {
+                        let scale = |value: f64| if *std > 0.0 { ((value - mean) / std) as f32 } else { 0.0 };
+                        vec![(scale(*min), scale(*max))]
+                    }
+                    ColumnEncoder::Categorical { categories, .. } => vec![(0.0, 1.0); categories.len()],
+                })
+                .collect(),
+            Encoder::Image(encoder) => vec![(-1.0, 1.0); encoder.shape.n_values()],
+        }
+    }
+
     /// The feature blocks of the encoded space (one per column; one numeric block for pixels).
     pub fn blocks(&self) -> Vec<Block> {
         match self {

@@ -70,6 +70,10 @@ impl Staging {
         write_synced(&dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
         let weights_path = dir.join(WEIGHTS_FILE);
         candle_core::safetensors::save(weights, &weights_path)?;
+        for file in [MODEL_FILE, MANIFEST_FILE, WEIGHTS_FILE] {
+            edge_runtime::data::make_readable(&dir.join(file))?;
+        }
+        edge_runtime::data::make_readable(&dir)?;
         let staged = self.dir.take().ok_or_else(|| Error::Internal("staging folder already used".to_owned()))?.keep();
         if self.out.exists() && self.replace {
             let old = staged.with_extension("old");

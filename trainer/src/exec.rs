@@ -53,6 +53,8 @@ pub fn forward_with(graph: &Graph, params: &Params, inputs: &[(&str, &Tensor)], 
             Op::Tanh => x.tanh()?,
             Op::Concat => Tensor::cat(&args, 1)?,
             Op::Add => x.broadcast_add(args[1])?,
+            Op::Mul => (x * args[1])?,
+            Op::RowSum => x.sum_keepdim(1)?,
             Op::Reshape { dims } => {
                 let mut shape = vec![x.dim(0)?];
                 shape.extend_from_slice(dims);

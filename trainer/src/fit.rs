@@ -199,6 +199,7 @@ fn manifest(settings: &FitSettings, prepared: &Prepared, trained: &Trained, hype
             split: settings.split,
             n_train: prepared.partition.train.len(),
             n_holdout: prepared.partition.holdout.len(),
+            train_class_counts: dataset.select(&prepared.partition.train).class_counts(),
             train_seed: settings.train_seed,
             epochs: hyper.epochs,
             final_loss: trained.history.last().map_or(f64::NAN, |stats| stats.loss),

@@ -25,6 +25,10 @@ pub enum Op {
     Concat,
     /// Elementwise sum of two inputs, the second broadcast (e.g. `[N, C, 1, 1]` onto `[N, C, H, W]`).
     Add,
+    /// Elementwise product of two inputs of one shape.
+    Mul,
+    /// `[N, F] → [N, 1]`: the sum of each row.
+    RowSum,
     /// Reshape each sample to `dims` (batch kept).
     Reshape { dims: Vec<usize> },
     /// `[N, ...] → [N, prod(...)]`.

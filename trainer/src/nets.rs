@@ -137,7 +137,9 @@ pub fn encoder(spec: &DataSpec, widths: &Widths) -> Graph {
     b.finish(&[("mu", &[widths.latent_dim]), ("logvar", &[widths.latent_dim])])
 }
 
-/// `(x, y) → score`: the GAN discriminator (spectrally normalised during training).
+/// `(x, y) → score`: the GAN discriminator (spectrally normalised during training), with the
+/// label entering by projection (Miyato & Koyama 2018): `score = w·φ(x) + ⟨E y, φ(x)⟩`. A
+/// critic that only sees `y` concatenated learns to ignore it, and the generator with it.
 pub fn discriminator(spec: &DataSpec, widths: &Widths) -> Graph {
     let mut b = GraphBuilder::new();
     let x = b.input("x", &spec.sample_dims());
@@ -159,7 +161,11 @@ pub fn discriminator(spec: &DataSpec, widths: &Widths) -> Graph {
             leaky(&mut b, "d.h2", &h, widths.hidden, widths.hidden)
         }
     };
-    b.linear("score", &h, widths.hidden, 1);
+    let unconditional = b.linear("d.out", &h, widths.hidden, 1);
+    let embedded = b.linear("d.embed", &y, spec.n_classes, widths.hidden);
+    let projected = b.node("d.project", Op::Mul, &[&h, &embedded]);
+    let projected = b.node("d.project.sum", Op::RowSum, &[&projected]);
+    b.node("score", Op::Add, &[&unconditional, &projected]);
     b.finish(&[("score", &[1])])
 }
 

@@ -125,6 +125,12 @@ impl Writer {
             Op::Tanh => self.emit("Tanh", name, &[x], name, vec![]),
             Op::Concat => self.emit("Concat", name, &args, name, vec![int_attr("axis", 1)]),
             Op::Add => self.emit("Add", name, &args, name, vec![]),
+            Op::Mul => self.emit("Mul", name, &args, name, vec![]),
+            Op::RowSum => {
+                let axes = format!("{name}/axes");
+                self.initializers.push(int64_tensor(&axes, &[1]));
+                self.emit("ReduceSum", name, &[x, &axes], name, vec![int_attr("keepdims", 1)]);
+            }
             Op::Reshape { dims } => {
                 let shape = format!("{name}/shape");
                 let mut values = vec![-1_i64];

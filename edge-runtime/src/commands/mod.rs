@@ -1,0 +1,4 @@
+//! One module per subcommand: turn parsed arguments into settings, run, report.
+
+pub mod bench;
+pub mod generate;
