@@ -11,6 +11,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod memory;
+pub mod metrics;
 pub mod output;
 pub mod sampler;
 
