@@ -22,6 +22,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Measure sampling speed and memory of a bundle at batch 1 and 256.
     Bench(BenchArgs),
+    /// Assess synthetic data against real data on six axes (fidelity, diversity, efficiency,
+    /// utility, robustness, privacy), with 95 % intervals.
+    Evaluate(EvaluateArgs),
 }
 
 /// How to run a bundle.
@@ -65,6 +68,61 @@ pub struct GenerateArgs {
     pub batch: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Release gate: a policy (TOML, e.g. `max_mia_auc = 0.6`) the batch must pass against the
+    /// real data given with --real; otherwise nothing is written and the exit code is 3.
+    #[arg(long, requires = "real")]
+    pub gate: Option<PathBuf>,
+    /// The real data the model was trained on (for --gate): the bundle's split is re-derived.
+    #[arg(long)]
+    pub real: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Generate from this bundle (with --real).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The real data the bundle was trained on; its train / hold-out split is re-derived.
+    #[arg(long)]
+    pub real: Option<PathBuf>,
+    /// Samples to generate (with --model).
+    #[arg(long, default_value_t = 1000)]
+    pub n: usize,
+    /// The real train part (what the generator learnt from).
+    #[arg(long)]
+    pub real_train: Option<PathBuf>,
+    /// The real hold-out (never trained on).
+    #[arg(long)]
+    pub real_holdout: Option<PathBuf>,
+    /// Synthetic data made by anything: a CSV like the real ones, or an image folder.
+    #[arg(long)]
+    pub synthetic: Option<PathBuf>,
+    /// The label column of the CSVs.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Read CSVs as flattened images of this shape (HxW or HxWxC).
+    #[arg(long, value_parser = parse_image_shape)]
+    pub image_shape: Option<models::ImageShape>,
+    /// Seed of generation, bootstrap resampling and every randomised figure.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Neighbours of the k-NN figures.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Bootstrap replicates per interval.
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
+    pub sampler: SamplerKind,
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +146,10 @@ fn parse_engine(text: &str) -> Result<EngineKind, String> {
     text.parse().map_err(|err: crate::Error| err.to_string())
 }
 
+fn parse_image_shape(text: &str) -> Result<models::ImageShape, String> {
+    text.parse().map_err(|err: models::Error| err.to_string())
+}
+
 fn parse_sampler(text: &str) -> Result<SamplerKind, String> {
     text.parse().map_err(|err: crate::Error| err.to_string())
 }
@@ -97,5 +159,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Evaluate(args) => commands::evaluate::run(&args),
     }
 }

@@ -4,12 +4,13 @@
 //! CSV when an image shape is given, and as a table otherwise. A schema file beside a CSV
 //! (`<stem>.schema.toml`) fixes the label, column kinds, missing-value policy or pixel range.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use models::table::SchemaFile;
-use models::{Dataset, ImageFile, ImageSet, ImageShape, MissingPolicy, Table, TableOptions};
+use models::{ColumnKind, Dataset, ImageFile, ImageSet, ImageShape, MissingPolicy, Table, TableOptions};
 
 use crate::error::{Error, Result};
 
@@ -19,6 +20,23 @@ pub struct DataOptions {
     pub label: Option<String>,
     pub image_shape: Option<ImageShape>,
     pub missing: Option<MissingPolicy>,
+    /// Column kinds fixed in advance (overriding inference and the schema file).
+    pub kinds: BTreeMap<String, ColumnKind>,
+    /// When set, a CSV's header must be exactly this.
+    pub expect_header: Option<Vec<String>>,
+}
+
+impl DataOptions {
+    /// Options that read another file exactly like `table`: same header, same column kinds.
+    pub fn like_table(table: &Table, missing: MissingPolicy) -> DataOptions {
+        DataOptions {
+            label: Some(table.label_name().to_owned()),
+            image_shape: None,
+            missing: Some(missing),
+            kinds: table.features.iter().map(|column| (column.name.clone(), column.kind())).collect(),
+            expect_header: Some(table.header.clone()),
+        }
+    }
 }
 
 /// The schema file that belongs beside `path`: `data.csv` → `data.schema.toml`.
@@ -52,18 +70,20 @@ pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
     if let Some(missing) = options.missing {
         table_options.missing = missing;
     }
+    table_options.kinds.extend(options.kinds.iter().map(|(name, kind)| (name.clone(), *kind)));
+    table_options.expect_header = options.expect_header.clone();
     Ok(Dataset::Table(Table::parse_csv(&bytes, path, &table_options)?))
 }
 
-/// Reads `root/<class>/*.png`; hidden entries are skipped, other files refused.
+/// Reads `root/<class>/*.png`; hidden entries and files at the top level are skipped; anything
+/// but a PNG inside a class folder is refused.
 pub fn read_image_folder(root: &Path) -> Result<ImageSet> {
     let mut files = Vec::new();
     for class_dir in sorted_entries(root)? {
+        // Files beside the class folders (a README, the grid.png that `generate` writes) are
+        // not samples.
         if !class_dir.is_dir() {
-            return Err(Error::bundle(
-                &class_dir,
-                "is a file at the top of an image folder; expected only class folders (root/<class>/*.png)",
-            ));
+            continue;
         }
         let class = file_name(&class_dir);
         let before = files.len();

@@ -94,6 +94,9 @@ pub struct Samples {
     pub elapsed: Duration,
     /// Network evaluations per sample (diffusion steps; 1 for VAE and GAN).
     pub steps: usize,
+    /// Samples and time of each batch (for diffusion, summed over steps): the spread behind the
+    /// efficiency figures' intervals.
+    pub batch_times: Vec<(usize, Duration)>,
 }
 
 /// A bundle's manifest and an engine ready to run it.
@@ -137,11 +140,13 @@ impl Generator {
         let n_classes = self.manifest.n_classes();
         let y = one_hot(&labels, n_classes);
         let width = self.manifest.transform.width();
+        let mut batch_times: Vec<(usize, Duration)> =
+            (0..settings.n).step_by(settings.batch).map(|start| (settings.batch.min(settings.n - start), Duration::ZERO)).collect();
         let (x, steps) = match self.manifest.family {
-            Family::Vae | Family::Gan => (self.decode_latents(settings, &y)?, 1),
-            Family::Ddpm => self.diffuse(settings, &y)?,
+            Family::Vae | Family::Gan => (self.decode_latents(settings, &y, &mut batch_times)?, 1),
+            Family::Ddpm => self.diffuse(settings, &y, &mut batch_times)?,
         };
-        Ok(Samples { x, labels, width, elapsed: started.elapsed(), steps })
+        Ok(Samples { x, labels, width, elapsed: started.elapsed(), steps, batch_times })
     }
 
     /// The per-sample shape of the graph's `x` (`[d]` or `[C, H, W]`).
@@ -150,24 +155,26 @@ impl Generator {
         output.shape.iter().skip(1).map(|dim| dim.unwrap_or(1)).collect()
     }
 
-    fn decode_latents(&mut self, settings: &SampleSettings, y: &[f32]) -> Result<Vec<f32>> {
+    fn decode_latents(&mut self, settings: &SampleSettings, y: &[f32], batch_times: &mut [(usize, Duration)]) -> Result<Vec<f32>> {
         let latent = self.manifest.graph.latent_dim.ok_or_else(|| Error::Invalid("the manifest has no latent_dim".to_owned()))?;
         let n_classes = self.manifest.n_classes();
         let z = rng::normal_f32(&mut rng::stream(settings.seed, "generate/z"), settings.n * latent);
         let width = self.manifest.transform.width();
         let mut out = Vec::with_capacity(settings.n * width);
-        for start in (0..settings.n).step_by(settings.batch) {
+        for (batch, start) in (0..settings.n).step_by(settings.batch).enumerate() {
             let rows = settings.batch.min(settings.n - start);
             let inputs = [
                 TensorIn { data: &z[start * latent..(start + rows) * latent], shape: &[rows, latent] },
                 TensorIn { data: &y[start * n_classes..(start + rows) * n_classes], shape: &[rows, n_classes] },
             ];
+            let started = Instant::now();
             out.extend(self.engine.run(&inputs)?);
+            batch_times[batch].1 += started.elapsed();
         }
         Ok(out)
     }
 
-    fn diffuse(&mut self, settings: &SampleSettings, y: &[f32]) -> Result<(Vec<f32>, usize)> {
+    fn diffuse(&mut self, settings: &SampleSettings, y: &[f32], batch_times: &mut [(usize, Duration)]) -> Result<(Vec<f32>, usize)> {
         let schedule = self.manifest.schedule.ok_or_else(|| Error::Invalid("the ddpm manifest has no noise schedule".to_owned()))?;
         let timesteps = diffusion_timesteps(&schedule, settings)?;
         let alpha_bars = schedule.alpha_bars();
@@ -181,8 +188,9 @@ impl Generator {
         let mut eps = vec![0.0_f32; n * width];
         for (idx, &t) in timesteps.iter().enumerate() {
             let t_prev = timesteps.get(idx + 1).copied();
-            for start in (0..n).step_by(settings.batch) {
+            for (batch, start) in (0..n).step_by(settings.batch).enumerate() {
                 let rows = settings.batch.min(n - start);
+                let started = Instant::now();
                 dims[0] = rows;
                 let t_input = vec![t as f32; rows];
                 let inputs = [
@@ -192,7 +200,9 @@ impl Generator {
                 ];
                 let predicted = self.engine.run(&inputs)?;
                 eps[start * width..(start + rows) * width].copy_from_slice(&predicted);
+                batch_times[batch].1 += started.elapsed();
             }
+            let update_started = Instant::now();
             let step = Step::new(alpha_bars[t], t_prev.map_or(1.0, |prev| alpha_bars[prev]));
             let noise = match (settings.sampler, t_prev) {
                 (SamplerKind::Ddpm, Some(_)) => Some(rng::normal_f32(&mut rng::stream(settings.seed, &format!("generate/ddpm/{idx}")), n * width)),
@@ -204,6 +214,11 @@ impl Generator {
                     SamplerKind::Ddim => step.ddim(*value, x0),
                     SamplerKind::Ddpm => step.ancestral(*value, x0, noise.as_ref().map_or(0.0, |noise| noise[pos])),
                 };
+            }
+            // The update runs over all samples at once: each batch takes its share.
+            let update = update_started.elapsed();
+            for (rows, time) in batch_times.iter_mut() {
+                *time += update.mul_f64(*rows as f64 / n as f64);
             }
         }
         Ok((x, timesteps.len()))

@@ -11,7 +11,7 @@ use crate::train::EpochStats;
 
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
     let settings = FitSettings {
-        data_options: DataOptions { label: args.label.clone(), image_shape: args.image_shape, missing: args.missing },
+        data_options: DataOptions { label: args.label.clone(), image_shape: args.image_shape, missing: args.missing, ..DataOptions::default() },
         data: args.data.clone(),
         family: args.family,
         split: SplitSpec::new(args.seed, args.holdout, args.fraction)?,

@@ -1,0 +1,74 @@
+//! `synth-edge evaluate`: assess synthetic data against the site's real data on the six axes,
+//! either generating it from a bundle (`--model --real`) or reading it from a file made by
+//! anything (`--real-train --real-holdout --synthetic --label`).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::assess::{DataSummary, assess, read_synthetic, real_for_bundle, real_from_files};
+use crate::bundle::Bundle;
+use crate::cli::EvaluateArgs;
+use crate::data::write_atomically;
+use crate::metrics::{Assessment, EvalSettings, Metric, Skipped, efficiency_metrics, format_table, sort_by_axis};
+use crate::output::synthetic_dataset;
+use crate::sampler::{ClassChoice, Generator, SampleSettings};
+
+/// The JSON report: `{"data": {...}, "metrics": [...], "skipped": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    pub data: DataSummary,
+    pub metrics: &'a [Metric],
+    pub skipped: &'a [Skipped],
+}
+
+pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
+    let settings = EvalSettings { k: args.k, seed: args.seed, replicates: args.bootstrap, ..EvalSettings::default() };
+    let (assessment, summary) = match (&args.model, &args.real, &args.real_train, &args.real_holdout, &args.synthetic) {
+        (Some(model), Some(real), None, None, None) => evaluate_bundle(model, real, args, &settings)?,
+        (None, None, Some(train), Some(holdout), Some(synthetic)) => {
+            let label = args.label.as_deref().context("--label is required with --real-train / --real-holdout / --synthetic")?;
+            let real = real_from_files(train, holdout, label, args.image_shape)?;
+            let synthetic_data = read_synthetic(synthetic, &real)?;
+            assess(&real, &synthetic_data, &settings)?
+        }
+        _ => bail!(
+            "evaluate takes either --model DIR --real DATA, or --real-train R.csv --real-holdout H.csv --synthetic S.csv --label COLUMN"
+        ),
+    };
+    println!(
+        "{} real train, {} real hold-out, {} synthetic rows; {} features",
+        summary.n_real_train, summary.n_real_holdout, summary.n_synthetic, summary.n_features
+    );
+    print!("{}", format_table(&assessment.metrics, &assessment.skipped));
+    if let Some(path) = &args.json {
+        let report = Report { data: summary, metrics: &assessment.metrics, skipped: &assessment.skipped };
+        write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn evaluate_bundle(model: &Path, real: &Path, args: &EvaluateArgs, settings: &EvalSettings) -> anyhow::Result<(Assessment, DataSummary)> {
+    if args.n == 0 {
+        bail!("invalid --n 0: expected at least 1 sample");
+    }
+    let bundle = Bundle::open(model)?;
+    let real_data = real_for_bundle(&bundle, real)?;
+    let mut generator = Generator::new(&bundle, args.engine.engine, args.engine.threads)?;
+    let sample_settings = SampleSettings {
+        n: args.n,
+        seed: args.seed,
+        classes: ClassChoice::Proportional,
+        steps: args.steps,
+        sampler: args.sampler,
+        batch: args.batch,
+    };
+    let samples = generator.generate(&sample_settings)?;
+    let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;
+    let (mut assessment, summary) = assess(&real_data, &synthetic, settings)?;
+    assessment.metrics.extend(efficiency_metrics(&samples.batch_times, settings.seed, settings.replicates));
+    sort_by_axis(&mut assessment.metrics);
+    Ok((assessment, summary))
+}

@@ -1,0 +1,96 @@
+//! Every nearest-neighbour figure of an assessment, from five passes of the k-NN core:
+//!
+//! - fidelity: `precision`, `density`; diversity: `recall`, `coverage` — Naeem et al. 2020 with
+//!   the reference implementation's strict comparisons (a real sample's ball has the radius of
+//!   its k-th nearest other real sample; likewise for synthetic samples);
+//! - privacy: distance to the closest real-train record of each synthetic sample
+//!   (`dcr_train_median`, `dcr_train_p05`) and to the closest hold-out record
+//!   (`dcr_holdout_median`); `closer_to_train_share`, the share of synthetic samples strictly
+//!   closer to a train record than to any hold-out record, measured against a seeded train subset
+//!   of the hold-out's size so that 0.5 means no preference; `nndr_mean`, the mean ratio of the
+//!   nearest to the second-nearest train distance (0 for an exact copy); `exact_copy_rate`;
+//!   `mia_auc`, a distance attack: members (train) and non-members (hold-out) scored by minus
+//!   their distance to the nearest synthetic sample, as ROC AUC (0.5: nothing leaks).
+//!
+//! Inputs are encoded feature matrices; outputs are [`Metric`]s with 95 % intervals.
+
+use super::intervals::{bootstrap, mean, median, quantile, roc_auc};
+use super::knn::{Rows, cross, nearest};
+use super::{Axis, Metric};
+
+/// Passes over the three sets; see the module documentation.
+pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>, k: usize, seed: u64, replicates: usize) -> Vec<Metric> {
+    let real_radius = nearest(train, train, k, true).column(k - 1);
+    let synthetic_radius = nearest(synthetic, synthetic, k, true).column(k - 1);
+    let to_train = cross(synthetic, train, 2, 1, Some(&synthetic_radius), Some(&real_radius));
+    let to_holdout = cross(synthetic, holdout, 1, 1, None, None);
+    let n_syn = synthetic.n_rows as u64;
+    let n_real = train.n_rows as u64;
+    let mut metrics = Vec::new();
+
+    // Fidelity and diversity (Naeem et al. 2020).
+    let counts = &to_train.a_in_b_balls;
+    let precise = counts.iter().filter(|&&count| count > 0).count() as u64;
+    metrics.push(Metric::proportion(Axis::Fidelity, "precision", precise, n_syn));
+    let density_of = |rows: &[usize]| rows.iter().map(|&j| f64::from(counts[j])).sum::<f64>() / (k as f64 * rows.len() as f64);
+    let all_synthetic: Vec<usize> = (0..synthetic.n_rows).collect();
+    let density = density_of(&all_synthetic);
+    let (low, high) = bootstrap(&[synthetic.n_rows], replicates, seed, "density", |idx| density_of(&idx[0]));
+    metrics.push(Metric::new(Axis::Fidelity, "density", density, low, high, n_syn));
+    let recalled = to_train.b_in_some_a_ball.iter().filter(|&&hit| hit).count() as u64;
+    metrics.push(Metric::proportion(Axis::Diversity, "recall", recalled, n_real));
+    let nearest_synthetic_to_train = to_train.b_nearest.column(0);
+    let covered = nearest_synthetic_to_train.iter().zip(&real_radius).filter(|(d, r)| d < r).count() as u64;
+    metrics.push(Metric::proportion(Axis::Diversity, "coverage", covered, n_real));
+
+    // Privacy.
+    let dcr_train = to_train.a_nearest.column(0);
+    let second = to_train.a_nearest.column(1);
+    let dcr_holdout = to_holdout.a_nearest.column(0);
+    let statistic_of = |values: &[f64], name: &str, statistic: &(dyn Fn(&[f64]) -> f64 + Sync)| {
+        let value = statistic(values);
+        let (low, high) = bootstrap(&[values.len()], replicates, seed, name, |idx| {
+            statistic(&idx[0].iter().map(|&j| values[j]).collect::<Vec<_>>())
+        });
+        Metric::new(Axis::Privacy, name, value, low, high, values.len() as u64)
+    };
+    metrics.push(statistic_of(&dcr_train, "dcr_train_median", &median));
+    metrics.push(statistic_of(&dcr_holdout, "dcr_holdout_median", &median));
+    metrics.push(statistic_of(&dcr_train, "dcr_train_p05", &|values| quantile(values, 0.05)));
+
+    let train_subset = balanced_train_subset(train, holdout.n_rows, seed);
+    let subset_rows = Rows::new(&train_subset, train.dim);
+    let to_subset = nearest(synthetic, subset_rows, 1, false).column(0);
+    let closer = to_subset.iter().zip(&dcr_holdout).filter(|(t, h)| t < h).count() as u64;
+    metrics.push(Metric::proportion(Axis::Privacy, "closer_to_train_share", closer, n_syn));
+
+    let ratios: Vec<f64> = dcr_train.iter().zip(&second).map(|(&d1, &d2)| if d1 == 0.0 { 0.0 } else { d1 / d2 }).collect();
+    metrics.push(statistic_of(&ratios, "nndr_mean", &mean));
+    let copies = dcr_train.iter().filter(|&&d| d == 0.0).count() as u64;
+    metrics.push(Metric::proportion(Axis::Privacy, "exact_copy_rate", copies, n_syn));
+
+    let members: Vec<f64> = nearest_synthetic_to_train.iter().map(|d| -d).collect();
+    let non_members: Vec<f64> = to_holdout.b_nearest.column(0).iter().map(|d| -d).collect();
+    let auc_of = |members: &[f64], non_members: &[f64]| {
+        let scores: Vec<f64> = members.iter().chain(non_members).copied().collect();
+        let positive: Vec<bool> = members.iter().map(|_| true).chain(non_members.iter().map(|_| false)).collect();
+        roc_auc(&scores, &positive)
+    };
+    let auc = auc_of(&members, &non_members);
+    let (low, high) = bootstrap(&[members.len(), non_members.len()], replicates, seed, "mia_auc", |idx| {
+        let m: Vec<f64> = idx[0].iter().map(|&i| members[i]).collect();
+        let h: Vec<f64> = idx[1].iter().map(|&i| non_members[i]).collect();
+        auc_of(&m, &h)
+    });
+    metrics.push(Metric::new(Axis::Privacy, "mia_auc", auc, low, high, (members.len() + non_members.len()) as u64));
+    metrics
+}
+
+/// A seeded sample (without replacement) of `size` train rows.
+fn balanced_train_subset(train: Rows<'_>, size: usize, seed: u64) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..train.n_rows).collect();
+    models::rng::shuffle(&mut models::rng::stream(seed, "privacy/train-subset"), &mut order);
+    order.truncate(size.min(train.n_rows));
+    order.sort_unstable();
+    order.iter().flat_map(|&row| train.row(row).iter().copied()).collect()
+}
