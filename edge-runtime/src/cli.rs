@@ -22,6 +22,12 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Measure sampling speed and memory of a bundle at batch 1 and 256.
     Bench(BenchArgs),
+    /// Push unsynced logbook rows to a hub over HTTP, or write them as batch files to a folder.
+    Sync(commands::sync::SyncArgs),
+    /// Run a hub (serve devices' syncs over HTTP) or import batch files into one.
+    Hub(commands::hub::HubArgs),
+    /// List recent runs and their headline figures from a logbook.
+    Log(commands::log::LogArgs),
 }
 
 /// How to run a bundle.
@@ -65,6 +71,9 @@ pub struct GenerateArgs {
     pub batch: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Log the run and its throughput in this logbook (created if missing).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +91,9 @@ pub struct BenchArgs {
     /// Diffusion step counts to measure (default: 10, 50 and all training steps).
     #[arg(long, value_delimiter = ',')]
     pub steps: Option<Vec<usize>>,
+    /// Log the run and its figures in this logbook (created if missing).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
 }
 
 fn parse_engine(text: &str) -> Result<EngineKind, String> {
@@ -97,5 +109,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
+        Command::Sync(args) => commands::sync::run(&args),
+        Command::Hub(args) => commands::hub::run(&args),
+        Command::Log(args) => commands::log::run(&args),
     }
 }

@@ -10,9 +10,11 @@ pub mod commands;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod logbook;
 pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod sampler;
+pub mod sync;
 
 pub use error::{Error, Result};

@@ -2,3 +2,7 @@
 
 pub mod bench;
 pub mod generate;
+pub mod hub;
+pub mod log;
+pub mod record;
+pub mod sync;

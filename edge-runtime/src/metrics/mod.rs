@@ -1,6 +1,8 @@
 //! The six assessment axes. Every figure is a [`Metric`]: a value with a 95 % interval and the
 //! number of samples behind it.
 
+pub mod timing;
+
 use serde::{Deserialize, Serialize};
 
 /// One figure of an assessment, as printed, written to JSON and stored in the logbook.
