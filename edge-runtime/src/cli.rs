@@ -25,6 +25,12 @@ pub enum Command {
     /// Assess synthetic data against real data on six axes (fidelity, diversity, efficiency,
     /// utility, robustness, privacy), with 95 % intervals.
     Evaluate(EvaluateArgs),
+    /// Push unsynced logbook rows to a hub over HTTP, or write them as batch files to a folder.
+    Sync(commands::sync::SyncArgs),
+    /// Run a hub (serve devices' syncs over HTTP) or import batch files into one.
+    Hub(commands::hub::HubArgs),
+    /// List recent runs and their headline figures from a logbook.
+    Log(commands::log::LogArgs),
 }
 
 /// How to run a bundle.
@@ -75,6 +81,9 @@ pub struct GenerateArgs {
     /// The real data the model was trained on (for --gate): the bundle's split is re-derived.
     #[arg(long)]
     pub real: Option<PathBuf>,
+    /// Log the run, its throughput and any gate figures in this logbook (created if missing).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +124,9 @@ pub struct EvaluateArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Log the run and its figures in this logbook (created if missing).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
     #[arg(long)]
     pub steps: Option<usize>,
     #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
@@ -140,6 +152,9 @@ pub struct BenchArgs {
     /// Diffusion step counts to measure (default: 10, 50 and all training steps).
     #[arg(long, value_delimiter = ',')]
     pub steps: Option<Vec<usize>>,
+    /// Log the run and its figures in this logbook (created if missing).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
 }
 
 fn parse_engine(text: &str) -> Result<EngineKind, String> {
@@ -160,5 +175,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Evaluate(args) => commands::evaluate::run(&args),
+        Command::Sync(args) => commands::sync::run(&args),
+        Command::Hub(args) => commands::hub::run(&args),
+        Command::Log(args) => commands::log::run(&args),
     }
 }

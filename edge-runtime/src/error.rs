@@ -28,6 +28,10 @@ pub enum Error {
 
     #[error("sync: {0}")]
     Sync(String),
+
+    /// The hub could not be reached or failed on its side; a later sync may succeed.
+    #[error("sync: hub {url} unreachable: {message}")]
+    HubUnreachable { url: String, message: String },
 }
 
 impl Error {

@@ -12,9 +12,11 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod logbook;
 pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod sampler;
+pub mod sync;
 
 pub use error::{Error, Result};

@@ -1,6 +1,8 @@
 //! `synth-edge bench`: samples per second and latency percentiles of end-to-end generation at
 //! batch 1 and batch 256 (and, for diffusion, per sampling-step count), peak resident memory and
-//! bundle size; printed as a table and optionally written as JSON.
+//! bundle size; printed as a table and optionally written as JSON, and with `--db` logged as a
+//! run with efficiency metrics. Latency and throughput carry 95 % bootstrap intervals over the
+//! timed repetitions.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -10,10 +12,16 @@ use serde::Serialize;
 use crate::bundle::Bundle;
 use crate::cli::BenchArgs;
 use crate::data::write_atomically;
+use crate::commands::record::run_recorded;
 use crate::memory::peak_rss_mb;
+use crate::metrics::Metric;
+use crate::metrics::timing::bootstrap_percentile_interval;
 use crate::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
 
 pub const BATCH_SIZES: [usize; 2] = [1, 256];
+
+/// The seed of the bootstrap intervals, logged with a recorded run.
+pub const BOOTSTRAP_SEED: u64 = 0;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchResult {
@@ -22,7 +30,11 @@ pub struct BenchResult {
     pub steps: Option<usize>,
     pub sampler: Option<String>,
     pub samples_per_second: f64,
+    /// 95 % bootstrap interval of `samples_per_second`.
+    pub samples_per_second_ci95: (f64, f64),
     pub p50_ms: f64,
+    /// 95 % bootstrap interval of `p50_ms`.
+    pub p50_ms_ci95: (f64, f64),
     pub p95_ms: f64,
     pub peak_rss_mb: Option<f64>,
     pub repeats: usize,
@@ -72,12 +84,17 @@ pub fn bench(bundle: &Bundle, generator: &mut Generator, repeats: usize, steps: 
         times.sort_unstable();
         let p50 = percentile(&times, 0.50);
         let p95 = percentile(&times, 0.95);
+        let times_ms: Vec<f64> = times.iter().map(|time| time.as_secs_f64() * 1e3).collect();
+        let purpose = format!("bench/bootstrap/batch{batch}/steps{steps:?}/{sampler}");
+        let (p50_ms_low, p50_ms_high) = bootstrap_percentile_interval(&times_ms, 0.5, BOOTSTRAP_SEED, &purpose);
         results.push(BenchResult {
             batch,
             steps,
             sampler: steps.map(|_| sampler.to_string()),
             samples_per_second: batch as f64 / p50.as_secs_f64().max(1e-12),
+            samples_per_second_ci95: (batch as f64 * 1e3 / p50_ms_high.max(1e-9), batch as f64 * 1e3 / p50_ms_low.max(1e-9)),
             p50_ms: p50.as_secs_f64() * 1e3,
+            p50_ms_ci95: (p50_ms_low, p50_ms_high),
             p95_ms: p95.as_secs_f64() * 1e3,
             peak_rss_mb: peak_rss_mb(),
             repeats: times.len(),
@@ -98,11 +115,52 @@ fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[rank - 1]
 }
 
+/// The report as logbook metrics on the efficiency axis, named by configuration
+/// (`samples_per_second.batch256`, `p50_ms.batch1.steps50.ddim`, ...). Peak memory and bundle
+/// size are measured, not estimated: their interval is the value itself.
+pub fn bench_metrics(report: &BenchReport) -> Vec<Metric> {
+    let efficiency = |name: String, value: f64, (ci_low, ci_high): (f64, f64), n: usize| Metric {
+        axis: "efficiency".to_owned(),
+        name,
+        value,
+        ci_low,
+        ci_high,
+        n: n as u64,
+    };
+    let mut metrics = Vec::new();
+    for result in &report.results {
+        let mut config = format!("batch{}", result.batch);
+        if let (Some(steps), Some(sampler)) = (result.steps, &result.sampler) {
+            config.push_str(&format!(".steps{steps}.{sampler}"));
+        }
+        metrics.push(efficiency(format!("samples_per_second.{config}"), result.samples_per_second, result.samples_per_second_ci95, result.repeats));
+        metrics.push(efficiency(format!("p50_ms.{config}"), result.p50_ms, result.p50_ms_ci95, result.repeats));
+    }
+    if let Some(peak) = report.results.iter().filter_map(|result| result.peak_rss_mb).reduce(f64::max) {
+        metrics.push(efficiency("peak_rss_mb".to_owned(), peak, (peak, peak), 1));
+    }
+    let size_kib = report.bundle_size_bytes as f64 / 1024.0;
+    metrics.push(efficiency("bundle_size_kib".to_owned(), size_kib, (size_kib, size_kib), 1));
+    metrics
+}
+
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let bundle = Bundle::open(&args.model)?;
     let mut generator = Generator::new(&bundle, args.engine.engine, args.engine.threads)?;
     let threads = crate::engine::resolve_threads(args.engine.threads);
-    let report = bench(&bundle, &mut generator, args.repeats, args.steps.as_deref(), threads)?;
+    let params = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "engine": generator.engine_kind().to_string(),
+        "threads": threads,
+        "repeats": args.repeats,
+        "steps": args.steps,
+        "bootstrap_seed": BOOTSTRAP_SEED,
+    });
+    let report = run_recorded(args.db.as_deref(), "bench", Some(&bundle), &params, || {
+        let report = bench(&bundle, &mut generator, args.repeats, args.steps.as_deref(), threads)?;
+        let metrics = bench_metrics(&report);
+        Ok((report, metrics))
+    })?;
     println!(
         "{} {} on {} thread(s), bundle {:.1} KiB",
         report.family,

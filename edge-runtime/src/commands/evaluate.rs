@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::assess::{DataSummary, assess, read_synthetic, real_for_bundle, real_from_files};
 use crate::bundle::Bundle;
 use crate::cli::EvaluateArgs;
+use crate::commands::record::run_recorded;
 use crate::data::write_atomically;
 use crate::metrics::{Assessment, EvalSettings, Metric, Skipped, efficiency_metrics, format_table, sort_by_axis};
 use crate::output::synthetic_dataset;
@@ -26,13 +27,39 @@ pub struct Report<'a> {
 
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     let settings = EvalSettings { k: args.k, seed: args.seed, replicates: args.bootstrap, ..EvalSettings::default() };
+    let path = |path: &Option<std::path::PathBuf>| path.as_ref().map(|p| p.display().to_string());
+    let params = serde_json::json!({
+        "model": path(&args.model),
+        "real": path(&args.real),
+        "real_train": path(&args.real_train),
+        "real_holdout": path(&args.real_holdout),
+        "synthetic": path(&args.synthetic),
+        "n": args.n,
+        "seed": args.seed,
+        "k": args.k,
+        "bootstrap": args.bootstrap,
+        "steps": args.steps,
+        "sampler": args.sampler.to_string(),
+        "engine": args.engine.engine.to_string(),
+    });
     let (assessment, summary) = match (&args.model, &args.real, &args.real_train, &args.real_holdout, &args.synthetic) {
-        (Some(model), Some(real), None, None, None) => evaluate_bundle(model, real, args, &settings)?,
+        (Some(model), Some(real), None, None, None) => {
+            let bundle = Bundle::open(model)?;
+            run_recorded(args.db.as_deref(), "evaluate", Some(&bundle), &params, || {
+                let (assessment, summary) = evaluate_bundle(&bundle, real, args, &settings)?;
+                let metrics = assessment.metrics.clone();
+                Ok(((assessment, summary), metrics))
+            })?
+        }
         (None, None, Some(train), Some(holdout), Some(synthetic)) => {
             let label = args.label.as_deref().context("--label is required with --real-train / --real-holdout / --synthetic")?;
-            let real = real_from_files(train, holdout, label, args.image_shape)?;
-            let synthetic_data = read_synthetic(synthetic, &real)?;
-            assess(&real, &synthetic_data, &settings)?
+            run_recorded(args.db.as_deref(), "evaluate", None, &params, || {
+                let real = real_from_files(train, holdout, label, args.image_shape)?;
+                let synthetic_data = read_synthetic(synthetic, &real)?;
+                let (assessment, summary) = assess(&real, &synthetic_data, &settings)?;
+                let metrics = assessment.metrics.clone();
+                Ok(((assessment, summary), metrics))
+            })?
         }
         _ => bail!(
             "evaluate takes either --model DIR --real DATA, or --real-train R.csv --real-holdout H.csv --synthetic S.csv --label COLUMN"
@@ -50,13 +77,12 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn evaluate_bundle(model: &Path, real: &Path, args: &EvaluateArgs, settings: &EvalSettings) -> anyhow::Result<(Assessment, DataSummary)> {
+fn evaluate_bundle(bundle: &Bundle, real: &Path, args: &EvaluateArgs, settings: &EvalSettings) -> anyhow::Result<(Assessment, DataSummary)> {
     if args.n == 0 {
         bail!("invalid --n 0: expected at least 1 sample");
     }
-    let bundle = Bundle::open(model)?;
-    let real_data = real_for_bundle(&bundle, real)?;
-    let mut generator = Generator::new(&bundle, args.engine.engine, args.engine.threads)?;
+    let real_data = real_for_bundle(bundle, real)?;
+    let mut generator = Generator::new(bundle, args.engine.engine, args.engine.threads)?;
     let sample_settings = SampleSettings {
         n: args.n,
         seed: args.seed,

@@ -1,5 +1,5 @@
 //! `synth-edge generate`: verify the bundle, sample, decode, (optionally) pass the release gate,
-//! write.
+//! write; with `--db`, log the run, its throughput and the gate's figures.
 
 use std::process::ExitCode;
 
@@ -8,13 +8,19 @@ use anyhow::Context;
 use crate::assess::{assess, real_for_bundle};
 use crate::bundle::Bundle;
 use crate::cli::GenerateArgs;
+use crate::commands::record::run_recorded;
 use crate::gate::Policy;
-use crate::metrics::EvalSettings;
+use crate::metrics::{EvalSettings, efficiency_metrics};
 use crate::output::{synthetic_dataset, write_samples};
 use crate::sampler::{ClassChoice, Generator, SampleSettings};
 
 /// Exit status when the release gate refuses a batch.
 pub const GATE_REFUSED: u8 = 3;
+
+/// The gate's refusal, carried through the error chain so the exit status can say so.
+#[derive(Debug, thiserror::Error)]
+#[error("release gate refused the batch; nothing was written:\n{0}")]
+pub struct GateRefused(pub String);
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     if args.n == 0 {
@@ -33,27 +39,47 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         (None, false) => ClassChoice::Proportional,
     };
     let settings = SampleSettings { n: args.n, seed: args.seed, classes, steps: args.steps, sampler: args.sampler, batch: args.batch };
-    let samples = generator.generate(&settings)?;
-
-    if let (Some(policy), Some(real)) = (&policy, &real) {
-        let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;
-        let eval_settings = EvalSettings { seed: args.seed, axes: policy.axes(), ..EvalSettings::default() };
-        let (assessment, _) = assess(real, &synthetic, &eval_settings)?;
-        let verdict = policy.judge(&assessment);
-        if !verdict.allows_release() {
-            eprintln!("release gate: refused; nothing was written to {}", args.out.display());
-            for line in &verdict.failed {
-                eprintln!("  FAIL {line}");
+    let params = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "n": args.n,
+        "out": args.out.display().to_string(),
+        "seed": args.seed,
+        "class": args.class,
+        "balanced": args.balanced,
+        "steps": args.steps,
+        "sampler": args.sampler.to_string(),
+        "batch": args.batch,
+        "engine": generator.engine_kind().to_string(),
+        "threads": crate::engine::resolve_threads(args.engine.threads),
+        "gate": args.gate.as_ref().map(|path| path.display().to_string()),
+    });
+    let outcome = run_recorded(args.db.as_deref(), "generate", Some(&bundle), &params, || {
+        let samples = generator.generate(&settings)?;
+        let mut metrics = efficiency_metrics(&samples.batch_times, args.seed, 200);
+        if let (Some(policy), Some(real)) = (&policy, &real) {
+            let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;
+            let eval_settings = EvalSettings { seed: args.seed, axes: policy.axes(), ..EvalSettings::default() };
+            let (assessment, _) = assess(real, &synthetic, &eval_settings)?;
+            let verdict = policy.judge(&assessment);
+            let lines: Vec<String> =
+                verdict.failed.iter().map(|line| format!("  FAIL {line}")).chain(verdict.passed.iter().map(|line| format!("  pass {line}"))).collect();
+            if !verdict.allows_release() {
+                return Err(GateRefused(lines.join("\n")).into());
             }
-            for line in &verdict.passed {
-                eprintln!("  pass {line}");
-            }
+            println!("release gate: passed\n{}", lines.join("\n"));
+            metrics.extend(assessment.metrics);
+        }
+        write_samples(&bundle.manifest, &samples, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+        Ok((samples, metrics))
+    });
+    let samples = match outcome {
+        Ok(samples) => samples,
+        Err(err) if err.downcast_ref::<GateRefused>().is_some() => {
+            eprintln!("error: {err:#}");
             return Ok(ExitCode::from(GATE_REFUSED));
         }
-        println!("release gate: passed ({})", verdict.passed.join("; "));
-    }
-
-    write_samples(&bundle.manifest, &samples, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+        Err(err) => return Err(err),
+    };
     let seconds = samples.elapsed.as_secs_f64();
     println!(
         "wrote {} {} samples to {} ({} engine, {} network evaluations each, {:.0} samples/s)",

@@ -3,3 +3,7 @@
 pub mod bench;
 pub mod evaluate;
 pub mod generate;
+pub mod hub;
+pub mod log;
+pub mod record;
+pub mod sync;

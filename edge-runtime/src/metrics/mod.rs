@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use models::ImageShape;
 use models::transform::Block;
+pub mod timing;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

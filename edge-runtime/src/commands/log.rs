@@ -1,0 +1,98 @@
+//! `synth-edge log`: the latest runs in a logbook with their headline figure on each axis, or
+//! one run in full (`--run ID`, any unique prefix of its id).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::logbook::{Logbook, RunRecord};
+use crate::metrics::Metric;
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The logbook.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// How many runs to list, newest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Show one run in full: parameters and every metric.
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
+    if !args.db.is_file() {
+        anyhow::bail!("{}: no logbook there; expected the file given to --db by generate, bench or evaluate", args.db.display());
+    }
+    let logbook = Logbook::open(&args.db)?;
+    if let Some(id) = &args.run {
+        let run = logbook.find_run(id)?.ok_or_else(|| anyhow::anyhow!("{}: no run with id {id}", args.db.display()))?;
+        print_run(&run)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runs = logbook.recent_runs(args.limit)?;
+    if runs.is_empty() {
+        println!("no runs in {}", args.db.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<8}  {:<19}  {:<8}  {:<7}  {:<12}  headline figures", "run", "started (UTC)", "kind", "status", "model");
+    for run in &runs {
+        let figures: Vec<String> = run.headline_metrics.iter().map(describe).collect();
+        let figures = match (&run.message, figures.is_empty()) {
+            (Some(message), _) => message.lines().next().unwrap_or_default().to_owned(),
+            (None, true) => "-".to_owned(),
+            (None, false) => figures.join("; "),
+        };
+        println!(
+            "{:<8}  {:<19}  {:<8}  {:<7}  {:<12}  {figures}",
+            run.id.get(..8).unwrap_or(&run.id),
+            run.started_at.get(..19).unwrap_or(&run.started_at).replace('T', " "),
+            run.kind,
+            run.status.as_str(),
+            run.model_sha256.as_deref().and_then(|sha| sha.get(..12)).unwrap_or("-"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_run(run: &RunRecord) -> anyhow::Result<()> {
+    println!("run       {}", run.id);
+    println!("kind      {}", run.kind);
+    println!("status    {}", run.status);
+    println!("device    {}", run.device_id);
+    println!("model     {}", run.model_sha256.as_deref().unwrap_or("-"));
+    println!("started   {}", run.started_at);
+    println!("finished  {}", run.finished_at.as_deref().unwrap_or("-"));
+    if let Some(message) = &run.message {
+        println!("message   {message}");
+    }
+    println!("params    {}", serde_json::to_string_pretty(&run.params)?.replace('\n', "\n          "));
+    for metric in &run.metrics {
+        println!("  {}", describe(metric));
+    }
+    Ok(())
+}
+
+/// `efficiency/samples_per_second 1234 [1200, 1270] n=50`
+fn describe(metric: &Metric) -> String {
+    format!(
+        "{}/{} {} [{}, {}] n={}",
+        metric.axis,
+        metric.name,
+        figure(metric.value),
+        figure(metric.ci_low),
+        figure(metric.ci_high),
+        metric.n
+    )
+}
+
+/// A figure with precision to match its size.
+fn figure(value: f64) -> String {
+    match value.abs() {
+        magnitude if magnitude >= 1000.0 => format!("{value:.0}"),
+        magnitude if magnitude >= 1.0 => format!("{value:.2}"),
+        _ => format!("{value:.4}"),
+    }
+}

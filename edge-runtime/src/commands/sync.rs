@@ -1,0 +1,100 @@
+//! `synth-edge sync`: push a device's unsynced logbook rows to a hub over HTTP (`--to`), or write
+//! them as batch files into a folder (`--to-dir`); with `--every`, keep syncing on an interval
+//! until SIGTERM, backing off while the hub is unreachable.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::error::Error;
+use crate::logbook::Logbook;
+use crate::sync::client::HubClient;
+use crate::sync::{self, DEFAULT_BATCH_RUNS, SyncReport, Token};
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// The device's logbook.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The hub, such as http://192.168.1.10:8750.
+    #[arg(long, required_unless_present = "to_dir", conflicts_with = "to_dir", requires = "token_file")]
+    pub to: Option<String>,
+    /// Write batch files into this existing folder instead (a USB stick for a site with no link).
+    #[arg(long)]
+    pub to_dir: Option<PathBuf>,
+    /// A file holding the token the hub expects.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Keep syncing at this interval (30s, 15m, 1h) until SIGTERM.
+    #[arg(long, value_parser = sync::parse_interval, requires = "to")]
+    pub every: Option<Duration>,
+    /// Done or failed runs per batch.
+    #[arg(long, default_value_t = DEFAULT_BATCH_RUNS)]
+    pub batch_runs: usize,
+}
+
+enum Destination {
+    Hub(HubClient),
+    Folder(PathBuf),
+}
+
+pub fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let destination = match (&args.to, &args.to_dir, &args.token_file) {
+        (Some(url), None, Some(token_file)) => Destination::Hub(HubClient::new(url, Token::read(token_file)?)?),
+        (None, Some(dir), _) => Destination::Folder(dir.clone()),
+        _ => anyhow::bail!("expected either --to URL with --token-file FILE, or --to-dir DIR"),
+    };
+    let stop = sync::stop_flag_on_signals()?;
+    let logbook = Logbook::open(&args.db)?;
+    match (destination, args.every) {
+        (Destination::Folder(dir), _) => {
+            let report = sync::write_to_dir(&logbook, &dir, args.batch_runs, &stop)?;
+            print_report(&report, &dir.display().to_string());
+            for file in &report.files {
+                println!("  {}", file.display());
+            }
+        }
+        (Destination::Hub(hub), None) => {
+            let report = sync::push_to_hub(&logbook, &hub, args.batch_runs, &stop)?;
+            print_report(&report, hub.base_url());
+        }
+        (Destination::Hub(hub), Some(interval)) => sync_periodically(&logbook, &hub, args.batch_runs, interval, &stop)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Syncs, then waits `interval`; while the hub is unreachable waits less, doubling from
+/// [`sync::FIRST_RETRY`]. A refused token or batch ends the loop with the error.
+fn sync_periodically(logbook: &Logbook, hub: &HubClient, batch_runs: usize, interval: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
+    let mut failures = 0_u32;
+    eprintln!("syncing {} to {} every {}s until SIGTERM", logbook.path().display(), hub.base_url(), interval.as_secs());
+    loop {
+        match sync::push_to_hub(logbook, hub, batch_runs, stop) {
+            Ok(report) => {
+                failures = 0;
+                if report.settled_runs > 0 {
+                    print_report(&report, hub.base_url());
+                }
+            }
+            Err(err @ Error::HubUnreachable { .. }) => {
+                failures = failures.saturating_add(1);
+                eprintln!("{err}; retrying in {}s", sync::next_delay(interval, failures).as_secs());
+            }
+            Err(err) => return Err(err.into()),
+        }
+        if stop.load(Ordering::SeqCst) || sync::sleep_unless_stopped(sync::next_delay(interval, failures), stop) {
+            eprintln!("stopping on signal");
+            return Ok(());
+        }
+    }
+}
+
+fn print_report(report: &SyncReport, destination: &str) {
+    println!(
+        "synced {} done/failed run(s) with {} metric(s) and {} running run(s) to {destination} in {} batch(es)",
+        report.settled_runs, report.metrics, report.running_runs, report.batches
+    );
+}

@@ -1,0 +1,744 @@
+//! The logbook: a SQLite file (WAL, foreign keys on, `synchronous = FULL`) holding this device,
+//! the models it ran, every run with its parameters and status, and each run's metrics. This
+//! module is the only code in the program that touches SQLite.
+//!
+//! A run is written twice: [`Logbook::start_run`] commits a `running` row at once, and
+//! [`Logbook::finish_run`] commits all of its metrics together with `done` in one transaction.
+//! A power cut or a kill therefore leaves either a whole run or a `running` row, never a `done`
+//! run missing metrics. The same file serves as a hub: [`Logbook::apply_rows`] merges rows from
+//! other devices, inserting or ignoring by primary key, so a repeated batch changes nothing.
+
+mod schema;
+pub mod timestamp;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::error::{Error, Result};
+use crate::metrics::Metric;
+
+/// How long a writer waits for another process holding the file (a sync beside a generate).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The axes in the order reports list them; a run's first metric on each is its headline.
+pub const AXES: [&str; 6] = ["fidelity", "diversity", "efficiency", "utility", "robustness", "privacy"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Done,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// Done and failed runs never change again; only they are marked synced.
+    pub fn is_settled(self) -> bool {
+        self != RunStatus::Running
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        match text {
+            "running" => Ok(RunStatus::Running),
+            "done" => Ok(RunStatus::Done),
+            "failed" => Ok(RunStatus::Failed),
+            other => Err(format!("unknown run status `{other}`; expected running, done or failed")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    pub id: String,
+    pub hostname: String,
+    pub first_seen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRecord {
+    /// SHA-256 of the bundle's `model.onnx`, as in its manifest.
+    pub sha256: String,
+    pub manifest_json: String,
+    pub registered_at: String,
+}
+
+/// A run with its parameters and every metric, for reports and the hub's read endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub device_id: String,
+    pub model_sha256: Option<String>,
+    pub kind: String,
+    pub params: serde_json::Value,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: RunStatus,
+    /// Why a failed run failed.
+    pub message: Option<String>,
+    /// In the order they were recorded.
+    pub metrics: Vec<Metric>,
+}
+
+/// A run as `synth-edge log` lists it: its headline figure on each axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub id: String,
+    pub kind: String,
+    pub status: RunStatus,
+    pub model_sha256: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub message: Option<String>,
+    pub n_metrics: usize,
+    /// The first metric recorded on each axis, axes in [`AXES`] order, then any others by name.
+    pub headline_metrics: Vec<Metric>,
+}
+
+/// A `models` row as it travels in a sync batch; the manifest's JSON text is kept byte for byte.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRow {
+    pub sha256: String,
+    pub manifest: Box<RawValue>,
+    pub registered_at: String,
+}
+
+/// A `runs` row as it travels in a sync batch; the parameters' JSON text is kept byte for byte.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRow {
+    pub id: String,
+    pub device_id: String,
+    pub model_sha256: Option<String>,
+    pub kind: String,
+    pub params: Box<RawValue>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: RunStatus,
+    pub message: Option<String>,
+}
+
+/// A `metrics` row as it travels in a sync batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRow {
+    pub run_id: String,
+    pub axis: String,
+    pub name: String,
+    pub value: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub n: u64,
+}
+
+/// Rows to move from one logbook to another: what a sync batch carries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncRows {
+    pub devices: Vec<DeviceRecord>,
+    pub models: Vec<ModelRow>,
+    pub runs: Vec<RunRow>,
+    pub metrics: Vec<MetricRow>,
+}
+
+impl SyncRows {
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty() && self.models.is_empty() && self.runs.is_empty() && self.metrics.is_empty()
+    }
+
+    pub fn n_settled_runs(&self) -> usize {
+        self.runs.iter().filter(|run| run.status.is_settled()).count()
+    }
+}
+
+/// What applying a batch changed; all zero when the batch had been applied before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplySummary {
+    pub devices_added: usize,
+    pub models_added: usize,
+    pub runs_added: usize,
+    /// Runs the hub held as `running` that the batch reports done or failed.
+    pub runs_settled: usize,
+    pub metrics_added: usize,
+}
+
+impl ApplySummary {
+    pub fn changed_anything(&self) -> bool {
+        *self != ApplySummary::default()
+    }
+}
+
+impl fmt::Display for ApplySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} new device(s), {} new model(s), {} new run(s), {} run(s) settled, {} new metric(s)",
+            self.devices_added, self.models_added, self.runs_added, self.runs_settled, self.metrics_added
+        )
+    }
+}
+
+pub struct Logbook {
+    connection: Connection,
+    path: PathBuf,
+    device_id: String,
+}
+
+impl fmt::Debug for Logbook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Logbook").field("path", &self.path).field("device_id", &self.device_id).finish()
+    }
+}
+
+impl Logbook {
+    /// Opens the logbook at `path`, creating it or migrating it to [`SCHEMA_VERSION`]; on first
+    /// open it records this device (a new UUID and the hostname).
+    pub fn open(path: &Path) -> Result<Logbook> {
+        let failure = |message: String| Error::Logbook { path: path.to_owned(), message };
+        let mut connection = Connection::open(path).map_err(|err| failure(format!("cannot open: {err}")))?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(|err| failure(format!("cannot set the busy timeout: {err}")))?;
+        let journal_mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(|err| failure(format!("is not a SQLite logbook (switching to WAL failed: {err})")))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(failure(format!("journal mode is `{journal_mode}`; expected WAL (is the file on a filesystem without shared memory?)")));
+        }
+        // FULL, not NORMAL: in WAL mode NORMAL cannot corrupt the file, but a power cut may undo
+        // the last commits, and a run reported done must stay done.
+        connection.pragma_update(None, "synchronous", "FULL").map_err(|err| failure(format!("cannot set synchronous: {err}")))?;
+        connection.pragma_update(None, "foreign_keys", true).map_err(|err| failure(format!("cannot enable foreign keys: {err}")))?;
+        // Writers take the lock when the transaction begins, so two processes never deadlock
+        // upgrading read locks; the busy timeout makes the second one wait.
+        connection.set_transaction_behavior(TransactionBehavior::Immediate);
+        schema::migrate(&connection, path)?;
+        let device_id = own_device(&connection).map_err(|err| failure(format!("cannot record this device: {err}")))?;
+        Ok(Logbook { connection, path: path.to_owned(), device_id })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This logbook's own device, as stored in `devices`.
+    pub fn device_id(&self) -> &str {
+        &self.device_id
+    }
+
+    fn failure(&self, context: impl fmt::Display, err: impl fmt::Display) -> Error {
+        Error::Logbook { path: self.path.clone(), message: format!("{context}: {err}") }
+    }
+
+    /// Records a bundle by the SHA-256 of its `model.onnx`; a bundle already known is left as it is.
+    pub fn register_model(&self, bundle_sha256: &str, manifest_json: &str) -> Result<()> {
+        let context = || format!("registering model {bundle_sha256}");
+        if bundle_sha256.len() != 64 || !bundle_sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(self.failure(context(), "expected a SHA-256 as 64 hexadecimal digits"));
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(manifest_json).map_err(|err| self.failure(context(), format!("the manifest is not JSON: {err}")))?;
+        self.connection
+            .execute(
+                "INSERT OR IGNORE INTO models (sha256, manifest, registered_at) VALUES (?1, ?2, ?3)",
+                params![bundle_sha256.to_ascii_lowercase(), manifest_json, timestamp::now()],
+            )
+            .map_err(|err| self.failure(context(), err))?;
+        Ok(())
+    }
+
+    /// Commits a `running` row for a new run and returns its UUID. The model, if given, must have
+    /// been registered.
+    pub fn start_run(&self, kind: &str, model_sha256: Option<&str>, params: &serde_json::Value) -> Result<String> {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let model_id = model_sha256.map(str::to_ascii_lowercase);
+        let context = || format!("starting a {kind} run");
+        if let Some(model_id) = &model_id {
+            let known: Option<i64> = self
+                .connection
+                .query_row("SELECT 1 FROM models WHERE sha256 = ?1", [model_id], |row| row.get(0))
+                .optional()
+                .map_err(|err| self.failure(context(), err))?;
+            if known.is_none() {
+                return Err(self.failure(context(), format!("model {model_id} is not registered; register the bundle first")));
+            }
+        }
+        self.connection
+            .execute(
+                "INSERT INTO runs (id, device_id, model_id, kind, params, started_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+                params![run_id, self.device_id, model_id, kind, params.to_string(), timestamp::now()],
+            )
+            .map_err(|err| self.failure(context(), err))?;
+        Ok(run_id)
+    }
+
+    /// Stores all of a run's metrics and marks it done, in one transaction: either all of it is
+    /// in the file or none of it. Metrics must be finite and unique by `(axis, name)`.
+    pub fn finish_run(&self, run_id: &str, metrics: &[Metric]) -> Result<()> {
+        let context = || format!("finishing run {run_id}");
+        for metric in metrics {
+            for (field, value) in [("value", metric.value), ("ci_low", metric.ci_low), ("ci_high", metric.ci_high)] {
+                if !value.is_finite() {
+                    return Err(self.failure(
+                        context(),
+                        format!("metric {}/{} has {field} = {value}; the logbook stores finite numbers only", metric.axis, metric.name),
+                    ));
+                }
+            }
+        }
+        let transaction = self.connection.unchecked_transaction().map_err(|err| self.failure(context(), err))?;
+        self.settle_run(&transaction, run_id, RunStatus::Done, None)?;
+        {
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO metrics (run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .map_err(|err| self.failure(context(), err))?;
+            for metric in metrics {
+                sql_count(metric.n)
+                    .and_then(|n| insert.execute(params![run_id, metric.axis, metric.name, metric.value, metric.ci_low, metric.ci_high, n]))
+                    .map_err(|err| self.failure(format!("{}: recording metric {}/{}", context(), metric.axis, metric.name), err))?;
+            }
+        }
+        transaction.commit().map_err(|err| self.failure(context(), err))
+    }
+
+    /// Marks a running run failed, with the reason.
+    pub fn fail_run(&self, run_id: &str, message: &str) -> Result<()> {
+        self.settle_run(&self.connection, run_id, RunStatus::Failed, Some(message))
+    }
+
+    fn settle_run(&self, connection: &Connection, run_id: &str, status: RunStatus, message: Option<&str>) -> Result<()> {
+        let context = || format!("marking run {run_id} {status}");
+        let changed = connection
+            .execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3, message = ?4 WHERE id = ?1 AND status = 'running'",
+                params![run_id, status.as_str(), timestamp::now(), message],
+            )
+            .map_err(|err| self.failure(context(), err))?;
+        if changed == 1 {
+            return Ok(());
+        }
+        let current: Option<String> = connection
+            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| row.get(0))
+            .optional()
+            .map_err(|err| self.failure(context(), err))?;
+        Err(self.failure(
+            context(),
+            match current {
+                Some(current) => format!("the run is already {current}; expected a running run"),
+                None => "no such run".to_owned(),
+            },
+        ))
+    }
+
+    /// The latest `limit` runs, newest first, with their headline figures.
+    pub fn recent_runs(&self, limit: usize) -> Result<Vec<RunSummary>> {
+        let context = "listing recent runs";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut statement = self
+            .connection
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1"))
+            .map_err(|err| self.failure(context, err))?;
+        let runs = statement.query_map([limit], run_from_row).map_err(|err| self.failure(context, err))?;
+        let mut summaries = Vec::new();
+        for run in runs {
+            let run = run.map_err(|err| self.failure(context, err))?;
+            let metrics = self.metrics_of(&run.id)?;
+            summaries.push(RunSummary {
+                n_metrics: metrics.len(),
+                headline_metrics: headline_metrics(&metrics),
+                id: run.id,
+                kind: run.kind,
+                status: run.status,
+                model_sha256: run.model_sha256,
+                started_at: run.started_at,
+                finished_at: run.finished_at,
+                message: run.message,
+            });
+        }
+        Ok(summaries)
+    }
+
+    /// The run whose id starts with `id_prefix`, if exactly one does.
+    pub fn find_run(&self, id_prefix: &str) -> Result<Option<RunRecord>> {
+        let context = format!("looking up run {id_prefix}");
+        let mut statement = self
+            .connection
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"))
+            .map_err(|err| self.failure(&context, err))?;
+        let mut found: Vec<RunRecord> =
+            statement.query_map([id_prefix], run_from_row).and_then(Iterator::collect).map_err(|err| self.failure(&context, err))?;
+        match found.len() {
+            0 => Ok(None),
+            1 => {
+                let mut run = found.remove(0);
+                run.metrics = self.metrics_of(&run.id)?;
+                Ok(Some(run))
+            }
+            _ => Err(self.failure(&context, "more than one run starts with it; give more of the id")),
+        }
+    }
+
+    /// Every run, oldest first, with its parameters and metrics.
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        let context = "listing runs";
+        let mut metrics_by_run: HashMap<String, Vec<Metric>> = HashMap::new();
+        let mut statement = self
+            .connection
+            .prepare("SELECT run_id, axis, name, value, ci_low, ci_high, n FROM metrics ORDER BY rowid")
+            .map_err(|err| self.failure(context, err))?;
+        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, metric_from_row(row, 1)?))).map_err(|err| self.failure(context, err))?;
+        for row in rows {
+            let (run_id, metric) = row.map_err(|err| self.failure(context, err))?;
+            metrics_by_run.entry(run_id).or_default().push(metric);
+        }
+        let mut statement = self
+            .connection
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at, id"))
+            .map_err(|err| self.failure(context, err))?;
+        let mut runs: Vec<RunRecord> = statement.query_map([], run_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))?;
+        for run in &mut runs {
+            run.metrics = metrics_by_run.remove(&run.id).unwrap_or_default();
+        }
+        Ok(runs)
+    }
+
+    pub fn models(&self) -> Result<Vec<ModelRecord>> {
+        let context = "listing models";
+        let mut statement =
+            self.connection.prepare("SELECT sha256, manifest, registered_at FROM models ORDER BY registered_at, sha256").map_err(|err| self.failure(context, err))?;
+        statement
+            .query_map([], |row| Ok(ModelRecord { sha256: row.get(0)?, manifest_json: row.get(1)?, registered_at: row.get(2)? }))
+            .and_then(Iterator::collect)
+            .map_err(|err| self.failure(context, err))
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>> {
+        let context = "listing devices";
+        let mut statement =
+            self.connection.prepare("SELECT id, hostname, first_seen FROM devices ORDER BY first_seen, id").map_err(|err| self.failure(context, err))?;
+        statement.query_map([], device_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))
+    }
+
+    /// The lines of `PRAGMA integrity_check`: `["ok"]` for a sound file.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let context = "checking integrity";
+        let mut lines = Vec::new();
+        self.connection
+            .pragma_query(None, "integrity_check", |row| {
+                lines.push(row.get(0)?);
+                Ok(())
+            })
+            .map_err(|err| self.failure(context, err))?;
+        Ok(lines)
+    }
+
+    fn metrics_of(&self, run_id: &str) -> Result<Vec<Metric>> {
+        let context = || format!("reading the metrics of run {run_id}");
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT axis, name, value, ci_low, ci_high, n FROM metrics WHERE run_id = ?1 ORDER BY rowid")
+            .map_err(|err| self.failure(context(), err))?;
+        statement.query_map([run_id], |row| metric_from_row(row, 0)).and_then(Iterator::collect).map_err(|err| self.failure(context(), err))
+    }
+
+    /// The next rows a sync should send: up to `max_runs` settled runs not yet synced (oldest
+    /// first) with their metrics, with `include_running` also every running run, and the devices
+    /// and models those runs refer to or that were never synced. Empty when nothing is left.
+    pub fn pending_rows(&self, max_runs: usize, include_running: bool) -> Result<SyncRows> {
+        let context = "collecting rows to sync";
+        let max_runs = i64::try_from(max_runs).unwrap_or(i64::MAX);
+        let mut runs: Vec<RunRow> = {
+            let mut statement = self
+                .connection
+                .prepare(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE status != 'running'
+                     AND id NOT IN (SELECT row_key FROM synced WHERE row_kind = 'run')
+                     ORDER BY started_at, id LIMIT ?1"
+                ))
+                .map_err(|err| self.failure(context, err))?;
+            statement.query_map([max_runs], run_row_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))?
+        };
+        if include_running {
+            let mut statement = self
+                .connection
+                .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY started_at, id"))
+                .map_err(|err| self.failure(context, err))?;
+            let running: Vec<RunRow> = statement.query_map([], run_row_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))?;
+            runs.extend(running);
+        }
+        let mut metrics = Vec::new();
+        for run in runs.iter().filter(|run| run.status.is_settled()) {
+            metrics.extend(self.metrics_of(&run.id)?.into_iter().map(|metric| MetricRow {
+                run_id: run.id.clone(),
+                axis: metric.axis,
+                name: metric.name,
+                value: metric.value,
+                ci_low: metric.ci_low,
+                ci_high: metric.ci_high,
+                n: metric.n,
+            }));
+        }
+        let wanted_devices: BTreeSet<&str> = runs.iter().map(|run| run.device_id.as_str()).collect();
+        let wanted_models: BTreeSet<&str> = runs.iter().filter_map(|run| run.model_sha256.as_deref()).collect();
+        let unsynced = |kind: &str| -> Result<BTreeSet<String>> {
+            let mut statement = self
+                .connection
+                .prepare(&format!(
+                    "SELECT {key} FROM {kind}s WHERE {key} NOT IN (SELECT row_key FROM synced WHERE row_kind = ?1)",
+                    key = if kind == "model" { "sha256" } else { "id" }
+                ))
+                .map_err(|err| self.failure(context, err))?;
+            statement.query_map([kind], |row| row.get(0)).and_then(Iterator::collect).map_err(|err| self.failure(context, err))
+        };
+        let mut device_ids = unsynced("device")?;
+        device_ids.extend(wanted_devices.into_iter().map(str::to_owned));
+        let mut model_ids = unsynced("model")?;
+        model_ids.extend(wanted_models.into_iter().map(str::to_owned));
+        let mut devices = Vec::with_capacity(device_ids.len());
+        for id in &device_ids {
+            devices.push(
+                self.connection
+                    .query_row("SELECT id, hostname, first_seen FROM devices WHERE id = ?1", [id], device_from_row)
+                    .map_err(|err| self.failure(context, err))?,
+            );
+        }
+        let mut models = Vec::with_capacity(model_ids.len());
+        for sha256 in &model_ids {
+            let (manifest, registered_at): (String, String) = self
+                .connection
+                .query_row("SELECT manifest, registered_at FROM models WHERE sha256 = ?1", [sha256], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(|err| self.failure(context, err))?;
+            let manifest = RawValue::from_string(manifest).map_err(|err| self.failure(format!("model {sha256}"), format!("stored manifest is not JSON: {err}")))?;
+            models.push(ModelRow { sha256: sha256.clone(), manifest, registered_at });
+        }
+        Ok(SyncRows { devices, models, runs, metrics })
+    }
+
+    /// Records that a hub acknowledged `rows` (sent in the batch with checksum `batch_sha256`):
+    /// its devices, models and settled runs are not sent again. Running runs stay unsynced.
+    pub fn mark_synced(&self, rows: &SyncRows, batch_sha256: &str) -> Result<()> {
+        let context = "marking rows synced";
+        let transaction = self.connection.unchecked_transaction().map_err(|err| self.failure(context, err))?;
+        {
+            let mut insert = transaction
+                .prepare_cached("INSERT OR IGNORE INTO synced (row_kind, row_key, batch_sha256, synced_at) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(|err| self.failure(context, err))?;
+            let now = timestamp::now();
+            let keys = rows
+                .devices
+                .iter()
+                .map(|device| ("device", device.id.as_str()))
+                .chain(rows.models.iter().map(|model| ("model", model.sha256.as_str())))
+                .chain(rows.runs.iter().filter(|run| run.status.is_settled()).map(|run| ("run", run.id.as_str())));
+            for (kind, key) in keys {
+                insert.execute(params![kind, key, batch_sha256, now]).map_err(|err| self.failure(context, err))?;
+            }
+        }
+        transaction.commit().map_err(|err| self.failure(context, err))
+    }
+
+    /// Merges rows from another logbook in one transaction: rows are inserted or ignored by
+    /// primary key, and a run held as `running` is settled when the rows say it is done or
+    /// failed. Applying the same rows twice changes nothing the second time. Rows that break a
+    /// constraint (a metric of an unknown run, a bad status) abort the whole transaction.
+    pub fn apply_rows(&self, rows: &SyncRows) -> Result<ApplySummary> {
+        let context = "applying a sync batch";
+        let fail = |err: rusqlite::Error| self.failure(context, err);
+        let mut summary = ApplySummary::default();
+        let transaction = self.connection.unchecked_transaction().map_err(fail)?;
+        {
+            let mut insert_device = transaction.prepare_cached("INSERT OR IGNORE INTO devices (id, hostname, first_seen) VALUES (?1, ?2, ?3)").map_err(fail)?;
+            for device in &rows.devices {
+                summary.devices_added += insert_device.execute(params![device.id, device.hostname, device.first_seen]).map_err(fail)?;
+            }
+            let mut insert_model =
+                transaction.prepare_cached("INSERT OR IGNORE INTO models (sha256, manifest, registered_at) VALUES (?1, ?2, ?3)").map_err(fail)?;
+            for model in &rows.models {
+                summary.models_added += insert_model.execute(params![model.sha256, model.manifest.get(), model.registered_at]).map_err(fail)?;
+            }
+            let mut insert_run = transaction
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO runs (id, device_id, model_id, kind, params, started_at, finished_at, status, message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(fail)?;
+            let mut settle_run = transaction
+                .prepare_cached("UPDATE runs SET status = ?2, finished_at = ?3, message = ?4 WHERE id = ?1 AND status = 'running'")
+                .map_err(fail)?;
+            for run in &rows.runs {
+                let added = insert_run
+                    .execute(params![
+                        run.id,
+                        run.device_id,
+                        run.model_sha256,
+                        run.kind,
+                        run.params.get(),
+                        run.started_at,
+                        run.finished_at,
+                        run.status.as_str(),
+                        run.message
+                    ])
+                    .map_err(fail)?;
+                summary.runs_added += added;
+                if added == 0 && run.status.is_settled() {
+                    summary.runs_settled += settle_run.execute(params![run.id, run.status.as_str(), run.finished_at, run.message]).map_err(fail)?;
+                }
+            }
+            let mut insert_metric = transaction
+                .prepare_cached("INSERT OR IGNORE INTO metrics (run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .map_err(fail)?;
+            for metric in &rows.metrics {
+                summary.metrics_added += sql_count(metric.n)
+                    .and_then(|n| insert_metric.execute(params![metric.run_id, metric.axis, metric.name, metric.value, metric.ci_low, metric.ci_high, n]))
+                    .map_err(fail)?;
+            }
+        }
+        transaction.commit().map_err(fail)?;
+        Ok(summary)
+    }
+}
+
+/// This logbook's own device, recorded on first open.
+fn own_device(connection: &Connection) -> rusqlite::Result<String> {
+    let query = "SELECT device_id FROM this_device WHERE singleton = 1";
+    if let Some(device_id) = connection.query_row(query, [], |row| row.get(0)).optional()? {
+        return Ok(device_id);
+    }
+    // Check again under the write lock: another process may be opening the same new file.
+    let transaction = connection.unchecked_transaction()?;
+    let existing: Option<String> = transaction.query_row(query, [], |row| row.get(0)).optional()?;
+    let device_id = match existing {
+        Some(device_id) => device_id,
+        None => {
+            let device_id = uuid::Uuid::new_v4().to_string();
+            transaction.execute("INSERT INTO devices (id, hostname, first_seen) VALUES (?1, ?2, ?3)", params![device_id, hostname(), timestamp::now()])?;
+            transaction.execute("INSERT INTO this_device (singleton, device_id) VALUES (1, ?1)", [&device_id])?;
+            device_id
+        }
+    };
+    transaction.commit()?;
+    Ok(device_id)
+}
+
+/// The machine's name as the kernel reports it, or `unknown`.
+fn hostname() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned()).filter(|name| !name.is_empty()))
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+const RUN_COLUMNS: &str = "id, device_id, model_id, kind, params, started_at, finished_at, status, message";
+
+fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<RunStatus> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|message: String| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, message.into()))
+}
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let params_text: String = row.get(4)?;
+    let params = serde_json::from_str(&params_text).map_err(|err| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into()))?;
+    Ok(RunRecord {
+        id: row.get(0)?,
+        device_id: row.get(1)?,
+        model_sha256: row.get(2)?,
+        kind: row.get(3)?,
+        params,
+        started_at: row.get(5)?,
+        finished_at: row.get(6)?,
+        status: status_from_row(row, 7)?,
+        message: row.get(8)?,
+        metrics: Vec::new(),
+    })
+}
+
+fn run_row_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
+    let params = RawValue::from_string(row.get(4)?).map_err(|err| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into()))?;
+    Ok(RunRow {
+        id: row.get(0)?,
+        device_id: row.get(1)?,
+        model_sha256: row.get(2)?,
+        kind: row.get(3)?,
+        params,
+        started_at: row.get(5)?,
+        finished_at: row.get(6)?,
+        status: status_from_row(row, 7)?,
+        message: row.get(8)?,
+    })
+}
+
+fn metric_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Metric> {
+    Ok(Metric {
+        axis: row.get(first)?,
+        name: row.get(first + 1)?,
+        value: row.get(first + 2)?,
+        ci_low: row.get(first + 3)?,
+        ci_high: row.get(first + 4)?,
+        n: u64::try_from(row.get::<_, i64>(first + 5)?)
+            .map_err(|err| rusqlite::Error::FromSqlConversionFailure(first + 5, rusqlite::types::Type::Integer, err.into()))?,
+    })
+}
+
+/// A count as SQLite's signed 64-bit integer.
+fn sql_count(n: u64) -> rusqlite::Result<i64> {
+    i64::try_from(n).map_err(|err| rusqlite::Error::ToSqlConversionFailure(err.into()))
+}
+
+fn device_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord { id: row.get(0)?, hostname: row.get(1)?, first_seen: row.get(2)? })
+}
+
+/// The first metric on each axis, axes in [`AXES`] order and unknown axes after them by name.
+fn headline_metrics(metrics: &[Metric]) -> Vec<Metric> {
+    let mut first_by_axis: BTreeMap<(usize, &str), &Metric> = BTreeMap::new();
+    for metric in metrics {
+        let rank = AXES.iter().position(|axis| *axis == metric.axis).unwrap_or(AXES.len());
+        first_by_axis.entry((rank, metric.axis.as_str())).or_insert(metric);
+    }
+    first_by_axis.into_values().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metric(axis: &str, name: &str) -> Metric {
+        Metric { axis: axis.to_owned(), name: name.to_owned(), value: 1.0, ci_low: 0.5, ci_high: 1.5, n: 10 }
+    }
+
+    fn check(metrics: &[Metric], expected: &[(&str, &str)]) {
+        let headlines = headline_metrics(metrics);
+        let got: Vec<(&str, &str)> = headlines.iter().map(|metric| (metric.axis.as_str(), metric.name.as_str())).collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn headline_is_the_first_metric_of_each_axis_in_axis_order() {
+        check(&[], &[]);
+        check(
+            &[metric("privacy", "dcr"), metric("fidelity", "ks"), metric("fidelity", "tv"), metric("custom", "x"), metric("efficiency", "sps")],
+            &[("fidelity", "ks"), ("efficiency", "sps"), ("privacy", "dcr"), ("custom", "x")],
+        );
+    }
+}
