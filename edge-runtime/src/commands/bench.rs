@@ -15,7 +15,7 @@ use crate::data::write_atomically;
 use crate::commands::record::run_recorded;
 use crate::memory::peak_rss_mb;
 use crate::metrics::Metric;
-use crate::metrics::timing::bootstrap_percentile_interval;
+use crate::metrics::intervals::{bootstrap, nearest_rank};
 use crate::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
 
 pub const BATCH_SIZES: [usize; 2] = [1, 256];
@@ -81,21 +81,24 @@ pub fn bench(bundle: &Bundle, generator: &mut Generator, repeats: usize, steps: 
             generator.generate(&settings)?;
             times.push(run.elapsed());
         }
-        times.sort_unstable();
-        let p50 = percentile(&times, 0.50);
-        let p95 = percentile(&times, 0.95);
-        let times_ms: Vec<f64> = times.iter().map(|time| time.as_secs_f64() * 1e3).collect();
-        let purpose = format!("bench/bootstrap/batch{batch}/steps{steps:?}/{sampler}");
-        let (p50_ms_low, p50_ms_high) = bootstrap_percentile_interval(&times_ms, 0.5, BOOTSTRAP_SEED, &purpose);
+        let mut times_ms: Vec<f64> = times.iter().map(|time| time.as_secs_f64() * 1e3).collect();
+        times_ms.sort_by(f64::total_cmp);
+        let (p50_ms, p95_ms) = (nearest_rank(&times_ms, 0.50), nearest_rank(&times_ms, 0.95));
+        let purpose = format!("bench/batch{batch}/steps{steps:?}/{sampler}");
+        let (p50_ms_low, p50_ms_high) = bootstrap(&[times_ms.len()], 1000, BOOTSTRAP_SEED, &purpose, p50_ms, |idx| {
+            let mut resample: Vec<f64> = idx[0].iter().map(|&i| times_ms[i]).collect();
+            resample.sort_by(f64::total_cmp);
+            nearest_rank(&resample, 0.5)
+        });
         results.push(BenchResult {
             batch,
             steps,
             sampler: steps.map(|_| sampler.to_string()),
-            samples_per_second: batch as f64 / p50.as_secs_f64().max(1e-12),
+            samples_per_second: batch as f64 * 1e3 / p50_ms.max(1e-9),
             samples_per_second_ci95: (batch as f64 * 1e3 / p50_ms_high.max(1e-9), batch as f64 * 1e3 / p50_ms_low.max(1e-9)),
-            p50_ms: p50.as_secs_f64() * 1e3,
+            p50_ms,
             p50_ms_ci95: (p50_ms_low, p50_ms_high),
-            p95_ms: p95.as_secs_f64() * 1e3,
+            p95_ms,
             peak_rss_mb: peak_rss_mb(),
             repeats: times.len(),
         });
@@ -107,12 +110,6 @@ pub fn bench(bundle: &Bundle, generator: &mut Generator, repeats: usize, steps: 
         bundle_size_bytes: bundle.size_bytes,
         results,
     })
-}
-
-/// Nearest-rank percentile of sorted durations.
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// The report as logbook metrics on the efficiency axis, named by configuration

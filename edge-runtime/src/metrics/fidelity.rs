@@ -185,18 +185,18 @@ pub fn fidelity_metrics(real: Rows<'_>, synthetic: Rows<'_>, blocks: &[Block], s
 
     let fd = frechet_distance(&real, &synthetic, None, None);
     let fd_replicates = affordable_replicates(replicates, 4.0 * dim.powi(3) + (real.n_rows + synthetic.n_rows) as f64 * dim * dim);
-    let (low, high) = bootstrap(&groups, fd_replicates, seed, "frechet_distance", |idx| frechet_distance(&real, &synthetic, Some(&idx[0]), Some(&idx[1])));
+    let (low, high) = bootstrap(&groups, fd_replicates, seed, "frechet_distance", fd, |idx| frechet_distance(&real, &synthetic, Some(&idx[0]), Some(&idx[1])));
     metrics.push(Metric::new(Axis::Fidelity, "frechet_distance", fd, low, high, n_total));
 
     let shape = column_shape_similarity(&real, &synthetic, blocks, &real_all, &syn_all);
-    let (low, high) = bootstrap(&groups, replicates, seed, "column_shape_similarity", |idx| {
+    let (low, high) = bootstrap(&groups, replicates, seed, "column_shape_similarity", shape, |idx| {
         column_shape_similarity(&real, &synthetic, blocks, &idx[0], &idx[1])
     });
     metrics.push(Metric::new(Axis::Fidelity, "column_shape_similarity", shape, low, high, n_total));
 
     let corr = correlation_difference(&real, &synthetic, &real_all, &syn_all);
     let corr_replicates = affordable_replicates(replicates, (real.n_rows + synthetic.n_rows) as f64 * dim * dim);
-    let (low, high) = bootstrap(&groups, corr_replicates, seed, "correlation_difference", |idx| {
+    let (low, high) = bootstrap(&groups, corr_replicates, seed, "correlation_difference", corr, |idx| {
         correlation_difference(&real, &synthetic, &idx[0], &idx[1])
     });
     metrics.push(Metric::new(Axis::Fidelity, "correlation_difference", corr, low, high, n_total));
@@ -205,7 +205,7 @@ pub fn fidelity_metrics(real: Rows<'_>, synthetic: Rows<'_>, blocks: &[Block], s
     let auc = roc_auc(&scores, &is_real);
     let real_scores: Vec<f64> = scores.iter().zip(&is_real).filter(|(_, r)| **r).map(|(s, _)| *s).collect();
     let syn_scores: Vec<f64> = scores.iter().zip(&is_real).filter(|(_, r)| !**r).map(|(s, _)| *s).collect();
-    let (low, high) = bootstrap(&[real_scores.len(), syn_scores.len()], replicates, seed, "detection_auc", |idx| {
+    let (low, high) = bootstrap(&[real_scores.len(), syn_scores.len()], replicates, seed, "detection_auc", auc, |idx| {
         let s: Vec<f64> = idx[0].iter().map(|&i| real_scores[i]).chain(idx[1].iter().map(|&i| syn_scores[i])).collect();
         let p: Vec<bool> = idx[0].iter().map(|_| true).chain(idx[1].iter().map(|_| false)).collect();
         roc_auc(&s, &p)
@@ -229,7 +229,7 @@ pub fn class_balance_tv(real: &[u32], synthetic: &[u32], n_classes: usize, real_
 
 pub fn class_balance_metric(real: &[u32], synthetic: &[u32], n_classes: usize, seed: u64, replicates: usize) -> Metric {
     let value = class_balance_tv(real, synthetic, n_classes, &(0..real.len()).collect::<Vec<_>>(), &(0..synthetic.len()).collect::<Vec<_>>());
-    let (low, high) = bootstrap(&[real.len(), synthetic.len()], replicates, seed, "class_balance_tv", |idx| {
+    let (low, high) = bootstrap(&[real.len(), synthetic.len()], replicates, seed, "class_balance_tv", value, |idx| {
         class_balance_tv(real, synthetic, n_classes, &idx[0], &idx[1])
     });
     Metric::new(Axis::Diversity, "class_balance_tv", value, low, high, (real.len() + synthetic.len()) as u64)
@@ -252,6 +252,7 @@ mod tests {
         let shifted: Vec<f32> = data.iter().enumerate().map(|(i, x)| if i % 3 == 0 { x + 2.0 } else { *x }).collect();
         let (a, b) = (Rows::new(&data, 3), Rows::new(&shifted, 3));
         assert!(frechet_distance(&a, &a, None, None).abs() < 1e-9);
-        assert!((frechet_distance(&a, &b, None, None) - 4.0).abs() < 1e-9);
+        // Shifting in f32 perturbs the covariance by rounding only.
+        assert!((frechet_distance(&a, &b, None, None) - 4.0).abs() < 1e-5);
     }
 }

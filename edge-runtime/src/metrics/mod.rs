@@ -15,8 +15,6 @@ use std::time::Duration;
 
 use models::ImageShape;
 use models::transform::Block;
-pub mod timing;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -216,7 +214,7 @@ pub fn efficiency_metrics(batches: &[(usize, Duration)], seed: u64, replicates: 
     let all: Vec<usize> = (0..batches.len()).collect();
     let n: u64 = batches.iter().map(|(samples, _)| *samples as u64).sum();
     let value = rate(&all);
-    let (low, high) = bootstrap(&[batches.len()], replicates, seed, "samples_per_second", |idx| rate(&idx[0]));
+    let (low, high) = bootstrap(&[batches.len()], replicates, seed, "samples_per_second", value, |idx| rate(&idx[0]));
     vec![
         Metric::new(Axis::Efficiency, "samples_per_second", value, low, high, n),
         Metric::new(Axis::Efficiency, "ms_per_sample", 1e3 / value, 1e3 / high, 1e3 / low, n),

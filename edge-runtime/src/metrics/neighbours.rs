@@ -35,7 +35,7 @@ pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>
     let density_of = |rows: &[usize]| rows.iter().map(|&j| f64::from(counts[j])).sum::<f64>() / (k as f64 * rows.len() as f64);
     let all_synthetic: Vec<usize> = (0..synthetic.n_rows).collect();
     let density = density_of(&all_synthetic);
-    let (low, high) = bootstrap(&[synthetic.n_rows], replicates, seed, "density", |idx| density_of(&idx[0]));
+    let (low, high) = bootstrap(&[synthetic.n_rows], replicates, seed, "density", density, |idx| density_of(&idx[0]));
     metrics.push(Metric::new(Axis::Fidelity, "density", density, low, high, n_syn));
     let recalled = to_train.b_in_some_a_ball.iter().filter(|&&hit| hit).count() as u64;
     metrics.push(Metric::proportion(Axis::Diversity, "recall", recalled, n_real));
@@ -49,7 +49,7 @@ pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>
     let dcr_holdout = to_holdout.a_nearest.column(0);
     let statistic_of = |values: &[f64], name: &str, statistic: &(dyn Fn(&[f64]) -> f64 + Sync)| {
         let value = statistic(values);
-        let (low, high) = bootstrap(&[values.len()], replicates, seed, name, |idx| {
+        let (low, high) = bootstrap(&[values.len()], replicates, seed, name, value, |idx| {
             statistic(&idx[0].iter().map(|&j| values[j]).collect::<Vec<_>>())
         });
         Metric::new(Axis::Privacy, name, value, low, high, values.len() as u64)
@@ -77,7 +77,7 @@ pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>
         roc_auc(&scores, &positive)
     };
     let auc = auc_of(&members, &non_members);
-    let (low, high) = bootstrap(&[members.len(), non_members.len()], replicates, seed, "mia_auc", |idx| {
+    let (low, high) = bootstrap(&[members.len(), non_members.len()], replicates, seed, "mia_auc", auc, |idx| {
         let m: Vec<f64> = idx[0].iter().map(|&i| members[i]).collect();
         let h: Vec<f64> = idx[1].iter().map(|&i| non_members[i]).collect();
         auc_of(&m, &h)

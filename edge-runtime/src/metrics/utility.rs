@@ -214,7 +214,7 @@ pub const ADVERSARIAL_EPSILON: f32 = 0.1;
 
 fn boot(axis: Axis, name: &str, all: &[usize], seed: u64, replicates: usize, statistic: impl Fn(&[usize]) -> f64 + Sync) -> Metric {
     let value = statistic(all);
-    let (low, high) = bootstrap(&[all.len()], replicates, seed, name, |idx| statistic(&idx[0]));
+    let (low, high) = bootstrap(&[all.len()], replicates, seed, name, value, |idx| statistic(&idx[0]));
     Metric::new(axis, name, value, low, high, all.len() as u64)
 }
 
