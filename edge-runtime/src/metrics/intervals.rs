@@ -19,7 +19,8 @@ pub fn wilson(successes: u64, n: u64) -> (f64, f64) {
     let z2 = Z_95 * Z_95;
     let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
     let half = Z_95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / (1.0 + z2 / n);
-    ((centre - half).max(0.0), (centre + half).min(1.0))
+    // Rounding must not push the bounds past the estimate (at p = 1 the upper bound is exactly 1).
+    ((centre - half).clamp(0.0, p), (centre + half).clamp(p, 1.0))
 }
 
 /// Bias-corrected percentile bootstrap (Efron 1987, "BC"): `statistic` is evaluated on
