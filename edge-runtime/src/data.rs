@@ -63,7 +63,7 @@ pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
         ))
     })?;
     let bytes = fs::read(path).map_err(|err| Error::io(path, err))?;
-    if let Some(shape) = options.image_shape {
+    if let Some(shape) = options.image_shape.or_else(|| schema.image_shape()) {
         return Ok(Dataset::Images(ImageSet::parse_pixel_csv(&bytes, path, &label, shape, schema.pixel_max)?));
     }
     let mut table_options = TableOptions::new(label).with_schema(&schema);

@@ -55,6 +55,7 @@ impl std::str::FromStr for MissingPolicy {
 /// ```toml
 /// label = "gen"
 /// missing = "impute"
+/// # image_shape = "8x8"   (a pixel CSV)
 /// [columns]
 /// trt = "categorical"
 /// ```
@@ -67,11 +68,23 @@ pub struct SchemaFile {
     pub columns: BTreeMap<String, ColumnKind>,
     /// For pixel CSVs: the value that maps to full brightness (otherwise the largest value seen).
     pub pixel_max: Option<f64>,
+    /// Read the CSV as flattened images of this shape (`HxW` or `HxWxC`), like `--image-shape`.
+    pub image_shape: Option<String>,
 }
 
 impl SchemaFile {
     pub fn parse(text: &str, source: impl Into<Source>) -> Result<Self> {
-        toml::from_str(text).map_err(|err| Error::Format { at: source.into(), message: err.to_string() })
+        let source = source.into();
+        let schema: SchemaFile = toml::from_str(text).map_err(|err| Error::Format { at: source.clone(), message: err.to_string() })?;
+        if let Some(shape) = &schema.image_shape {
+            shape.parse::<crate::image::ImageShape>().map_err(|err| Error::Format { at: source, message: err.to_string() })?;
+        }
+        Ok(schema)
+    }
+
+    /// The image shape, when the schema declares one (validated by [`SchemaFile::parse`]).
+    pub fn image_shape(&self) -> Option<crate::image::ImageShape> {
+        self.image_shape.as_ref().and_then(|shape| shape.parse().ok())
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! Inputs are row-major `f32` matrices (`n × d`, one sample per row). Squared distances are
 //! screened block by block as `‖a‖² + ‖b‖² − 2 a·b`, the `a·b` from one matrix product per
-//! `QUERY_BLOCK × REFERENCE_BLOCK` block (matrixmultiply through ndarray), blocks spread over all
+//! `QUERY_BLOCK × REFERENCE_BLOCK` block (large enough to amortise packing the reference block) (matrixmultiply through ndarray), blocks spread over all
 //! cores with rayon. Screening in `f32` can misorder near-ties, so it only nominates: each row
 //! keeps `k + MARGIN` candidates in a fixed-size list (`heapless`), whose distances are then
 //! recomputed exactly in `f64` from the coordinates; a ball test `d < r` whose screened value lies
@@ -20,7 +20,7 @@ use rayon::prelude::*;
 pub const MAX_CANDIDATES: usize = 16;
 /// Extra candidates kept while screening, so that `f32` rounding cannot push a true neighbour out.
 const MARGIN: usize = 8;
-const QUERY_BLOCK: usize = 64;
+const QUERY_BLOCK: usize = 256;
 const REFERENCE_BLOCK: usize = 1024;
 /// Screened squared distances this close (relative to `‖a‖² + ‖b‖²`) to a radius are recomputed.
 const SCREEN_TOLERANCE: f32 = 1e-4;
@@ -125,24 +125,49 @@ impl Candidates {
     }
 }
 
-/// Visits screened squared distances of `queries` rows `range` against every reference row,
-/// one reference block at a time: `visit(query_idx, reference_idx, screened_d2)`.
-fn screen_block(queries: &Rows<'_>, query_norms: &[f32], references: &Rows<'_>, reference_norms: &[f32], range: Range<usize>, mut visit: impl FnMut(usize, usize, f32)) {
+/// One `rows × columns` tile of dot products (row-major) between query rows `row_start ..` and
+/// reference rows `col_start ..`, with the squared norms to turn them into squared distances.
+struct Tile<'t> {
+    row_start: usize,
+    col_start: usize,
+    columns: usize,
+    dots: &'t [f32],
+    query_norms: &'t [f32],
+    reference_norms: &'t [f32],
+}
+
+impl Tile<'_> {
+    /// Fills `out` with the screened squared distances `‖q‖² + ‖r‖² − 2 q·r` of one row of the
+    /// tile (a loop the compiler vectorises).
+    fn fill_row(&self, offset: usize, out: &mut Vec<f32>) {
+        let query_norm = self.query_norms[self.row_start + offset];
+        let norms = &self.reference_norms[self.col_start..self.col_start + self.columns];
+        let dots = &self.dots[offset * self.columns..(offset + 1) * self.columns];
+        out.clear();
+        out.extend(dots.iter().zip(norms).map(|(dot, norm)| (query_norm + norm - 2.0 * dot).max(0.0)));
+    }
+}
+
+/// Columns scanned together: a chunk is skipped when no distance in it beats any threshold,
+/// which is nearly always, so the per-pair work is a few vectorised comparisons.
+const CHUNK: usize = 16;
+
+/// Screens query rows `range` against every reference row, one GEMM per reference block, and
+/// hands each tile to `visit`.
+fn screen(queries: &Rows<'_>, query_norms: &[f32], references: &Rows<'_>, reference_norms: &[f32], range: Range<usize>, mut visit: impl FnMut(&Tile<'_>)) {
     let q_view = queries.view(range.clone());
-    let mut products = ndarray::Array2::<f32>::zeros((range.len(), REFERENCE_BLOCK.min(references.n_rows)));
-    for r_start in (0..references.n_rows).step_by(REFERENCE_BLOCK) {
-        let r_end = (r_start + REFERENCE_BLOCK).min(references.n_rows);
-        let r_view = references.view(r_start..r_end);
-        let mut block = products.slice_axis_mut(ndarray::Axis(1), ndarray::Slice::from(0..r_end - r_start));
-        general_mat_mul(1.0, &q_view, &r_view.t(), 0.0, &mut block);
-        for (row_offset, products_row) in block.outer_iter().enumerate() {
-            let query = range.start + row_offset;
-            let query_norm = query_norms[query];
-            for (col_offset, &dot) in products_row.iter().enumerate() {
-                let reference = r_start + col_offset;
-                visit(query, reference, (query_norm + reference_norms[reference] - 2.0 * dot).max(0.0));
-            }
+    let width = REFERENCE_BLOCK.min(references.n_rows);
+    let mut products = ndarray::Array2::<f32>::zeros((range.len(), width));
+    for col_start in (0..references.n_rows).step_by(REFERENCE_BLOCK) {
+        let col_end = (col_start + REFERENCE_BLOCK).min(references.n_rows);
+        let columns = col_end - col_start;
+        let r_view = references.view(col_start..col_end);
+        if columns < width {
+            products = ndarray::Array2::<f32>::zeros((range.len(), columns));
         }
+        general_mat_mul(1.0, &q_view, &r_view.t(), 0.0, &mut products);
+        let dots = products.as_slice().expect("a fresh array is contiguous");
+        visit(&Tile { row_start: range.start, col_start, columns, dots, query_norms, reference_norms });
     }
 }
 
@@ -158,9 +183,24 @@ pub fn nearest(queries: Rows<'_>, references: Rows<'_>, k: usize, same_set: bool
         .flat_map_iter(|&start| {
             let range = start..(start + QUERY_BLOCK).min(queries.n_rows);
             let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(k + MARGIN)).collect();
-            screen_block(&queries, &query_norms, &references, &reference_norms, range.clone(), |query, reference, d2| {
-                if !(same_set && query == reference) {
-                    lists[query - range.start].offer(d2, reference as u32);
+            let mut row = Vec::with_capacity(REFERENCE_BLOCK);
+            screen(&queries, &query_norms, &references, &reference_norms, range.clone(), |tile| {
+                for (offset, list) in lists.iter_mut().enumerate() {
+                    let query = tile.row_start + offset;
+                    tile.fill_row(offset, &mut row);
+                    let mut worst = list.worst();
+                    for (chunk_idx, chunk) in row.chunks(CHUNK).enumerate() {
+                        if !chunk.iter().fold(false, |any, &d2| any | (d2 < worst)) {
+                            continue;
+                        }
+                        for (col, &d2) in chunk.iter().enumerate() {
+                            let reference = tile.col_start + chunk_idx * CHUNK + col;
+                            if d2 < worst && !(same_set && query == reference) {
+                                list.offer(d2, reference as u32);
+                                worst = list.worst();
+                            }
+                        }
+                    }
                 }
             });
             lists.into_iter().enumerate().map(move |(offset, list)| list.resolve(queries.row(range.start + offset), &references, k)).collect::<Vec<_>>()
@@ -168,13 +208,17 @@ pub fn nearest(queries: Rows<'_>, references: Rows<'_>, k: usize, same_set: bool
         .collect();
     let mut neighbours = Neighbours { k, distance: Vec::with_capacity(queries.n_rows * k), index: Vec::with_capacity(queries.n_rows * k) };
     for row in blocks {
-        for slot in 0..k {
-            let (distance, index) = row.get(slot).copied().unwrap_or((f64::INFINITY, u32::MAX));
-            neighbours.distance.push(distance);
-            neighbours.index.push(index);
-        }
+        push_row(&mut neighbours, &row);
     }
     neighbours
+}
+
+fn push_row(neighbours: &mut Neighbours, row: &[(f64, u32)]) {
+    for slot in 0..neighbours.k {
+        let (distance, index) = row.get(slot).copied().unwrap_or((f64::INFINITY, u32::MAX));
+        neighbours.distance.push(distance);
+        neighbours.index.push(index);
+    }
 }
 
 /// What one pass over all `(a, b)` pairs of two sets yields (see [`cross`]).
@@ -190,93 +234,126 @@ pub struct Cross {
     pub b_in_some_a_ball: Vec<bool>,
 }
 
+/// Screening thresholds of ball tests `d < r`: below `sure` a pair is inside, at or above
+/// `unsure` outside, in between it is recomputed exactly. Without radii nothing is ever inside
+/// (`-∞` thresholds).
+#[derive(Debug, Clone)]
+struct Balls {
+    radius_sq: Vec<f64>,
+    sure: Vec<f32>,
+    unsure: Vec<f32>,
+}
+
+impl Balls {
+    fn new(radii: Option<&[f64]>, norms: &[f32], other_max_norm: f32) -> Balls {
+        let Some(radii) = radii else {
+            return Balls { radius_sq: vec![f64::NEG_INFINITY; norms.len()], sure: vec![f32::NEG_INFINITY; norms.len()], unsure: vec![f32::NEG_INFINITY; norms.len()] };
+        };
+        let mut balls = Balls { radius_sq: Vec::new(), sure: Vec::new(), unsure: Vec::new() };
+        for (radius, norm) in radii.iter().zip(norms) {
+            let radius_sq = radius * radius;
+            // The screening error of ‖a‖² + ‖b‖² − 2a·b in f32 is far below this.
+            let tolerance = f64::from(SCREEN_TOLERANCE * (norm + other_max_norm)) + 1e-12;
+            balls.radius_sq.push(radius_sq);
+            balls.sure.push((radius_sq - tolerance) as f32);
+            balls.unsure.push((radius_sq + tolerance) as f32);
+        }
+        balls
+    }
+}
+
+/// State one worker keeps about the `b` side while it screens its share of `a` rows.
+struct BSide {
+    lists: Vec<Candidates>,
+    /// `lists[j].worst()`, kept beside so the hot loop reads four bytes per pair.
+    worst: Vec<f32>,
+    hit: Vec<bool>,
+}
+
 /// One pass over all pairs of `a` and `b` computing nearest neighbours both ways and, when radii
 /// are given, strict ball membership both ways (`d(a, b) < r`).
 pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<&[f64]>, b_radius: Option<&[f64]>) -> Cross {
     let (k_a, k_b) = (k_a.clamp(1, MAX_CANDIDATES), k_b.clamp(1, MAX_CANDIDATES));
     let a_norms = a.squared_norms();
     let b_norms = b.squared_norms();
-    let a_radius_sq: Option<Vec<f64>> = a_radius.map(|radii| radii.iter().map(|r| r * r).collect());
-    let b_radius_sq: Option<Vec<f64>> = b_radius.map(|radii| radii.iter().map(|r| r * r).collect());
-    // Is d(a, b) < r, deciding exactly when the screened value is too close to call?
-    let inside = |screened: f32, radius_sq: f64, i: usize, j: usize| -> bool {
-        let tolerance = f64::from(SCREEN_TOLERANCE * (a_norms[i] + b_norms[j])) + 1e-12;
-        let screened = f64::from(screened);
-        if screened < radius_sq - tolerance {
-            true
-        } else if screened > radius_sq + tolerance {
-            false
-        } else {
-            exact_squared(a.row(i), b.row(j)) < radius_sq
-        }
-    };
+    let max_norm = |norms: &[f32]| norms.iter().copied().fold(0.0_f32, f32::max);
+    let a_balls = Balls::new(a_radius, &a_norms, max_norm(&b_norms));
+    let b_balls = Balls::new(b_radius, &b_norms, max_norm(&a_norms));
+    let exact_inside = |i: usize, j: usize, radius_sq: f64| exact_squared(a.row(i), b.row(j)) < radius_sq;
 
-    struct Partial {
-        a_rows: Vec<(Vec<(f64, u32)>, u32)>,
-        b_lists: Vec<Candidates>,
-        b_hit: Vec<bool>,
-    }
+    // Each worker takes a contiguous run of query blocks with one b-side state: few states to
+    // merge (a state per block made the merge cost more than the distances).
     let starts: Vec<usize> = (0..a.n_rows).step_by(QUERY_BLOCK).collect();
-    let new_partial = || Partial { a_rows: Vec::new(), b_lists: vec![Candidates::new(k_b + MARGIN); b.n_rows], b_hit: vec![false; b.n_rows] };
-    let mut partials: Vec<(usize, Partial)> = starts
+    let runs: Vec<&[usize]> = starts.chunks(starts.len().div_ceil(2 * rayon::current_num_threads()).max(1)).collect();
+    let new_side = || BSide { lists: vec![Candidates::new(k_b + MARGIN); b.n_rows], worst: vec![f32::INFINITY; b.n_rows], hit: vec![false; b.n_rows] };
+    let partials: Vec<(Vec<(Vec<(f64, u32)>, u32)>, BSide)> = runs
         .par_iter()
-        .fold(
-            || (usize::MAX, new_partial()),
-            |(first, mut partial), &start| {
+        .map(|run| {
+            run.iter().fold((Vec::new(), new_side()), |(mut a_rows, mut side), &start| {
                 let range = start..(start + QUERY_BLOCK).min(a.n_rows);
                 let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(k_a + MARGIN)).collect();
                 let mut counts = vec![0_u32; range.len()];
-                screen_block(&a, &a_norms, &b, &b_norms, range.clone(), |i, j, d2| {
-                    lists[i - range.start].offer(d2, j as u32);
-                    partial.b_lists[j].offer(d2, i as u32);
-                    if let Some(radii) = &b_radius_sq {
-                        if inside(d2, radii[j], i, j) {
-                            counts[i - range.start] += 1;
-                        }
-                    }
-                    if let Some(radii) = &a_radius_sq {
-                        if !partial.b_hit[j] && inside(d2, radii[i], i, j) {
-                            partial.b_hit[j] = true;
+                let mut row = Vec::with_capacity(REFERENCE_BLOCK);
+                screen(&a, &a_norms, &b, &b_norms, range.clone(), |tile| {
+                    for (offset, list) in lists.iter_mut().enumerate() {
+                        let i = tile.row_start + offset;
+                        let (a_sure, a_unsure) = (a_balls.sure[i], a_balls.unsure[i]);
+                        tile.fill_row(offset, &mut row);
+                        let mut worst = list.worst();
+                        for (chunk_idx, chunk) in row.chunks(CHUNK).enumerate() {
+                            let j0 = tile.col_start + chunk_idx * CHUNK;
+                            let (b_worst, b_unsure) = (&side.worst[j0..j0 + chunk.len()], &b_balls.unsure[j0..j0 + chunk.len()]);
+                            let interesting = chunk.iter().zip(b_worst).zip(b_unsure).fold(false, |any, ((&d2, &bw), &bu)| {
+                                any | (d2 < worst) | (d2 < bw) | (d2 < bu) | (d2 < a_unsure)
+                            });
+                            if !interesting {
+                                continue;
+                            }
+                            for (col, &d2) in chunk.iter().enumerate() {
+                                let j = j0 + col;
+                                if d2 < worst {
+                                    list.offer(d2, j as u32);
+                                    worst = list.worst();
+                                }
+                                if d2 < side.worst[j] {
+                                    side.lists[j].offer(d2, i as u32);
+                                    side.worst[j] = side.lists[j].worst();
+                                }
+                                if d2 < b_balls.sure[j] || (d2 < b_balls.unsure[j] && exact_inside(i, j, b_balls.radius_sq[j])) {
+                                    counts[offset] += 1;
+                                }
+                                if !side.hit[j] && (d2 < a_sure || (d2 < a_unsure && exact_inside(i, j, a_balls.radius_sq[i]))) {
+                                    side.hit[j] = true;
+                                }
+                            }
                         }
                     }
                 });
                 for (offset, (list, count)) in lists.into_iter().zip(counts).enumerate() {
-                    partial.a_rows.push((list.resolve(a.row(range.start + offset), &b, k_a), count));
+                    a_rows.push((list.resolve(a.row(range.start + offset), &b, k_a), count));
                 }
-                (first.min(start), partial)
-            },
-        )
-        .filter(|(first, _)| *first != usize::MAX)
+                (a_rows, side)
+            })
+        })
         .collect();
-    // Folds cover contiguous, ordered runs of blocks; order them by their first block.
-    partials.sort_by_key(|(first, _)| *first);
 
     let mut a_nearest = Neighbours { k: k_a, distance: Vec::with_capacity(a.n_rows * k_a), index: Vec::with_capacity(a.n_rows * k_a) };
     let mut a_in_b_balls = Vec::with_capacity(a.n_rows);
     let mut b_lists = vec![Candidates::new(k_b + MARGIN); b.n_rows];
     let mut b_in_some_a_ball = vec![false; b.n_rows];
-    for (_, partial) in &partials {
-        for (row, count) in &partial.a_rows {
-            for slot in 0..k_a {
-                let (distance, index) = row.get(slot).copied().unwrap_or((f64::INFINITY, u32::MAX));
-                a_nearest.distance.push(distance);
-                a_nearest.index.push(index);
-            }
+    for (a_rows, side) in &partials {
+        for (row, count) in a_rows {
+            push_row(&mut a_nearest, row);
             a_in_b_balls.push(*count);
         }
-        for (j, list) in partial.b_lists.iter().enumerate() {
+        for (j, list) in side.lists.iter().enumerate() {
             b_lists[j].merge(list);
-            b_in_some_a_ball[j] |= partial.b_hit[j];
+            b_in_some_a_ball[j] |= side.hit[j];
         }
     }
     let mut b_nearest = Neighbours { k: k_b, distance: Vec::with_capacity(b.n_rows * k_b), index: Vec::with_capacity(b.n_rows * k_b) };
     for (j, list) in b_lists.iter().enumerate() {
-        let row = list.resolve(b.row(j), &a, k_b);
-        for slot in 0..k_b {
-            let (distance, index) = row.get(slot).copied().unwrap_or((f64::INFINITY, u32::MAX));
-            b_nearest.distance.push(distance);
-            b_nearest.index.push(index);
-        }
+        push_row(&mut b_nearest, &list.resolve(b.row(j), &a, k_b));
     }
     Cross { a_nearest, b_nearest, a_in_b_balls, b_in_some_a_ball }
 }

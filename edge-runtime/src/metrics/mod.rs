@@ -193,8 +193,24 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
             assessment.metrics.extend(metrics.into_iter().filter(|metric| settings.axes.iter().any(|axis| axis.as_str() == metric.axis)));
         }
     }
+    set_aside_undefined(&mut assessment);
     sort_by_axis(&mut assessment.metrics);
     Ok(assessment)
+}
+
+/// Moves figures whose value or interval is not a finite number (a ratio over an accuracy of 0,
+/// an AUC whose resamples lack a class) to `skipped`, saying why: they are reported, not stored
+/// as numbers that mean nothing.
+pub fn set_aside_undefined(assessment: &mut Assessment) {
+    let (kept, undefined): (Vec<Metric>, Vec<Metric>) =
+        std::mem::take(&mut assessment.metrics).into_iter().partition(|m| m.value.is_finite() && m.ci_low.is_finite() && m.ci_high.is_finite());
+    assessment.metrics = kept;
+    for metric in undefined {
+        assessment.skipped.push(Skipped {
+            name: metric.name,
+            reason: format!("undefined on this data (value {}, interval [{}, {}])", metric.value, metric.ci_low, metric.ci_high),
+        });
+    }
 }
 
 /// Stable order: by axis as in [`Axis::ALL`], then as computed.
