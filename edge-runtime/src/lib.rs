@@ -16,6 +16,7 @@ pub mod logbook;
 pub mod memory;
 pub mod metrics;
 pub mod output;
+pub mod report;
 pub mod sampler;
 pub mod sync;
 

@@ -20,6 +20,48 @@ pub struct Cli {
 pub enum Command {
     /// Train one model on one dataset and write its bundle (model.onnx + manifest.json).
     Fit(FitArgs),
+    /// Run the grid datasets × families × scarcity fractions × seeds: fit, export, evaluate with
+    /// the edge runtime, log to DIR/study.sqlite, and write DIR/report/report.html.
+    Study(StudyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StudyArgs {
+    /// A dataset of the grid (repeat for several; default: breast_cancer.csv, wheat_splitsplit.csv
+    /// and digits.csv from fixtures/). Its schema file supplies the label unless --label does.
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    /// The label column of each --data, in order.
+    #[arg(long)]
+    pub label: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "vae,gan,ddpm", value_parser = parse_family)]
+    pub families: Vec<Family>,
+    #[arg(long, value_delimiter = ',', default_value = "1,0.5,0.25,0.1")]
+    pub fractions: Vec<f64>,
+    /// Seeds per cell (0, 1, ... N-1).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    #[arg(long, default_value = "study")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: DeviceChoice,
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// Training per cell: quick (a third of fit's default steps) or full.
+    #[arg(long, default_value = "quick", value_parser = crate::commands::study::parse_budget)]
+    pub budget: crate::study::Budget,
+    /// Epochs for every cell (overrides --budget).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Synthetic samples per evaluation (default: 1,000 for tables, 500 for images).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Bootstrap replicates per interval.
+    #[arg(long, default_value_t = 200)]
+    pub bootstrap: usize,
+    /// No progress display.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -84,5 +126,6 @@ pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Fit(args) => commands::fit::run(args),
+        Command::Study(args) => commands::study::run(args),
     }
 }

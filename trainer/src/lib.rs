@@ -18,6 +18,7 @@ pub mod graph;
 pub mod nets;
 pub mod onnx;
 pub mod params;
+pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -1,3 +1,4 @@
 //! One module per subcommand: turn parsed arguments into settings, run, report.
 
 pub mod fit;
+pub mod study;

@@ -1,0 +1,347 @@
+//! The study: every dataset × family × scarcity fraction × seed is fitted, exported, evaluated by
+//! the edge runtime's library in process (the same code as the field binary), and logged to
+//! `DIR/study.sqlite` through the logbook, with bundles under `DIR/models/` and the samples each
+//! cell was judged on under `DIR/samples/`. Re-running skips cells whose run is done; a bundle
+//! already on disk is evaluated without retraining.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use edge_runtime::assess::{assess, real_for_bundle};
+use edge_runtime::bundle::Bundle;
+use edge_runtime::data::{DataOptions, write_atomically};
+use edge_runtime::engine::EngineKind;
+use edge_runtime::logbook::Logbook;
+use edge_runtime::metrics::{EvalSettings, Metric, efficiency_metrics, sort_by_axis};
+use edge_runtime::output::{csv_bytes, grid_png, synthetic_dataset};
+use edge_runtime::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
+use models::manifest::Family;
+use models::split::SplitSpec;
+use models::transform::Encoder;
+use serde::{Deserialize, Serialize};
+
+use crate::device::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::fit::{FitObserver, FitSettings, fit};
+use crate::train::EpochStats;
+
+/// One dataset of the grid.
+#[derive(Debug, Clone)]
+pub struct StudyDataset {
+    pub path: PathBuf,
+    pub options: DataOptions,
+    /// A short name for tables and folders: the file or folder stem.
+    pub name: String,
+}
+
+impl StudyDataset {
+    pub fn new(path: &Path, options: DataOptions) -> StudyDataset {
+        let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "data".to_owned());
+        StudyDataset { path: path.to_owned(), options, name }
+    }
+}
+
+/// How much training each cell gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Budget {
+    /// About a third of `fit`'s default optimiser steps: the whole default grid in minutes.
+    Quick,
+    /// `fit`'s defaults.
+    Full,
+}
+
+impl std::str::FromStr for Budget {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "quick" => Ok(Budget::Quick),
+            "full" => Ok(Budget::Full),
+            other => Err(Error::Invalid(format!("invalid budget `{other}`: expected `quick` or `full`"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StudySettings {
+    pub datasets: Vec<StudyDataset>,
+    pub families: Vec<Family>,
+    pub fractions: Vec<f64>,
+    pub seeds: u64,
+    pub out: PathBuf,
+    pub device: DeviceChoice,
+    pub holdout: f64,
+    pub budget: Budget,
+    /// Synthetic samples per evaluation (`None`: 1,000 for tables, 500 for images).
+    pub n_synthetic: Option<usize>,
+    pub bootstrap: usize,
+    /// Explicit epochs for every cell (tests); `None` follows the budget.
+    pub epochs: Option<usize>,
+}
+
+/// One cell of the grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cell {
+    pub dataset: usize,
+    pub family: Family,
+    pub fraction: f64,
+    pub seed: u64,
+}
+
+impl Cell {
+    /// `breast_cancer/vae/f0.25/s0`: the cell's identity in the logbook.
+    pub fn key(&self, settings: &StudySettings) -> String {
+        format!("{}/{}/f{}/s{}", settings.datasets[self.dataset].name, self.family, self.fraction, self.seed)
+    }
+
+    /// The cell's file name stem: `breast_cancer-vae-f0.25-s0`.
+    pub fn file_stem(&self, settings: &StudySettings) -> String {
+        self.key(settings).replace('/', "-")
+    }
+}
+
+/// What the study records in each run's `params` (the report reads these back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellParams {
+    pub cell: String,
+    pub dataset: String,
+    pub data_path: String,
+    pub label: String,
+    pub family: Family,
+    pub fraction: f64,
+    pub seed: u64,
+    pub holdout: f64,
+    pub n_synthetic: usize,
+    pub budget: Budget,
+    pub device: String,
+    /// Paths relative to the study folder.
+    pub bundle: String,
+    pub samples: String,
+    pub modality: models::Modality,
+    pub sampler: String,
+    pub sampling_steps: usize,
+}
+
+/// Observes the grid.
+pub trait StudyObserver {
+    fn cell_started(&mut self, _index: usize, _total: usize, _key: &str, _epochs: Option<usize>) {}
+    fn epoch(&mut self, _stats: &EpochStats) {}
+    fn cell_finished(&mut self, _index: usize, _key: &str, _outcome: &CellOutcome) {}
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CellOutcome {
+    /// Already done in an earlier run of the study.
+    Skipped,
+    Done { train_seconds: f64, evaluate_seconds: f64, trained: bool },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StudySummary {
+    pub cells: usize,
+    pub skipped: usize,
+    pub done: usize,
+    pub wall_seconds: f64,
+}
+
+pub const DATABASE: &str = "study.sqlite";
+
+pub fn cells(settings: &StudySettings) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for dataset in 0..settings.datasets.len() {
+        for &family in &settings.families {
+            for &fraction in &settings.fractions {
+                for seed in 0..settings.seeds {
+                    cells.push(Cell { dataset, family, fraction, seed });
+                }
+            }
+        }
+    }
+    cells
+}
+
+fn check(settings: &StudySettings) -> Result<()> {
+    if settings.datasets.is_empty() || settings.families.is_empty() || settings.fractions.is_empty() || settings.seeds == 0 {
+        return Err(Error::Invalid("the study grid is empty: give at least one dataset, family, fraction and seed".to_owned()));
+    }
+    for &fraction in &settings.fractions {
+        SplitSpec::new(0, settings.holdout, fraction)?;
+    }
+    settings.device.check_available()?;
+    for dataset in &settings.datasets {
+        if !dataset.path.exists() {
+            return Err(Error::Invalid(format!("{}: no such file or folder", dataset.path.display())));
+        }
+    }
+    Ok(())
+}
+
+/// Runs (or resumes) the grid.
+pub fn run_study(settings: &StudySettings, observer: &mut dyn StudyObserver) -> Result<StudySummary> {
+    check(settings)?;
+    let started = Instant::now();
+    std::fs::create_dir_all(settings.out.join("models")).map_err(|err| Error::io(&settings.out, err))?;
+    std::fs::create_dir_all(settings.out.join("samples")).map_err(|err| Error::io(&settings.out, err))?;
+    let logbook = Logbook::open(&settings.out.join(DATABASE))?;
+    let done: Vec<String> = logbook
+        .runs()?
+        .into_iter()
+        .filter(|run| run.kind == "study" && run.status == edge_runtime::logbook::RunStatus::Done)
+        .filter_map(|run| serde_json::from_value::<CellParams>(run.params).ok().map(|params| params.cell))
+        .collect();
+    let grid = cells(settings);
+    let mut summary = StudySummary { cells: grid.len(), ..StudySummary::default() };
+    for (index, cell) in grid.iter().enumerate() {
+        let key = cell.key(settings);
+        if done.contains(&key) {
+            observer.cell_finished(index, &key, &CellOutcome::Skipped);
+            summary.skipped += 1;
+            continue;
+        }
+        let outcome = run_cell(settings, cell, &logbook, index, grid.len(), observer)
+            .map_err(|err| Error::Invalid(format!("study cell {key}: {err}")))?;
+        observer.cell_finished(index, &key, &outcome);
+        summary.done += 1;
+    }
+    summary.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+struct Forward<'a> {
+    observer: &'a mut dyn StudyObserver,
+}
+
+impl FitObserver for Forward<'_> {
+    fn epoch(&mut self, stats: &EpochStats) {
+        self.observer.epoch(stats);
+    }
+}
+
+/// Epochs for a cell under the budget (`None`: the trainer's defaults).
+fn budget_epochs(settings: &StudySettings, family: Family, n_train: usize, spec: &crate::nets::DataSpec) -> Option<usize> {
+    if let Some(epochs) = settings.epochs {
+        return Some(epochs);
+    }
+    match settings.budget {
+        Budget::Full => None,
+        Budget::Quick => {
+            let defaults = crate::train::Hyper::defaults(family, spec, n_train);
+            Some((defaults.epochs / 3).max(5))
+        }
+    }
+}
+
+fn run_cell(settings: &StudySettings, cell: &Cell, logbook: &Logbook, index: usize, total: usize, observer: &mut dyn StudyObserver) -> Result<CellOutcome> {
+    let dataset = &settings.datasets[cell.dataset];
+    let key = cell.key(settings);
+    let stem = cell.file_stem(settings);
+    let bundle_dir = settings.out.join("models").join(&stem);
+    let split = SplitSpec::new(cell.seed, settings.holdout, cell.fraction)?;
+
+    // Train unless a complete bundle from an earlier, interrupted run is there.
+    let (trained, train_seconds, final_loss) = match Bundle::open(&bundle_dir) {
+        Ok(bundle) => {
+            observer.cell_started(index, total, &key, None);
+            (false, bundle.manifest.provenance.wall_time_s, bundle.manifest.provenance.final_loss)
+        }
+        Err(_) => {
+            let data = edge_runtime::data::read_dataset(&dataset.path, &dataset.options)?;
+            let prepared = crate::fit::prepare(data, &split)?;
+            let epochs = budget_epochs(settings, cell.family, prepared.data.n_rows, &prepared.data.spec);
+            let defaults = crate::train::Hyper::defaults(cell.family, &prepared.data.spec, prepared.data.n_rows);
+            observer.cell_started(index, total, &key, Some(epochs.unwrap_or(defaults.epochs)));
+            let fit_settings = FitSettings {
+                data: dataset.path.clone(),
+                data_options: dataset.options.clone(),
+                family: cell.family,
+                split,
+                train_seed: cell.seed,
+                epochs,
+                device: settings.device,
+                out: bundle_dir.clone(),
+                replace: true,
+            };
+            let outcome = fit(&fit_settings, &mut Forward { observer })?;
+            (true, outcome.wall_time_s, outcome.manifest.provenance.final_loss)
+        }
+    };
+
+    let evaluate_started = Instant::now();
+    let bundle = Bundle::open(&bundle_dir)?;
+    let manifest = &bundle.manifest;
+    let n_synthetic = settings.n_synthetic.unwrap_or(if manifest.schema.image.is_some() { 500 } else { 1000 });
+    let samples_file = format!("samples/{stem}.{}", if manifest.schema.image.is_some() { "png" } else { "csv" });
+    let params = CellParams {
+        cell: key.clone(),
+        dataset: dataset.name.clone(),
+        data_path: dataset.path.display().to_string(),
+        label: manifest.schema.label.clone(),
+        family: cell.family,
+        fraction: cell.fraction,
+        seed: cell.seed,
+        holdout: settings.holdout,
+        n_synthetic,
+        budget: settings.budget,
+        device: settings.device.to_string(),
+        bundle: format!("models/{stem}"),
+        samples: samples_file.clone(),
+        modality: manifest.modality,
+        sampler: SamplerKind::Ddpm.to_string(),
+        sampling_steps: manifest.schedule.map_or(1, |schedule| schedule.steps),
+    };
+    logbook.register_model(&manifest.model_sha256, &serde_json::to_string(manifest).map_err(|err| Error::Internal(err.to_string()))?)?;
+    let run_id = logbook.start_run("study", Some(&manifest.model_sha256), &serde_json::to_value(&params).map_err(|err| Error::Internal(err.to_string()))?)?;
+    let result = evaluate_cell(settings, cell, &bundle, dataset, n_synthetic, &settings.out.join(&samples_file));
+    match result {
+        Ok(mut metrics) => {
+            // Training figures are single measurements on a side axis, not assessment figures:
+            // their "interval" is the value itself.
+            for (name, value) in [("train_seconds", train_seconds), ("final_loss", final_loss)] {
+                metrics.push(Metric { axis: "training".to_owned(), name: name.to_owned(), value, ci_low: value, ci_high: value, n: manifest.provenance.n_train as u64 });
+            }
+            logbook.finish_run(&run_id, &metrics)?;
+            Ok(CellOutcome::Done { train_seconds, evaluate_seconds: evaluate_started.elapsed().as_secs_f64(), trained })
+        }
+        Err(err) => {
+            logbook.fail_run(&run_id, &err.to_string())?;
+            Err(err)
+        }
+    }
+}
+
+/// Generates with the tract engine, evaluates on the six axes, and keeps the samples.
+fn evaluate_cell(settings: &StudySettings, cell: &Cell, bundle: &Bundle, dataset: &StudyDataset, n: usize, samples_path: &Path) -> Result<Vec<Metric>> {
+    let real = real_for_bundle(bundle, &dataset.path)?;
+    let mut generator = Generator::new(bundle, EngineKind::Tract, 0)?;
+    let sample_settings = SampleSettings { n, seed: cell.seed, classes: ClassChoice::Proportional, steps: None, sampler: SamplerKind::Ddpm, batch: 256 };
+    let samples = generator.generate(&sample_settings)?;
+    let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;
+    match &bundle.manifest.transform {
+        Encoder::Image(pixels) => {
+            let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); bundle.manifest.n_classes()];
+            for (idx, &label) in samples.labels.iter().enumerate() {
+                per_class[label as usize].push(idx);
+            }
+            write_atomically(samples_path, &grid_png(pixels.shape, pixels, &samples, &per_class, 10)?)?;
+        }
+        Encoder::Tabular(_) => write_atomically(samples_path, &csv_bytes(&bundle.manifest, &samples)?)?,
+    }
+    let eval_settings = EvalSettings { seed: cell.seed, replicates: settings.bootstrap, ..EvalSettings::default() };
+    let (assessment, _) = assess(&real, &synthetic, &eval_settings)?;
+    for skipped in &assessment.skipped {
+        eprintln!("{}: {} skipped: {}", dataset.name, skipped.name, skipped.reason);
+    }
+    let mut metrics = assessment.metrics;
+    metrics.extend(efficiency_metrics(&samples.batch_times, cell.seed, settings.bootstrap));
+    sort_by_axis(&mut metrics);
+    Ok(metrics)
+}
+
+/// The default grid: a medical table, an agricultural table and an image set from `fixtures`.
+pub fn default_datasets(fixtures: &Path) -> Vec<StudyDataset> {
+    ["breast_cancer.csv", "wheat_splitsplit.csv", "digits.csv"]
+        .iter()
+        .map(|name| StudyDataset::new(&fixtures.join(name), DataOptions::default()))
+        .collect()
+}
