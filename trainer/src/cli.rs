@@ -59,6 +59,10 @@ pub struct StudyArgs {
     /// Bootstrap replicates per interval.
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
+    /// Cells trained at once, each in its own single-threaded process (1: in this process,
+    /// with all cores and a per-epoch progress bar). Default: the number of cores.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))]
+    pub jobs: usize,
     /// No progress display.
     #[arg(long)]
     pub quiet: bool,

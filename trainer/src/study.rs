@@ -78,6 +78,12 @@ pub struct StudySettings {
     pub bootstrap: usize,
     /// Explicit epochs for every cell (tests); `None` follows the budget.
     pub epochs: Option<usize>,
+    /// Train cells in child processes of this `synth-train` executable, `jobs` at a time, each
+    /// on one thread. Small networks gain little from a second thread, and candle's worker
+    /// threads spin while they wait: two single-threaded trainings finish well before two
+    /// two-threaded ones. `None` trains in this process, one cell after another.
+    pub trainer: Option<PathBuf>,
+    pub jobs: usize,
 }
 
 /// One cell of the grid.
@@ -192,20 +198,134 @@ pub fn run_study(settings: &StudySettings, observer: &mut dyn StudyObserver) -> 
         .collect();
     let grid = cells(settings);
     let mut summary = StudySummary { cells: grid.len(), ..StudySummary::default() };
+    let mut pending = Vec::new();
     for (index, cell) in grid.iter().enumerate() {
         let key = cell.key(settings);
         if done.contains(&key) {
             observer.cell_finished(index, &key, &CellOutcome::Skipped);
             summary.skipped += 1;
-            continue;
+        } else {
+            pending.push(index);
         }
-        let outcome = run_cell(settings, cell, &logbook, index, grid.len(), observer)
-            .map_err(|err| Error::Invalid(format!("study cell {key}: {err}")))?;
-        observer.cell_finished(index, &key, &outcome);
-        summary.done += 1;
+    }
+    let fail = |index: usize, err: Error| Error::Invalid(format!("study cell {}: {err}", grid[index].key(settings)));
+    match &settings.trainer {
+        Some(trainer) => {
+            let mut plans = Vec::new();
+            for &index in &pending {
+                plans.push((index, training_plan(settings, &grid[index]).map_err(|err| fail(index, err))?));
+            }
+            let (ready, to_train): (Vec<_>, Vec<_>) = plans.into_iter().partition(|(_, plan)| plan.is_none());
+            let queue = std::sync::Mutex::new(to_train.into_iter().filter_map(|(index, plan)| plan.map(|plan| (index, plan))).collect::<std::collections::VecDeque<_>>());
+            let stop = std::sync::atomic::AtomicBool::new(false);
+            let (sender, receiver) = std::sync::mpsc::channel::<(usize, Result<()>)>();
+            std::thread::scope(|scope| -> Result<()> {
+                for _ in 0..settings.jobs.max(1) {
+                    let sender = sender.clone();
+                    let (queue, stop) = (&queue, &stop);
+                    scope.spawn(move || {
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let Some((index, plan)) = queue.lock().ok().and_then(|mut queue| queue.pop_front()) else { break };
+                            if sender.send((index, train_in_child(trainer, &plan))).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                drop(sender);
+                let outcome = (|| {
+                    for (index, _) in &ready {
+                        let outcome = evaluate_and_log(settings, &grid[*index], &logbook, false).map_err(|err| fail(*index, err))?;
+                        observer.cell_finished(*index, &grid[*index].key(settings), &outcome);
+                        summary.done += 1;
+                    }
+                    for (index, trained) in receiver {
+                        trained.map_err(|err| fail(index, err))?;
+                        let outcome = evaluate_and_log(settings, &grid[index], &logbook, true).map_err(|err| fail(index, err))?;
+                        observer.cell_finished(index, &grid[index].key(settings), &outcome);
+                        summary.done += 1;
+                    }
+                    Ok(())
+                })();
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                outcome
+            })?;
+        }
+        None => {
+            for index in pending {
+                let cell = &grid[index];
+                let trained = match training_plan(settings, cell).map_err(|err| fail(index, err))? {
+                    Some(plan) => {
+                        observer.cell_started(index, grid.len(), &cell.key(settings), plan.epochs);
+                        fit(&plan, &mut Forward { observer }).map_err(|err| fail(index, err))?;
+                        true
+                    }
+                    None => false,
+                };
+                let outcome = evaluate_and_log(settings, cell, &logbook, trained).map_err(|err| fail(index, err))?;
+                observer.cell_finished(index, &cell.key(settings), &outcome);
+                summary.done += 1;
+            }
+        }
     }
     summary.wall_seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// How to train a cell, or `None` when a complete bundle from an earlier run is there.
+fn training_plan(settings: &StudySettings, cell: &Cell) -> Result<Option<FitSettings>> {
+    let bundle_dir = settings.out.join("models").join(cell.file_stem(settings));
+    if Bundle::open(&bundle_dir).is_ok() {
+        return Ok(None);
+    }
+    let dataset = &settings.datasets[cell.dataset];
+    let split = SplitSpec::new(cell.seed, settings.holdout, cell.fraction)?;
+    let data = edge_runtime::data::read_dataset(&dataset.path, &dataset.options)?;
+    let prepared = crate::fit::prepare(data, &split)?;
+    let defaults = crate::train::Hyper::defaults(cell.family, &prepared.data.spec, prepared.data.n_rows);
+    let epochs = budget_epochs(settings, cell.family, prepared.data.n_rows, &prepared.data.spec).unwrap_or(defaults.epochs);
+    Ok(Some(FitSettings {
+        data: dataset.path.clone(),
+        data_options: dataset.options.clone(),
+        family: cell.family,
+        split,
+        train_seed: cell.seed,
+        epochs: Some(epochs),
+        device: settings.device,
+        out: bundle_dir,
+        replace: true,
+    }))
+}
+
+/// Runs `synth-train fit` for `plan` in a child process on one thread.
+fn train_in_child(trainer: &Path, plan: &FitSettings) -> Result<()> {
+    let mut command = std::process::Command::new(trainer);
+    command
+        .arg("fit")
+        .arg("--data")
+        .arg(&plan.data)
+        .args(["--family", plan.family.as_str(), "--device", &plan.device.to_string(), "--quiet", "--force"])
+        .arg("--out")
+        .arg(&plan.out)
+        .args(["--fraction", &plan.split.fraction.to_string(), "--holdout", &plan.split.holdout.to_string()])
+        .args(["--seed", &plan.train_seed.to_string()])
+        .env("RAYON_NUM_THREADS", "1")
+        .env("CANDLE_NUM_THREADS", "1");
+    if let Some(epochs) = plan.epochs {
+        command.args(["--epochs", &epochs.to_string()]);
+    }
+    if let Some(label) = &plan.data_options.label {
+        command.args(["--label", label]);
+    }
+    if let Some(shape) = plan.data_options.image_shape {
+        command.args(["--image-shape", &format!("{}x{}x{}", shape.height, shape.width, shape.channels)]);
+    }
+    let output = command.output().map_err(|err| Error::io(trainer, err))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("training failed: {}", String::from_utf8_lossy(&output.stderr).trim())))
+    }
 }
 
 struct Forward<'a> {
@@ -232,44 +352,16 @@ fn budget_epochs(settings: &StudySettings, family: Family, n_train: usize, spec:
     }
 }
 
-fn run_cell(settings: &StudySettings, cell: &Cell, logbook: &Logbook, index: usize, total: usize, observer: &mut dyn StudyObserver) -> Result<CellOutcome> {
+/// Evaluates a trained cell and logs it as one run.
+fn evaluate_and_log(settings: &StudySettings, cell: &Cell, logbook: &Logbook, trained: bool) -> Result<CellOutcome> {
     let dataset = &settings.datasets[cell.dataset];
     let key = cell.key(settings);
     let stem = cell.file_stem(settings);
     let bundle_dir = settings.out.join("models").join(&stem);
-    let split = SplitSpec::new(cell.seed, settings.holdout, cell.fraction)?;
-
-    // Train unless a complete bundle from an earlier, interrupted run is there.
-    let (trained, train_seconds, final_loss) = match Bundle::open(&bundle_dir) {
-        Ok(bundle) => {
-            observer.cell_started(index, total, &key, None);
-            (false, bundle.manifest.provenance.wall_time_s, bundle.manifest.provenance.final_loss)
-        }
-        Err(_) => {
-            let data = edge_runtime::data::read_dataset(&dataset.path, &dataset.options)?;
-            let prepared = crate::fit::prepare(data, &split)?;
-            let epochs = budget_epochs(settings, cell.family, prepared.data.n_rows, &prepared.data.spec);
-            let defaults = crate::train::Hyper::defaults(cell.family, &prepared.data.spec, prepared.data.n_rows);
-            observer.cell_started(index, total, &key, Some(epochs.unwrap_or(defaults.epochs)));
-            let fit_settings = FitSettings {
-                data: dataset.path.clone(),
-                data_options: dataset.options.clone(),
-                family: cell.family,
-                split,
-                train_seed: cell.seed,
-                epochs,
-                device: settings.device,
-                out: bundle_dir.clone(),
-                replace: true,
-            };
-            let outcome = fit(&fit_settings, &mut Forward { observer })?;
-            (true, outcome.wall_time_s, outcome.manifest.provenance.final_loss)
-        }
-    };
-
     let evaluate_started = Instant::now();
     let bundle = Bundle::open(&bundle_dir)?;
     let manifest = &bundle.manifest;
+    let (train_seconds, final_loss) = (manifest.provenance.wall_time_s, manifest.provenance.final_loss);
     let n_synthetic = settings.n_synthetic.unwrap_or(if manifest.schema.image.is_some() { 500 } else { 1000 });
     let samples_file = format!("samples/{stem}.{}", if manifest.schema.image.is_some() { "png" } else { "csv" });
     let params = CellParams {

@@ -1,8 +1,9 @@
 //! Utility and robustness: does a classifier trained on synthetic data work on real data, and
 //! does that hold under perturbation and attack?
 //!
-//! Classifiers come from smartcore: an L2-regularised logistic regression (α = 1), the primary
-//! model behind the contract names, and a random forest (suffix `_forest`). TRTR trains on the
+//! Classifiers come from well-kept crates: an L2-regularised multinomial logistic regression
+//! (linfa-logistic, α = 1), the primary model behind the contract names, and a random forest
+//! (smartcore, suffix `_forest`). TRTR trains on the
 //! real train part, TSTR on the synthetic samples; both are tested on the real hold-out.
 //!
 //! Robustness perturbs the hold-out features (encoded, standardised units) and reports accuracy
@@ -14,9 +15,7 @@
 
 use rand::RngExt;
 use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};
-use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
-use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 
 use super::intervals::bootstrap;
 use super::knn::Rows;
@@ -80,30 +79,26 @@ fn dense(x: &Rows<'_>) -> Result<DenseMatrix<f64>> {
     DenseMatrix::from_2d_vec(&rows).map_err(smartcore_error("feature matrix"))
 }
 
-/// Fits the logistic regression; the data must hold at least two classes.
+/// Fits the logistic regression (linfa, multinomial, L2 α = 1); the data must hold at least two
+/// classes.
 pub fn fit_logistic(data: &Labelled<'_>, n_classes: usize) -> Result<LinearModel> {
-    let matrix = dense(&data.x)?;
-    let labels: Vec<u32> = data.labels.to_vec();
-    let model: LogisticRegression<f64, u32, DenseMatrix<f64>, Vec<u32>> =
-        LogisticRegression::fit(&matrix, &labels, LogisticRegressionParameters::default().with_alpha(1.0)).map_err(smartcore_error("logistic regression"))?;
-    let classes = model.classes().clone();
-    let (coefficients, intercept) = (model.coefficients(), model.intercept());
+    use linfa::prelude::Fit;
     let dim = data.x.dim;
+    let records = ndarray::Array2::from_shape_fn((data.x.n_rows, dim), |(r, c)| f64::from(data.x.row(r)[c]));
+    let targets = ndarray::Array1::from_iter(data.labels.iter().map(|&label| label as usize));
+    let dataset = linfa::Dataset::new(records, targets);
+    let model = linfa_logistic::MultiLogisticRegression::default()
+        .alpha(1.0)
+        .max_iterations(200)
+        .fit(&dataset)
+        .map_err(|err| Error::Invalid(format!("logistic regression: {err}")))?;
+    let (params, intercept) = (model.params(), model.intercept());
     let mut weights = vec![0.0; n_classes * dim];
     let mut bias = vec![f64::NEG_INFINITY; n_classes];
-    if classes.len() == 2 {
-        // Binary: one coefficient row, the log-odds of the second class over the first.
-        bias[classes[0] as usize] = 0.0;
-        bias[classes[1] as usize] = *intercept.get((0, 0));
-        for col in 0..dim {
-            weights[classes[1] as usize * dim + col] = *coefficients.get((0, col));
-        }
-    } else {
-        for (row, &class) in classes.iter().enumerate() {
-            bias[class as usize] = *intercept.get((row, 0));
-            for col in 0..dim {
-                weights[class as usize * dim + col] = *coefficients.get((row, col));
-            }
+    for (column, &class) in model.classes().iter().enumerate() {
+        bias[class] = intercept[column];
+        for feature in 0..dim {
+            weights[class * dim + feature] = params[(feature, column)];
         }
     }
     Ok(LinearModel { weights, bias, dim })

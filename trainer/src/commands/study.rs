@@ -35,6 +35,13 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         n_synthetic: args.n,
         bootstrap: args.bootstrap,
         epochs: args.epochs,
+        // On the GPU, one training at a time and in this process.
+        trainer: if args.device == crate::device::DeviceChoice::Cpu && args.jobs > 1 {
+            Some(std::env::current_exe().context("locating synth-train to train cells in child processes")?)
+        } else {
+            None
+        },
+        jobs: args.jobs,
     };
     let mut display = Display::new(args.quiet);
     let summary = run_study(&settings, &mut display).context("study")?;
