@@ -1,10 +1,11 @@
 //! tract: one optimised plan per bundle with the batch dimension left symbolic, so the same plan
-//! serves batch 1 and batch 256. Each worker thread keeps its own state of that plan; a large
-//! batch is split into one contiguous slice per thread and the slices run concurrently.
+//! serves batch 1 and batch 256. Each worker keeps its own state of that plan; a large batch is
+//! split into one contiguous slice per worker and the slices run concurrently on rayon's pool.
 
 use std::io::Cursor;
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use tract_onnx::prelude::*;
 
 use super::{Engine, EngineKind, TensorIn};
@@ -74,17 +75,12 @@ impl Engine for TractEngine {
             return run_state(&mut self.states[0], inputs, 0..batch);
         }
         let chunk = batch.div_ceil(workers);
-        let results: Vec<Result<Vec<f32>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self.states[..workers]
-                .iter_mut()
-                .enumerate()
-                .map(|(idx, state)| {
-                    let rows = idx * chunk..((idx + 1) * chunk).min(batch);
-                    scope.spawn(move || run_state(state, inputs, rows))
-                })
-                .collect();
-            handles.into_iter().map(|handle| handle.join().unwrap_or_else(|_| Err(engine_error("a worker thread panicked")))).collect()
-        });
+        // Rayon's pool is already running: no thread is spawned per call.
+        let results: Vec<Result<Vec<f32>>> = self.states[..workers]
+            .par_iter_mut()
+            .enumerate()
+            .map(|(idx, state)| run_state(state, inputs, idx * chunk..((idx + 1) * chunk).min(batch)))
+            .collect();
         let mut out = Vec::new();
         for part in results {
             out.extend(part?);
