@@ -54,6 +54,20 @@ fn the_same_seed_gives_byte_identical_models_and_a_complete_manifest() {
     assert_eq!(models[0], models[1], "same seed, same bytes");
     assert_ne!(models[0], models[2], "another seed, another model");
 
+    // The convolutional path (parallel im2col, batched GEMM) is just as deterministic.
+    let digits = fixture("digits.csv");
+    let mut conv_models = Vec::new();
+    for name in ["d1", "d2"] {
+        let out = dir.path().join(name);
+        let output = synth_train(&[
+            "fit", "--data", &digits.to_string_lossy(), "--family", "ddpm", "--epochs", "1", "--fraction", "0.2", "--seed", "4", "--quiet", "--out",
+            &out.to_string_lossy(),
+        ]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        conv_models.push(std::fs::read(out.join("model.onnx")).unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert_eq!(conv_models[0], conv_models[1], "same seed, same bytes for the image denoiser");
+
     let text = std::fs::read_to_string(dir.path().join("a/manifest.json")).unwrap_or_else(|e| panic!("{e}"));
     let manifest = Manifest::from_json(&text, "manifest.json").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(manifest.family, Family::Gan);
