@@ -31,6 +31,8 @@ pub enum Command {
     Hub(commands::hub::HubArgs),
     /// List recent runs and their headline figures from a logbook.
     Log(commands::log::LogArgs),
+    /// Write the study report (report.html, report.md and plots) of a study logbook.
+    Report(commands::report::ReportArgs),
 }
 
 /// How to run a bundle.
@@ -178,5 +180,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Sync(args) => commands::sync::run(&args),
         Command::Hub(args) => commands::hub::run(&args),
         Command::Log(args) => commands::log::run(&args),
+        Command::Report(args) => commands::report::run(&args),
     }
 }

@@ -26,6 +26,10 @@ pub enum Error {
     #[error("logbook {path}: {message}")]
     Logbook { path: PathBuf, message: String },
 
+    /// A report could not be drawn or written.
+    #[error("report {path}: {message}")]
+    Report { path: PathBuf, message: String },
+
     #[error("sync: {0}")]
     Sync(String),
 

@@ -6,4 +6,5 @@ pub mod generate;
 pub mod hub;
 pub mod log;
 pub mod record;
+pub mod report;
 pub mod sync;

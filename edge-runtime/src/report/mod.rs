@@ -1,11 +1,126 @@
-//! Reports of a study logbook: report.html (offline, plots embedded) and report.md.
+//! Reports of a study logbook: `report.html` (one page that opens offline: inline stylesheet, no
+//! scripts, every chart and sample grid embedded) and `report.md`, with the charts as SVG files
+//! under `plots/` and the sample grids as PNG under `samples/` beside them.
+//!
+//! The report is built in a staging folder beside `out` and renamed into place only once every
+//! file is written, so a failed or interrupted run leaves the previous report whole. A folder
+//! holding anything a report does not write is never replaced.
+//!
+//! Code map: [`study`] reads the logbook's study runs into figures per dataset × family ×
+//! fraction; [`score`] orients metrics and computes axis scores and verdicts; `content` writes
+//! the document (`doc`) and draws the charts (`plot`, `marginals`); `html` and `markdown` render
+//! it.
 
+mod content;
+mod doc;
+mod html;
+mod markdown;
+mod marginals;
+mod plot;
+pub mod score;
+pub mod study;
+
+use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 
-use crate::error::Result;
+use crate::data::{make_readable, write_atomically};
+use crate::error::{Error, Result};
+use crate::logbook::{Logbook, timestamp};
+use study::Study;
 
-/// Writes the report of the study logbook `db` into `out`.
+pub const HTML_FILE: &str = "report.html";
+pub const MARKDOWN_FILE: &str = "report.md";
+/// What a report folder holds; a folder with anything else is not replaced.
+const REPORT_ENTRIES: [&str; 4] = [HTML_FILE, MARKDOWN_FILE, content::PLOTS_DIR, content::SAMPLES_DIR];
+
+/// Writes the report of the study logbook `db` into the folder `out` (created, or replaced when it
+/// holds an earlier report).
 pub fn write_report(db: &Path, out: &Path) -> Result<()> {
-    let _ = (db, out);
+    if !db.is_file() {
+        return Err(Error::Logbook {
+            path: db.to_owned(),
+            message: "no such file; expected the study logbook (DIR/study.sqlite) that `synth-train study` writes".to_owned(),
+        });
+    }
+    check_replaceable(out)?;
+    let runs = Logbook::open(db)?.runs()?;
+    let study = Study::from_runs(db, runs)?;
+    let study_dir = match db.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let report = content::build(&study, db, study_dir, out, &timestamp::now())?;
+    let html = html::render(&report.document, &report.files);
+    let markdown = markdown::render(&report.document);
+    publish(out, &report.files, &markdown, &html)
+}
+
+/// Refuses an `out` that exists and is not a report folder.
+fn check_replaceable(out: &Path) -> Result<()> {
+    if !out.exists() {
+        return Ok(());
+    }
+    if !out.is_dir() {
+        return Err(Error::Report { path: out.to_owned(), message: "exists and is not a folder; expected a new folder or an earlier report's".to_owned() });
+    }
+    for entry in fs::read_dir(out).map_err(|err| Error::io(out, err))? {
+        let name = entry.map_err(|err| Error::io(out, err))?.file_name();
+        if !REPORT_ENTRIES.iter().any(|known| name == *known) {
+            return Err(Error::Report {
+                path: out.to_owned(),
+                message: format!(
+                    "holds `{}`, which a report does not write; refusing to replace the folder. Expected a new folder or an earlier report's (only {})",
+                    name.to_string_lossy(),
+                    REPORT_ENTRIES.join(", ")
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes everything into a staging folder beside `out`, the HTML last, then swaps it in.
+fn publish(out: &Path, files: &BTreeMap<String, Vec<u8>>, markdown: &str, html: &str) -> Result<()> {
+    let parent = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = out
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::Report { path: out.to_owned(), message: "is not a folder name; expected a path such as study/report".to_owned() })?;
+    fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
+    let staging = tempfile::Builder::new().prefix(&format!(".{name}.staging-")).tempdir_in(parent).map_err(|err| Error::io(parent, err))?;
+    for dir in [content::PLOTS_DIR, content::SAMPLES_DIR] {
+        let path = staging.path().join(dir);
+        fs::create_dir(&path).map_err(|err| Error::io(&path, err))?;
+        make_readable(&path)?;
+    }
+    for (relative, bytes) in files {
+        write_atomically(&staging.path().join(relative), bytes)?;
+    }
+    write_atomically(&staging.path().join(MARKDOWN_FILE), markdown.as_bytes())?;
+    write_atomically(&staging.path().join(HTML_FILE), html.as_bytes())?;
+    make_readable(staging.path())?;
+
+    if !out.exists() {
+        let staged = staging.keep();
+        return fs::rename(&staged, out).map_err(|err| {
+            let _ = fs::remove_dir_all(&staged);
+            Error::io(out, err)
+        });
+    }
+    // Move the old report aside, put the new one in its place, then delete the old one (with
+    // the folder `old` is in, when it goes out of scope).
+    let old = tempfile::Builder::new().prefix(&format!(".{name}.old-")).tempdir_in(parent).map_err(|err| Error::io(parent, err))?;
+    let old_report = old.path().join(&name);
+    fs::rename(out, &old_report).map_err(|err| Error::io(out, err))?;
+    if let Err(err) = fs::rename(staging.path(), out) {
+        let _ = fs::rename(&old_report, out);
+        return Err(Error::io(out, err));
+    }
+    // The staging folder is now `out`; keep its guard from deleting it.
+    let _ = staging.keep();
     Ok(())
 }

@@ -1,0 +1,301 @@
+//! The study as the report sees it: the logbook's `study` runs grouped by dataset, then by
+//! (family, scarcity fraction), each metric aggregated over the seeds of its group.
+//!
+//! With one seed a figure is that run's value and interval. With several, the value is the mean
+//! over seeds, the interval is the envelope of the seeds' intervals (lowest low, highest high),
+//! so it covers both the within-run and the between-seed uncertainty, and the standard deviation
+//! across seeds is kept beside it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::logbook::{AXES, RunRecord, RunStatus};
+use crate::metrics::Metric;
+
+/// The run kind the study logs its cells under.
+pub const STUDY_KIND: &str = "study";
+
+/// The families in the order the report lists them; any other family follows by name.
+const FAMILY_ORDER: [&str; 3] = ["vae", "gan", "ddpm"];
+
+/// What the report needs from a study run's `params` (the trainer's `CellParams`); fields it does
+/// not use are ignored, so the trainer may add more.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct CellParams {
+    /// `breast_cancer/vae/f0.25/s0`.
+    pub cell: String,
+    pub dataset: String,
+    pub family: String,
+    pub fraction: f64,
+    pub seed: u64,
+    /// The real data, relative to the folder the study ran from.
+    #[serde(default)]
+    pub data_path: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `tabular` or `image`.
+    #[serde(default)]
+    pub modality: Option<String>,
+    /// The synthetic rows (CSV) or sample grid (PNG) the cell was judged on, relative to the
+    /// study folder.
+    #[serde(default)]
+    pub samples: Option<String>,
+    /// The model bundle, relative to the study folder.
+    #[serde(default)]
+    pub bundle: Option<String>,
+}
+
+/// One study run, whatever its status: the appendix lists them all.
+#[derive(Debug, Clone)]
+pub struct CellRun {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub message: Option<String>,
+    pub params: CellParams,
+    pub n_metrics: usize,
+}
+
+/// A metric of one (family, fraction) group, aggregated over its seeds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Figure {
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+    /// The sample count behind the figure (the smallest over seeds).
+    pub n: u64,
+    pub n_seeds: usize,
+    /// Standard deviation of the value across seeds (sample, n − 1); `None` with one seed.
+    pub seed_sd: Option<f64>,
+}
+
+impl Figure {
+    /// Aggregates one metric over the runs (seeds) of a group; `metrics` must not be empty.
+    fn over_seeds(metrics: &[&Metric]) -> Option<Figure> {
+        let n_seeds = metrics.len();
+        if n_seeds == 0 {
+            return None;
+        }
+        let value = metrics.iter().map(|metric| metric.value).sum::<f64>() / n_seeds as f64;
+        let seed_sd = (n_seeds > 1).then(|| {
+            let squares: f64 = metrics.iter().map(|metric| (metric.value - value).powi(2)).sum();
+            (squares / (n_seeds - 1) as f64).sqrt()
+        });
+        Some(Figure {
+            value,
+            low: metrics.iter().map(|metric| metric.ci_low).fold(f64::INFINITY, f64::min),
+            high: metrics.iter().map(|metric| metric.ci_high).fold(f64::NEG_INFINITY, f64::max),
+            n: metrics.iter().map(|metric| metric.n).min().unwrap_or(0),
+            n_seeds,
+            seed_sd,
+        })
+    }
+}
+
+/// The done runs of one dataset × family × fraction.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub family: String,
+    pub fraction: f64,
+    /// Seeds in increasing order, one per done run.
+    pub seeds: Vec<u64>,
+    /// The samples file of each seed, relative to the study folder, in `seeds` order.
+    pub samples: Vec<Option<String>>,
+    /// By metric name.
+    pub figures: BTreeMap<String, Figure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    Tabular,
+    Image,
+}
+
+/// Everything the study measured on one dataset.
+#[derive(Debug, Clone)]
+pub struct DatasetResults {
+    pub name: String,
+    pub modality: Modality,
+    pub data_path: Option<String>,
+    pub label: Option<String>,
+    /// Families with at least one done run, in report order.
+    pub families: Vec<String>,
+    /// Fractions with at least one done run, increasing.
+    pub fractions: Vec<f64>,
+    pub groups: Vec<Group>,
+    /// Every metric seen on this dataset as (axis, name), axes in report order.
+    pub metrics: Vec<(String, String)>,
+}
+
+impl DatasetResults {
+    pub fn group(&self, family: &str, fraction: f64) -> Option<&Group> {
+        self.groups.iter().find(|group| group.family == family && group.fraction == fraction)
+    }
+
+    pub fn figure(&self, family: &str, fraction: f64, name: &str) -> Option<&Figure> {
+        self.group(family, fraction).and_then(|group| group.figures.get(name))
+    }
+}
+
+/// The whole study.
+#[derive(Debug, Clone)]
+pub struct Study {
+    pub datasets: Vec<DatasetResults>,
+    /// Every study run in the logbook, oldest first.
+    pub runs: Vec<CellRun>,
+}
+
+impl Study {
+    /// Builds the study from a logbook's runs; runs of other kinds are ignored. `db` names the
+    /// logbook in errors.
+    pub fn from_runs(db: &Path, runs: Vec<RunRecord>) -> Result<Study> {
+        let mut cell_runs = Vec::new();
+        let mut done: Vec<(CellParams, Vec<Metric>)> = Vec::new();
+        for run in runs.into_iter().filter(|run| run.kind == STUDY_KIND) {
+            let params: CellParams = serde_json::from_value(run.params).map_err(|err| Error::Logbook {
+                path: db.to_owned(),
+                message: format!("study run {}: its params are not a study cell's ({err}); expected cell, dataset, family, fraction and seed", run.id),
+            })?;
+            if !params.fraction.is_finite() {
+                return Err(Error::Logbook { path: db.to_owned(), message: format!("study run {}: fraction {} is not a number", run.id, params.fraction) });
+            }
+            cell_runs.push(CellRun { run_id: run.id, status: run.status, message: run.message, params: params.clone(), n_metrics: run.metrics.len() });
+            if run.status == RunStatus::Done {
+                // A cell run twice (the study was reset) counts once: the later run wins.
+                done.retain(|(earlier, _)| earlier.cell != params.cell);
+                done.push((params, run.metrics));
+            }
+        }
+        if cell_runs.is_empty() {
+            return Err(Error::Logbook {
+                path: db.to_owned(),
+                message: format!("holds no study runs (kind `{STUDY_KIND}`); expected the logbook `synth-train study` writes (DIR/study.sqlite)"),
+            });
+        }
+        let mut dataset_names: Vec<String> = Vec::new();
+        for run in &cell_runs {
+            if !dataset_names.contains(&run.params.dataset) {
+                dataset_names.push(run.params.dataset.clone());
+            }
+        }
+        let datasets = dataset_names.iter().map(|name| dataset_results(name, &done)).filter(|dataset| !dataset.groups.is_empty()).collect();
+        Ok(Study { datasets, runs: cell_runs })
+    }
+}
+
+fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetResults {
+    let runs: Vec<&(CellParams, Vec<Metric>)> = done.iter().filter(|(params, _)| params.dataset == name).collect();
+    let mut families: Vec<String> = Vec::new();
+    let mut fractions: Vec<f64> = Vec::new();
+    for (params, _) in &runs {
+        if !families.contains(&params.family) {
+            families.push(params.family.clone());
+        }
+        if !fractions.contains(&params.fraction) {
+            fractions.push(params.fraction);
+        }
+    }
+    families.sort_by_key(|family| family_rank(family));
+    fractions.sort_by(f64::total_cmp);
+
+    let mut metrics: Vec<(String, String)> = Vec::new();
+    let mut groups = Vec::new();
+    for family in &families {
+        for &fraction in &fractions {
+            let mut members: Vec<&(CellParams, Vec<Metric>)> =
+                runs.iter().copied().filter(|(params, _)| &params.family == family && params.fraction == fraction).collect();
+            if members.is_empty() {
+                continue;
+            }
+            members.sort_by_key(|(params, _)| params.seed);
+            let mut by_name: BTreeMap<String, Vec<&Metric>> = BTreeMap::new();
+            for (_, run_metrics) in &members {
+                for metric in run_metrics {
+                    let key = (metric.axis.clone(), metric.name.clone());
+                    if !metrics.contains(&key) {
+                        metrics.push(key);
+                    }
+                    by_name.entry(metric.name.clone()).or_default().push(metric);
+                }
+            }
+            groups.push(Group {
+                family: family.clone(),
+                fraction,
+                seeds: members.iter().map(|(params, _)| params.seed).collect(),
+                samples: members.iter().map(|(params, _)| params.samples.clone()).collect(),
+                figures: by_name.into_iter().filter_map(|(name, seeds)| Figure::over_seeds(&seeds).map(|figure| (name, figure))).collect(),
+            });
+        }
+    }
+    metrics.sort_by(|a, b| metric_rank(a).cmp(&metric_rank(b)).then_with(|| a.1.cmp(&b.1)));
+
+    let first = runs.first().map(|(params, _)| params);
+    let is_image = first.is_some_and(|params| {
+        params.modality.as_deref() == Some("image") || (params.modality.is_none() && params.samples.as_deref().is_some_and(|path| path.ends_with(".png")))
+    });
+    DatasetResults {
+        name: name.to_owned(),
+        modality: if is_image { Modality::Image } else { Modality::Tabular },
+        data_path: first.and_then(|params| params.data_path.clone()),
+        label: first.and_then(|params| params.label.clone()),
+        families,
+        fractions,
+        groups,
+        metrics,
+    }
+}
+
+fn family_rank(family: &str) -> (usize, String) {
+    (FAMILY_ORDER.iter().position(|known| *known == family).unwrap_or(FAMILY_ORDER.len()), family.to_owned())
+}
+
+/// The order of metrics within the full table: axes in report order, then `training`, then any
+/// other axis; within an axis, the known metrics in their usual order, then the rest; a
+/// perturbation's row (`tstr_perturbed_accuracy_ratio/gaussian_0.1`) ranks with the figure it
+/// details, and ties are broken by name, which puts it right after that figure.
+fn metric_rank((axis, name): &(String, String)) -> (usize, usize) {
+    const KNOWN: &[&str] = &[
+        "precision",
+        "density",
+        "frechet_distance",
+        "column_shape_similarity",
+        "correlation_difference",
+        "detection_auc",
+        "recall",
+        "coverage",
+        "class_balance_tv",
+        "samples_per_second",
+        "ms_per_sample",
+        "tstr_accuracy",
+        "trtr_accuracy",
+        "tstr_trtr_ratio",
+        "tstr_macro_f1",
+        "trtr_macro_f1",
+        "augmentation_gain",
+        "tstr_accuracy_forest",
+        "trtr_accuracy_forest",
+        "tstr_trtr_ratio_forest",
+        "tstr_perturbed_accuracy_ratio",
+        "trtr_perturbed_accuracy_ratio",
+        "tstr_adversarial_accuracy",
+        "trtr_adversarial_accuracy",
+        "mia_auc",
+        "exact_copy_rate",
+        "closer_to_train_share",
+        "dcr_train_median",
+        "dcr_holdout_median",
+        "dcr_train_p05",
+        "nndr_mean",
+        "train_seconds",
+        "final_loss",
+    ];
+    let axis_rank = match AXES.iter().position(|known| known == axis) {
+        Some(rank) => rank,
+        None if axis == "training" => AXES.len(),
+        None => AXES.len() + 1,
+    };
+    let base = name.split('/').next().unwrap_or(name);
+    (axis_rank, KNOWN.iter().position(|known| *known == base).unwrap_or(KNOWN.len()))
+}
