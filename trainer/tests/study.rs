@@ -54,6 +54,9 @@ fn a_tiny_grid_is_logged_reported_and_resumed() {
             assert!(text.contains(family), "the report names {family}");
         }
         assert!(text.contains("wheat_splitsplit"));
+        for cell in CELLS {
+            assert!(text.contains(cell), "the report names the cell {cell}");
+        }
         for axis in Axis::ALL {
             assert!(text.to_lowercase().contains(axis.as_str()), "the report has the {axis:?} axis");
         }
