@@ -47,7 +47,8 @@ pub struct StudyArgs {
     pub device: DeviceChoice,
     #[arg(long, default_value_t = 0.2)]
     pub holdout: f64,
-    /// Training per cell: quick (a third of fit's default steps) or full.
+    /// Training per cell: quick (a third of fit's default steps for tables, the defaults for
+    /// images) or full (fit's defaults everywhere).
     #[arg(long, default_value = "quick", value_parser = crate::commands::study::parse_budget)]
     pub budget: crate::study::Budget,
     /// Epochs for every cell (overrides --budget).

@@ -169,7 +169,9 @@ pub fn discriminator(spec: &DataSpec, widths: &Widths) -> Graph {
     b.finish(&[("score", &[1])])
 }
 
-/// `(x_t, t, y) → eps`: the DDPM noise-prediction network.
+/// `(x_t, t, y) → eps`: the DDPM noise-prediction network. For images, the time and class
+/// embedding is added to the channels at every stage: injected only at the input, the class
+/// barely steered the samples.
 pub fn denoiser(spec: &DataSpec, widths: &Widths) -> Graph {
     let mut b = GraphBuilder::new();
     let x_t = b.input("x_t", &spec.sample_dims());
@@ -192,10 +194,16 @@ pub fn denoiser(spec: &DataSpec, widths: &Widths) -> Graph {
             let h = b.node("down.cond", Op::Add, &[&h, &c2]);
             let h = b.silu(&h);
             let h = b.conv("mid", &h, 2 * ch, 2 * ch, 1);
+            let c3 = b.linear("cond3", &cond, widths.hidden, 2 * ch);
+            let c3 = b.node("cond3.grid", Op::Reshape { dims: vec![2 * ch, 1, 1] }, &[&c3]);
+            let h = b.node("mid.cond", Op::Add, &[&h, &c3]);
             let h = b.silu(&h);
             let h = b.node("up", Op::Upsample2x, &[&h]);
             let h = b.conv("up.conv", &h, 2 * ch, ch, 1);
             let h = b.node("skip", Op::Add, &[&h, &h0]);
+            let c4 = b.linear("cond4", &cond, widths.hidden, ch);
+            let c4 = b.node("cond4.grid", Op::Reshape { dims: vec![ch, 1, 1] }, &[&c4]);
+            let h = b.node("up.cond", Op::Add, &[&h, &c4]);
             let h = b.silu(&h);
             b.conv("eps", &h, ch, shape.channels, 1);
         }

@@ -73,3 +73,34 @@ impl Params {
         self.names.iter().map(|name| (format!("{prefix}.{name}"), self.vars[name].as_tensor().clone())).collect()
     }
 }
+
+/// An exponential moving average of a parameter set, `θ̄ ← d·θ̄ + (1 − d)·θ` after every step.
+/// Diffusion models and GAN generators sample markedly better from the average than from the
+/// last iterate (Ho et al. 2020; Karras et al. 2018), most of all after few steps.
+#[derive(Debug)]
+pub struct Ema {
+    decay: f64,
+    shadow: Vec<Tensor>,
+}
+
+impl Ema {
+    pub fn new(params: &Params, decay: f64) -> Result<Ema> {
+        let shadow = params.vars().iter().map(|var| Ok(var.as_tensor().detach().copy()?)).collect::<Result<_>>()?;
+        Ok(Ema { decay, shadow })
+    }
+
+    pub fn update(&mut self, params: &Params) -> Result<()> {
+        for (shadow, var) in self.shadow.iter_mut().zip(params.vars()) {
+            *shadow = ((&*shadow * self.decay)? + (var.as_tensor().detach() * (1.0 - self.decay))?)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the parameters by their average (for export).
+    pub fn apply(&self, params: &Params) -> Result<()> {
+        for (shadow, var) in self.shadow.iter().zip(params.vars()) {
+            var.set(shadow)?;
+        }
+        Ok(())
+    }
+}

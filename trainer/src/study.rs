@@ -45,7 +45,8 @@ impl StudyDataset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Budget {
-    /// About a third of `fit`'s default optimiser steps: the whole default grid in minutes.
+    /// A third of `fit`'s default optimiser steps for tables (their small networks learn fast),
+    /// the defaults for images: the whole default grid in minutes.
     Quick,
     /// `fit`'s defaults.
     Full,
@@ -345,6 +346,7 @@ fn budget_epochs(settings: &StudySettings, family: Family, n_train: usize, spec:
     }
     match settings.budget {
         Budget::Full => None,
+        Budget::Quick if spec.image.is_some() => None,
         Budget::Quick => {
             let defaults = crate::train::Hyper::defaults(family, spec, n_train);
             Some((defaults.epochs / 3).max(5))
