@@ -106,10 +106,10 @@ impl TableOptions {
 
     /// Applies a schema file: its kinds and policy; its label unless one was given already.
     pub fn with_schema(mut self, schema: &SchemaFile) -> Self {
-        if self.label.is_empty() {
-            if let Some(label) = &schema.label {
-                self.label = label.clone();
-            }
+        if self.label.is_empty()
+            && let Some(label) = &schema.label
+        {
+            self.label = label.clone();
         }
         if let Some(missing) = schema.missing {
             self.missing = missing;
@@ -200,13 +200,13 @@ impl Table {
     pub fn parse_csv(bytes: &[u8], source: impl Into<Source>, options: &TableOptions) -> Result<Table> {
         let source = source.into();
         let raw = RawCsv::read(bytes, &source)?;
-        if let Some(expected) = &options.expect_header {
-            if &raw.header != expected {
-                return Err(Error::data(
-                    source,
-                    format!("header is [{}], expected the columns [{}]", raw.header.join(", "), expected.join(", ")),
-                ));
-            }
+        if let Some(expected) = &options.expect_header
+            && &raw.header != expected
+        {
+            return Err(Error::data(
+                source,
+                format!("header is [{}], expected the columns [{}]", raw.header.join(", "), expected.join(", ")),
+            ));
         }
         let label_position = raw.header.iter().position(|name| *name == options.label).ok_or_else(|| {
             Error::data(
@@ -397,18 +397,18 @@ fn parse_column(
     missing: MissingPolicy,
     source: &Source,
 ) -> Result<Column> {
-    if missing == MissingPolicy::Refuse {
-        if let Some(row_idx) = cells.iter().position(|cell| is_missing(cell)) {
-            let shown = if cells[row_idx].is_empty() { "an empty cell".to_owned() } else { format!("`{}`", cells[row_idx]) };
-            return Err(Error::data(
-                source.clone(),
-                format!(
-                    "column `{name}`, line {}: missing value ({shown}) and the missing-value policy is `refuse`; \
-                     fix the data or choose the `impute` policy (train-part mean or most frequent category)",
-                    row_idx + 2
-                ),
-            ));
-        }
+    if missing == MissingPolicy::Refuse
+        && let Some(row_idx) = cells.iter().position(|cell| is_missing(cell))
+    {
+        let shown = if cells[row_idx].is_empty() { "an empty cell".to_owned() } else { format!("`{}`", cells[row_idx]) };
+        return Err(Error::data(
+            source.clone(),
+            format!(
+                "column `{name}`, line {}: missing value ({shown}) and the missing-value policy is `refuse`; \
+                 fix the data or choose the `impute` policy (train-part mean or most frequent category)",
+                row_idx + 2
+            ),
+        ));
     }
     if cells.iter().all(|cell| is_missing(cell)) {
         return Err(Error::data(source.clone(), format!("column `{name}` has no values at all; expected at least one")));

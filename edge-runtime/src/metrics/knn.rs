@@ -35,7 +35,7 @@ pub struct Rows<'a> {
 
 impl<'a> Rows<'a> {
     pub fn new(data: &'a [f32], dim: usize) -> Rows<'a> {
-        let n_rows = if dim == 0 { 0 } else { data.len() / dim };
+        let n_rows = data.len().checked_div(dim).unwrap_or(0);
         Rows { data, n_rows, dim }
     }
 
@@ -262,6 +262,9 @@ impl Balls {
     }
 }
 
+/// One `a` row's exact nearest `(distance, index)` list and its ball count.
+type ARow = (Vec<(f64, u32)>, u32);
+
 /// State one worker keeps about the `b` side while it screens its share of `a` rows.
 struct BSide {
     lists: Vec<Candidates>,
@@ -286,7 +289,7 @@ pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<
     let starts: Vec<usize> = (0..a.n_rows).step_by(QUERY_BLOCK).collect();
     let runs: Vec<&[usize]> = starts.chunks(starts.len().div_ceil(2 * rayon::current_num_threads()).max(1)).collect();
     let new_side = || BSide { lists: vec![Candidates::new(k_b + MARGIN); b.n_rows], worst: vec![f32::INFINITY; b.n_rows], hit: vec![false; b.n_rows] };
-    let partials: Vec<(Vec<(Vec<(f64, u32)>, u32)>, BSide)> = runs
+    let partials: Vec<(Vec<ARow>, BSide)> = runs
         .par_iter()
         .map(|run| {
             run.iter().fold((Vec::new(), new_side()), |(mut a_rows, mut side), &start| {
