@@ -46,6 +46,22 @@ pub struct EngineArgs {
     pub threads: usize,
 }
 
+/// How to sample from a bundle.
+#[derive(Debug, Args, Clone)]
+pub struct SamplingArgs {
+    /// Diffusion sampling steps (default: all training steps for ddpm, 50 for ddim).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Diffusion sampler.
+    #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
+    pub sampler: SamplerKind,
+    /// Samples per engine call.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// The bundle folder (model.onnx + manifest.json).
@@ -65,17 +81,8 @@ pub struct GenerateArgs {
     /// Equal counts per class (default: the train part's class proportions).
     #[arg(long)]
     pub balanced: bool,
-    /// Diffusion sampling steps (default: all training steps for ddpm, 50 for ddim).
-    #[arg(long)]
-    pub steps: Option<usize>,
-    /// Diffusion sampler.
-    #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
-    pub sampler: SamplerKind,
-    /// Samples per engine call.
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub sampling: SamplingArgs,
     /// Release gate: a policy (TOML, e.g. `max_mia_auc = 0.6`) the batch must pass against the
     /// real data given with --real; otherwise nothing is written and the exit code is 3.
     #[arg(long, requires = "real")]
@@ -129,14 +136,8 @@ pub struct EvaluateArgs {
     /// Log the run and its figures in this logbook (created if missing).
     #[arg(long)]
     pub db: Option<PathBuf>,
-    #[arg(long)]
-    pub steps: Option<usize>,
-    #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
-    pub sampler: SamplerKind,
-    #[arg(long, default_value_t = 256)]
-    pub batch: usize,
     #[command(flatten)]
-    pub engine: EngineArgs,
+    pub sampling: SamplingArgs,
 }
 
 #[derive(Debug, Args)]

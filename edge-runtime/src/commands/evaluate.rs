@@ -38,9 +38,9 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         "seed": args.seed,
         "k": args.k,
         "bootstrap": args.bootstrap,
-        "steps": args.steps,
-        "sampler": args.sampler.to_string(),
-        "engine": args.engine.engine.to_string(),
+        "steps": args.sampling.steps,
+        "sampler": args.sampling.sampler.to_string(),
+        "engine": args.sampling.engine.engine.to_string(),
     });
     let (assessment, summary) = match (&args.model, &args.real, &args.real_train, &args.real_holdout, &args.synthetic) {
         (Some(model), Some(real), None, None, None) => {
@@ -82,14 +82,14 @@ fn evaluate_bundle(bundle: &Bundle, real: &Path, args: &EvaluateArgs, settings: 
         bail!("invalid --n 0: expected at least 1 sample");
     }
     let real_data = real_for_bundle(bundle, real)?;
-    let mut generator = Generator::new(bundle, args.engine.engine, args.engine.threads)?;
+    let mut generator = Generator::new(bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;
     let sample_settings = SampleSettings {
         n: args.n,
         seed: args.seed,
         classes: ClassChoice::Proportional,
-        steps: args.steps,
-        sampler: args.sampler,
-        batch: args.batch,
+        steps: args.sampling.steps,
+        sampler: args.sampling.sampler,
+        batch: args.sampling.batch,
     };
     let samples = generator.generate(&sample_settings)?;
     let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;

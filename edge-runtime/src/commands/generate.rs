@@ -32,13 +32,13 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         (Some(_), Some(real)) => Some(real_for_bundle(&bundle, real)?),
         _ => None,
     };
-    let mut generator = Generator::new(&bundle, args.engine.engine, args.engine.threads)?;
+    let mut generator = Generator::new(&bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;
     let classes = match (&args.class, args.balanced) {
         (Some(name), _) => ClassChoice::Single(generator.class_index(name)?),
         (None, true) => ClassChoice::Balanced,
         (None, false) => ClassChoice::Proportional,
     };
-    let settings = SampleSettings { n: args.n, seed: args.seed, classes, steps: args.steps, sampler: args.sampler, batch: args.batch };
+    let settings = SampleSettings { n: args.n, seed: args.seed, classes, steps: args.sampling.steps, sampler: args.sampling.sampler, batch: args.sampling.batch };
     let params = serde_json::json!({
         "model": args.model.display().to_string(),
         "n": args.n,
@@ -46,11 +46,11 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         "seed": args.seed,
         "class": args.class,
         "balanced": args.balanced,
-        "steps": args.steps,
-        "sampler": args.sampler.to_string(),
-        "batch": args.batch,
+        "steps": args.sampling.steps,
+        "sampler": args.sampling.sampler.to_string(),
+        "batch": args.sampling.batch,
         "engine": generator.engine_kind().to_string(),
-        "threads": crate::engine::resolve_threads(args.engine.threads),
+        "threads": crate::engine::resolve_threads(args.sampling.engine.threads),
         "gate": args.gate.as_ref().map(|path| path.display().to_string()),
     });
     let outcome = run_recorded(args.db.as_deref(), "generate", Some(&bundle), &params, || {
