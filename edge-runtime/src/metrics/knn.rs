@@ -152,14 +152,22 @@ impl Tile<'_> {
 /// which is nearly always, so the per-pair work is a few vectorised comparisons.
 const CHUNK: usize = 16;
 
-/// Screens query rows `range` against every reference row, one GEMM per reference block, and
-/// hands each tile to `visit`.
-fn screen(queries: &Rows<'_>, query_norms: &[f32], references: &Rows<'_>, reference_norms: &[f32], range: Range<usize>, mut visit: impl FnMut(&Tile<'_>)) {
+/// Screens query rows `range` against the reference rows `columns`, one GEMM per reference
+/// block, and hands each tile to `visit`.
+fn screen(
+    queries: &Rows<'_>,
+    query_norms: &[f32],
+    references: &Rows<'_>,
+    reference_norms: &[f32],
+    range: Range<usize>,
+    columns: Range<usize>,
+    mut visit: impl FnMut(&Tile<'_>),
+) {
     let q_view = queries.view(range.clone());
-    let width = REFERENCE_BLOCK.min(references.n_rows);
+    let width = REFERENCE_BLOCK.min(columns.len());
     let mut products = ndarray::Array2::<f32>::zeros((range.len(), width));
-    for col_start in (0..references.n_rows).step_by(REFERENCE_BLOCK) {
-        let col_end = (col_start + REFERENCE_BLOCK).min(references.n_rows);
+    for col_start in columns.clone().step_by(REFERENCE_BLOCK) {
+        let col_end = (col_start + REFERENCE_BLOCK).min(columns.end);
         let columns = col_end - col_start;
         let r_view = references.view(col_start..col_end);
         if columns < width {
@@ -184,7 +192,7 @@ pub fn nearest(queries: Rows<'_>, references: Rows<'_>, k: usize, same_set: bool
             let range = start..(start + QUERY_BLOCK).min(queries.n_rows);
             let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(k + MARGIN)).collect();
             let mut row = Vec::with_capacity(REFERENCE_BLOCK);
-            screen(&queries, &query_norms, &references, &reference_norms, range.clone(), |tile| {
+            screen(&queries, &query_norms, &references, &reference_norms, range.clone(), 0..references.n_rows, |tile| {
                 for (offset, list) in lists.iter_mut().enumerate() {
                     let query = tile.row_start + offset;
                     tile.fill_row(offset, &mut row);
@@ -209,6 +217,79 @@ pub fn nearest(queries: Rows<'_>, references: Rows<'_>, k: usize, same_set: bool
     let mut neighbours = Neighbours { k, distance: Vec::with_capacity(queries.n_rows * k), index: Vec::with_capacity(queries.n_rows * k) };
     for row in blocks {
         push_row(&mut neighbours, &row);
+    }
+    neighbours
+}
+
+/// The `k` nearest other rows of every row of `rows` (never itself): the same result as
+/// `nearest(rows, rows, k, true)` for half the work, since each pair `(i, j)` is screened once
+/// and offered to both rows.
+pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
+    let k = k.min(MAX_CANDIDATES);
+    let n = rows.n_rows;
+    let norms = rows.squared_norms();
+    let capacity = k + MARGIN;
+    let starts: Vec<usize> = (0..n).step_by(QUERY_BLOCK).collect();
+    // Blocks dealt round-robin: early blocks screen the most columns (the upper triangle).
+    let n_runs = (4 * rayon::current_num_threads()).min(starts.len()).max(1);
+    let runs: Vec<Vec<usize>> = (0..n_runs).map(|run| starts.iter().copied().skip(run).step_by(n_runs).collect()).collect();
+    let partials: Vec<(Vec<(usize, Candidates)>, Vec<Candidates>)> = runs
+        .par_iter()
+        .map(|run| {
+            let mut row_lists = Vec::new();
+            let mut column_lists = vec![Candidates::new(capacity); n];
+            let mut column_worst = vec![f32::INFINITY; n];
+            let mut row = Vec::with_capacity(REFERENCE_BLOCK);
+            for &start in run {
+                let range = start..(start + QUERY_BLOCK).min(n);
+                let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(capacity)).collect();
+                screen(&rows, &norms, &rows, &norms, range.clone(), start..n, |tile| {
+                    for (offset, list) in lists.iter_mut().enumerate() {
+                        let i = tile.row_start + offset;
+                        tile.fill_row(offset, &mut row);
+                        let mut worst = list.worst();
+                        for (chunk_idx, chunk) in row.chunks(CHUNK).enumerate() {
+                            let j0 = tile.col_start + chunk_idx * CHUNK;
+                            let others = &column_worst[j0..j0 + chunk.len()];
+                            if !chunk.iter().zip(others).fold(false, |any, (&d2, &other)| any | (d2 < worst) | (d2 < other)) {
+                                continue;
+                            }
+                            for (col, &d2) in chunk.iter().enumerate() {
+                                let j = j0 + col;
+                                if j == i {
+                                    continue;
+                                }
+                                if d2 < worst {
+                                    list.offer(d2, j as u32);
+                                    worst = list.worst();
+                                }
+                                // Pairs inside the row block reach `j` through its own row.
+                                if j >= range.end && d2 < column_worst[j] {
+                                    column_lists[j].offer(d2, i as u32);
+                                    column_worst[j] = column_lists[j].worst();
+                                }
+                            }
+                        }
+                    }
+                });
+                row_lists.extend(range.zip(lists));
+            }
+            (row_lists, column_lists)
+        })
+        .collect();
+    let mut merged: Vec<Candidates> = vec![Candidates::new(capacity); n];
+    for (row_lists, column_lists) in &partials {
+        for (i, list) in row_lists {
+            merged[*i].merge(list);
+        }
+        for (i, list) in column_lists.iter().enumerate() {
+            merged[i].merge(list);
+        }
+    }
+    let resolved: Vec<Vec<(f64, u32)>> = merged.par_iter().enumerate().map(|(i, list)| list.resolve(rows.row(i), &rows, k)).collect();
+    let mut neighbours = Neighbours { k, distance: Vec::with_capacity(n * k), index: Vec::with_capacity(n * k) };
+    for row in &resolved {
+        push_row(&mut neighbours, row);
     }
     neighbours
 }
@@ -297,7 +378,7 @@ pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<
                 let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(k_a + MARGIN)).collect();
                 let mut counts = vec![0_u32; range.len()];
                 let mut row = Vec::with_capacity(REFERENCE_BLOCK);
-                screen(&a, &a_norms, &b, &b_norms, range.clone(), |tile| {
+                screen(&a, &a_norms, &b, &b_norms, range.clone(), 0..b.n_rows, |tile| {
                     for (offset, list) in lists.iter_mut().enumerate() {
                         let i = tile.row_start + offset;
                         let (a_sure, a_unsure) = (a_balls.sure[i], a_balls.unsure[i]);
@@ -399,6 +480,11 @@ mod tests {
         }
         let exact_copy = nearest(rows, rows, 1, true);
         assert_eq!(exact_copy.row(20), [0.0]);
+        let within = nearest_within(rows, 5);
+        let want = brute_nearest(&rows, &rows, 5, true);
+        for (i, want_row) in want.iter().enumerate() {
+            assert_eq!(within.row(i), want_row.as_slice(), "within, row {i}");
+        }
     }
 
     #[test]

@@ -16,13 +16,13 @@
 //! Inputs are encoded feature matrices; outputs are [`Metric`]s with 95 % intervals.
 
 use super::intervals::{bootstrap, mean, median, quantile, roc_auc};
-use super::knn::{Rows, cross, nearest};
+use super::knn::{Rows, cross, nearest_within};
 use super::{Axis, Metric};
 
 /// Passes over the three sets; see the module documentation.
 pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>, k: usize, seed: u64, replicates: usize) -> Vec<Metric> {
-    let real_radius = nearest(train, train, k, true).column(k - 1);
-    let synthetic_radius = nearest(synthetic, synthetic, k, true).column(k - 1);
+    let real_radius = nearest_within(train, k).column(k - 1);
+    let synthetic_radius = nearest_within(synthetic, k).column(k - 1);
     let to_train = cross(synthetic, train, 2, 1, Some(&synthetic_radius), Some(&real_radius));
     let to_holdout = cross(synthetic, holdout, 1, 1, None, None);
     let n_syn = synthetic.n_rows as u64;
