@@ -179,51 +179,8 @@ fn screen(
     }
 }
 
-/// The `k` nearest rows of `references` for every row of `queries`; with `same_set`, a row is
-/// not its own neighbour (queries and references must then be the same matrix).
-pub fn nearest(queries: Rows<'_>, references: Rows<'_>, k: usize, same_set: bool) -> Neighbours {
-    let k = k.min(MAX_CANDIDATES);
-    let query_norms = queries.squared_norms();
-    let reference_norms = references.squared_norms();
-    let starts: Vec<usize> = (0..queries.n_rows).step_by(QUERY_BLOCK).collect();
-    let blocks: Vec<Vec<(f64, u32)>> = starts
-        .par_iter()
-        .flat_map_iter(|&start| {
-            let range = start..(start + QUERY_BLOCK).min(queries.n_rows);
-            let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(k + MARGIN)).collect();
-            let mut row = Vec::with_capacity(REFERENCE_BLOCK);
-            screen(&queries, &query_norms, &references, &reference_norms, range.clone(), 0..references.n_rows, |tile| {
-                for (offset, list) in lists.iter_mut().enumerate() {
-                    let query = tile.row_start + offset;
-                    tile.fill_row(offset, &mut row);
-                    let mut worst = list.worst();
-                    for (chunk_idx, chunk) in row.chunks(CHUNK).enumerate() {
-                        if !chunk.iter().fold(false, |any, &d2| any | (d2 < worst)) {
-                            continue;
-                        }
-                        for (col, &d2) in chunk.iter().enumerate() {
-                            let reference = tile.col_start + chunk_idx * CHUNK + col;
-                            if d2 < worst && !(same_set && query == reference) {
-                                list.offer(d2, reference as u32);
-                                worst = list.worst();
-                            }
-                        }
-                    }
-                }
-            });
-            lists.into_iter().enumerate().map(move |(offset, list)| list.resolve(queries.row(range.start + offset), &references, k)).collect::<Vec<_>>()
-        })
-        .collect();
-    let mut neighbours = Neighbours { k, distance: Vec::with_capacity(queries.n_rows * k), index: Vec::with_capacity(queries.n_rows * k) };
-    for row in blocks {
-        push_row(&mut neighbours, &row);
-    }
-    neighbours
-}
-
-/// The `k` nearest other rows of every row of `rows` (never itself): the same result as
-/// `nearest(rows, rows, k, true)` for half the work, since each pair `(i, j)` is screened once
-/// and offered to both rows.
+/// The `k` nearest other rows of every row of `rows` (never itself), for half the work of a
+/// general pass: each pair `(i, j)` is screened once and offered to both rows.
 pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
     let k = k.min(MAX_CANDIDATES);
     let n = rows.n_rows;
@@ -462,7 +419,7 @@ mod tests {
     }
 
     #[test]
-    fn nearest_matches_brute_force() {
+    fn nearest_neighbours_match_brute_force() {
         // Sizes that straddle the block sizes, duplicates to make exact zeros.
         let dim = 7;
         let mut data = random(1500, dim, 1);
@@ -471,15 +428,14 @@ mod tests {
         let rows = Rows::new(&data, dim);
         let other = random(300, dim, 2);
         let others = Rows::new(&other, dim);
-        for (q, r, same) in [(rows, rows, true), (others, rows, false), (rows, others, false)] {
-            let got = nearest(q, r, 5, same);
-            let want = brute_nearest(&q, &r, 5, same);
+        for (q, r) in [(others, rows), (rows, others)] {
+            let got = cross(q, r, 5, 1, None, None).a_nearest;
+            let want = brute_nearest(&q, &r, 5, false);
             for (i, want_row) in want.iter().enumerate() {
                 assert_eq!(got.row(i), want_row.as_slice(), "row {i}");
             }
         }
-        let exact_copy = nearest(rows, rows, 1, true);
-        assert_eq!(exact_copy.row(20), [0.0]);
+        assert_eq!(nearest_within(rows, 1).row(20), [0.0], "an exact copy is at distance 0");
         let within = nearest_within(rows, 5);
         let want = brute_nearest(&rows, &rows, 5, true);
         for (i, want_row) in want.iter().enumerate() {
