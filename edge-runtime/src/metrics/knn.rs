@@ -2,9 +2,12 @@
 //! memory proportional to one block, never an `n × m` matrix.
 //!
 //! Inputs are row-major `f32` matrices (`n × d`, one sample per row). Squared distances are
-//! screened block by block as `‖a‖² + ‖b‖² − 2 a·b`, the `a·b` from one matrix product per
-//! `QUERY_BLOCK × REFERENCE_BLOCK` block (large enough to amortise packing the reference block) (matrixmultiply through ndarray), blocks spread over all
-//! cores with rayon. Screening in `f32` can misorder near-ties, so it only nominates: each row
+//! screened block by block as `‖a‖² + ‖b‖² − 2 a·b`, the `a·b` from one matrix product
+//! (matrixmultiply through ndarray) per `QUERY_BLOCK × REFERENCE_BLOCK` block, large enough to
+//! amortise packing the reference block; blocks are spread over all cores with rayon, and a
+//! set's own neighbours come from a symmetric pass that screens each pair once. Distances are
+//! scanned in chunks that are skipped unless some value beats a threshold, which is nearly
+//! always. Screening in `f32` can misorder near-ties, so it only nominates: each row
 //! keeps `k + MARGIN` candidates in a fixed-size list (`heapless`), whose distances are then
 //! recomputed exactly in `f64` from the coordinates; a ball test `d < r` whose screened value lies
 //! within the screening error of `r` is recomputed exactly too. Results therefore match a
