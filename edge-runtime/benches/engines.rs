@@ -25,7 +25,7 @@ fn main() {
     };
     let mut kinds = vec![EngineKind::Tract];
     if cfg!(feature = "ort") && std::env::var_os("ORT_DYLIB_PATH").is_some() {
-        kinds.push(EngineKind::Ort);
+        kinds.push(EngineKind::ORT);
     }
     let inputs = &bundle.manifest.graph.inputs;
     println!("{} ({}), {threads} thread(s):", dir, bundle.manifest.architecture);

@@ -38,7 +38,9 @@ pub enum Command {
 /// How to run a bundle.
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Inference engine: tract (built in) or ort (ONNX Runtime, needs --features ort and ORT_DYLIB_PATH).
+    /// Inference engine: tract (built in), or ONNX Runtime on its CPU, CUDA or TensorRT provider:
+    /// ort, ort-cuda, ort-tensorrt (needs --features ort and ORT_DYLIB_PATH naming a library
+    /// with that provider).
     #[arg(long, default_value = "tract", value_parser = parse_engine)]
     pub engine: EngineKind,
     /// Worker threads for inference (0: all cores).
@@ -93,6 +95,10 @@ pub struct GenerateArgs {
     /// Log the run, its throughput and any gate figures in this logbook (created if missing).
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Also write the samples in the model's encoded space, before decoding and rounding, as JSON
+    /// (`{"width": W, "labels": [...], "rows": [[...], ...]}`): to compare builds or engines.
+    #[arg(long)]
+    pub encoded_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -163,13 +163,35 @@ fn tract_and_ort_agree() {
         let opened = Bundle::open(&bundle(name)).unwrap_or_else(|e| panic!("{e}"));
         let settings = SampleSettings { n: 64, seed: 4, steps: Some(20), batch: 16, ..SampleSettings::default() };
         let mut samples = Vec::new();
-        for engine in [EngineKind::Tract, EngineKind::Ort] {
+        for engine in [EngineKind::Tract, EngineKind::ORT] {
             let mut generator = Generator::new(&opened, engine, 1).unwrap_or_else(|e| panic!("{name} {engine}: {e}"));
             samples.push(generator.generate(&settings).unwrap_or_else(|e| panic!("{e}")));
         }
         assert_eq!(samples[0].labels, samples[1].labels);
         let diff = samples[0].x.iter().zip(&samples[1].x).map(|(a, b)| (a - b).abs()).fold(0.0_f32, f32::max);
         assert!(diff <= 1e-4, "{name}: tract and ort differ by {diff}");
+    }
+}
+
+/// The CPU-only ONNX Runtime of tests/run has neither CUDA nor TensorRT: asking for them is a
+/// clear error naming the provider and nothing is written (never a silent CPU fall-back).
+#[cfg(feature = "ort")]
+#[test]
+fn gpu_providers_missing_from_the_library_are_refused() {
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        assert!(std::env::var("FIELDSYNTH_REQUIRE_PYTHON").is_err(), "tests/run sets ORT_DYLIB_PATH");
+        eprintln!("note: ORT_DYLIB_PATH is not set, skipping the provider check");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model = bundle("wheat-gan");
+    for (engine, provider) in [("ort-cuda", "CUDA"), ("ort-tensorrt", "TensorRT")] {
+        let out = dir.path().join(format!("{engine}.csv"));
+        let output = synth_edge(&["generate", "--model", model.to_str().unwrap_or_default(), "--n", "4", "--engine", engine, "--out", out.to_str().unwrap_or_default()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{engine} ran on a CPU-only ONNX Runtime");
+        assert!(stderr.contains(&format!("{provider} execution provider")), "{engine}: {stderr}");
+        assert!(!out.exists(), "{engine}: output written despite the error");
     }
 }
 
@@ -181,8 +203,20 @@ fn the_library_reproduces_the_binary() {
     let samples = generator.generate(&settings).unwrap_or_else(|e| panic!("{e}"));
     let bytes = edge_runtime::output::csv_bytes(&opened.manifest, &samples).unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let text = generate(&bundle("wheat-gan"), &dir.path().join("g.csv"), &["--n", "10", "--seed", "2", "--balanced"]);
+    let encoded_path = dir.path().join("g.json");
+    let text = generate(&bundle("wheat-gan"), &dir.path().join("g.csv"), &["--n", "10", "--seed", "2", "--balanced", "--encoded-out", encoded_path.to_str().unwrap_or_default()]);
     assert_eq!(String::from_utf8_lossy(&bytes), text);
+
+    // --encoded-out holds the same samples before decoding: same labels, same f32 values.
+    let encoded: serde_json::Value = serde_json::from_slice(&std::fs::read(&encoded_path).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(encoded["width"].as_u64(), Some(samples.width as u64));
+    let labels: Vec<u64> = encoded["labels"].as_array().map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect()).unwrap_or_default();
+    assert_eq!(labels, samples.labels.iter().map(|&l| u64::from(l)).collect::<Vec<_>>());
+    let values: Vec<f32> = encoded["rows"]
+        .as_array()
+        .map(|rows| rows.iter().flat_map(|row| row.as_array().cloned().unwrap_or_default()).filter_map(|v| v.as_f64()).map(|v| v as f32).collect())
+        .unwrap_or_default();
+    assert_eq!(values, samples.x);
 }
 
 /// A copy of a fixture bundle, altered by `tamper`, must be refused with a message containing

@@ -1,18 +1,22 @@
 //! `synth-edge generate`: verify the bundle, sample, decode, (optionally) pass the release gate,
-//! write; with `--db`, log the run, its throughput and the gate's figures.
+//! write (with `--encoded-out`, the encoded samples too); with `--db`, log the run, its
+//! throughput and the gate's figures.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use serde::Serialize;
 
 use crate::assess::{assess, real_for_bundle};
 use crate::bundle::Bundle;
 use crate::cli::GenerateArgs;
 use crate::commands::record::run_recorded;
+use crate::data::write_atomically;
 use crate::gate::Policy;
 use crate::metrics::{EvalSettings, efficiency_metrics};
 use crate::output::{synthetic_dataset, write_samples};
-use crate::sampler::{ClassChoice, Generator, SampleSettings};
+use crate::sampler::{ClassChoice, Generator, SampleSettings, Samples};
 
 /// Exit status when the release gate refuses a batch.
 pub const GATE_REFUSED: u8 = 3;
@@ -52,6 +56,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         "engine": generator.engine_kind().to_string(),
         "threads": crate::engine::resolve_threads(args.sampling.engine.threads),
         "gate": args.gate.as_ref().map(|path| path.display().to_string()),
+        "encoded_out": args.encoded_out.as_ref().map(|path| path.display().to_string()),
     });
     let outcome = run_recorded(args.db.as_deref(), "generate", Some(&bundle), &params, || {
         let samples = generator.generate(&settings)?;
@@ -70,6 +75,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
             metrics.extend(assessment.metrics);
         }
         write_samples(&bundle.manifest, &samples, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+        if let Some(path) = &args.encoded_out {
+            write_encoded(&samples, path).with_context(|| format!("writing {}", path.display()))?;
+        }
         Ok((samples, metrics))
     });
     let samples = match outcome {
@@ -91,4 +99,19 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         args.n as f64 / seconds.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--encoded-out`: the samples as the engine produced them, one row of `width` encoded values
+/// (standardised numbers, one-hot categories, pixels in [-1, 1]) per sample.
+#[derive(Debug, Serialize)]
+struct EncodedSamples<'a> {
+    width: usize,
+    labels: &'a [u32],
+    rows: Vec<&'a [f32]>,
+}
+
+fn write_encoded(samples: &Samples, path: &Path) -> anyhow::Result<()> {
+    let encoded = EncodedSamples { width: samples.width, labels: &samples.labels, rows: samples.x.chunks_exact(samples.width).collect() };
+    write_atomically(path, serde_json::to_string(&encoded)?.as_bytes())?;
+    Ok(())
 }

@@ -31,14 +31,32 @@ pub trait Engine: Send {
 pub enum EngineKind {
     #[default]
     Tract,
-    Ort,
+    /// ONNX Runtime with one of its execution providers.
+    Ort(OrtProvider),
+}
+
+/// Where ONNX Runtime runs the graph. CUDA and TensorRT need an ONNX Runtime library built with
+/// them (e.g. NVIDIA's `onnxruntime-gpu` for a Jetson); asking for one that the library lacks is
+/// an error, never a silent fall-back to the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OrtProvider {
+    #[default]
+    Cpu,
+    Cuda,
+    /// TensorRT, with CUDA for the nodes TensorRT does not take.
+    TensorRt,
 }
 
 impl EngineKind {
+    /// ONNX Runtime on the CPU.
+    pub const ORT: EngineKind = EngineKind::Ort(OrtProvider::Cpu);
+
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Tract => "tract",
-            EngineKind::Ort => "ort",
+            EngineKind::Ort(OrtProvider::Cpu) => "ort",
+            EngineKind::Ort(OrtProvider::Cuda) => "ort-cuda",
+            EngineKind::Ort(OrtProvider::TensorRt) => "ort-tensorrt",
         }
     }
 }
@@ -55,8 +73,10 @@ impl std::str::FromStr for EngineKind {
     fn from_str(text: &str) -> Result<Self> {
         match text {
             "tract" => Ok(EngineKind::Tract),
-            "ort" => Ok(EngineKind::Ort),
-            other => Err(Error::Invalid(format!("invalid engine `{other}`: expected `tract` or `ort`"))),
+            "ort" => Ok(EngineKind::ORT),
+            "ort-cuda" => Ok(EngineKind::Ort(OrtProvider::Cuda)),
+            "ort-tensorrt" => Ok(EngineKind::Ort(OrtProvider::TensorRt)),
+            other => Err(Error::Invalid(format!("invalid engine `{other}`: expected tract, ort, ort-cuda or ort-tensorrt"))),
         }
     }
 }
@@ -65,17 +85,17 @@ impl std::str::FromStr for EngineKind {
 pub fn load(bundle: &Bundle, kind: EngineKind, threads: usize) -> Result<Box<dyn Engine>> {
     match kind {
         EngineKind::Tract => Ok(Box::new(tract::TractEngine::load(bundle, threads)?)),
-        EngineKind::Ort => load_ort(bundle, threads),
+        EngineKind::Ort(provider) => load_ort(bundle, threads, provider),
     }
 }
 
 #[cfg(feature = "ort")]
-fn load_ort(bundle: &Bundle, threads: usize) -> Result<Box<dyn Engine>> {
-    Ok(Box::new(ort::OrtEngine::load(bundle, threads)?))
+fn load_ort(bundle: &Bundle, threads: usize, provider: OrtProvider) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(ort::OrtEngine::load(bundle, threads, provider)?))
 }
 
 #[cfg(not(feature = "ort"))]
-fn load_ort(_bundle: &Bundle, _threads: usize) -> Result<Box<dyn Engine>> {
+fn load_ort(_bundle: &Bundle, _threads: usize, _provider: OrtProvider) -> Result<Box<dyn Engine>> {
     Err(Error::Engine {
         engine: "ort",
         message: "this synth-edge was built without ONNX Runtime support; rebuild with `--features ort` and set ORT_DYLIB_PATH".to_owned(),

@@ -1,22 +1,28 @@
 //! ONNX Runtime through the `ort` crate, loaded at run time (`load-dynamic`) from the library
 //! that `ORT_DYLIB_PATH` names, e.g. `.../site-packages/onnxruntime/capi/libonnxruntime.so.1.*`
 //! from the PyPI wheel. Nothing is downloaded at build time. One session per bundle, reused.
+//!
+//! The CUDA and TensorRT execution providers are registered with `error_on_failure`: a library
+//! without them (the CPU wheel) or a machine without a usable GPU is an error naming the
+//! provider, so a run never reports CPU speed under a GPU label.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
+use ort::ep::{self, ExecutionProviderDispatch};
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 
-use super::{Engine, EngineKind, TensorIn};
+use super::{Engine, EngineKind, OrtProvider, TensorIn};
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 
 pub struct OrtEngine {
     session: Session,
     input_names: Vec<String>,
+    provider: OrtProvider,
 }
 
 /// ONNX Runtime allows one environment per process: it is created on first use and shared.
@@ -43,7 +49,7 @@ fn engine_error(err: impl std::fmt::Display) -> Error {
 }
 
 impl OrtEngine {
-    pub fn load(bundle: &Bundle, threads: usize) -> Result<OrtEngine> {
+    pub fn load(bundle: &Bundle, threads: usize, provider: OrtProvider) -> Result<OrtEngine> {
         let environment = environment()?;
         let threads = super::resolve_threads(threads);
         let mut builder = Session::builder(environment)
@@ -52,17 +58,39 @@ impl OrtEngine {
             .map_err(engine_error)?
             .with_intra_threads(threads)
             .map_err(engine_error)?;
+        let providers = execution_providers(provider);
+        if !providers.is_empty() {
+            builder = builder.with_execution_providers(providers).map_err(|err| {
+                engine_error(format!("cannot use ONNX Runtime's {} execution provider (does the library at ORT_DYLIB_PATH include it, and is the GPU visible?): {err}", provider_name(provider)))
+            })?;
+        }
         let session = builder
             .commit_from_memory(&bundle.model)
             .map_err(|err| Error::bundle(&bundle.model_path(), format!("ONNX Runtime cannot load the model: {err}")))?;
         let input_names = bundle.manifest.graph.inputs.iter().map(|input| input.name.clone()).collect();
-        Ok(OrtEngine { session, input_names })
+        Ok(OrtEngine { session, input_names, provider })
+    }
+}
+
+fn execution_providers(provider: OrtProvider) -> Vec<ExecutionProviderDispatch> {
+    match provider {
+        OrtProvider::Cpu => Vec::new(),
+        OrtProvider::Cuda => vec![ep::CUDA::default().build().error_on_failure()],
+        OrtProvider::TensorRt => vec![ep::TensorRT::default().build().error_on_failure(), ep::CUDA::default().build().error_on_failure()],
+    }
+}
+
+fn provider_name(provider: OrtProvider) -> &'static str {
+    match provider {
+        OrtProvider::Cpu => "CPU",
+        OrtProvider::Cuda => "CUDA",
+        OrtProvider::TensorRt => "TensorRT",
     }
 }
 
 impl Engine for OrtEngine {
     fn kind(&self) -> EngineKind {
-        EngineKind::Ort
+        EngineKind::Ort(self.provider)
     }
 
     fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>> {

@@ -182,6 +182,10 @@ fn screen(
     }
 }
 
+/// What one run of row blocks of [`nearest_within`] found: the finished lists of its own rows,
+/// and for every row the candidates it offered to that row from the other side of the diagonal.
+type RunPartial = (Vec<(usize, Candidates)>, Vec<Candidates>);
+
 /// The `k` nearest other rows of every row of `rows` (never itself), for half the work of a
 /// general pass: each pair `(i, j)` is screened once and offered to both rows.
 pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
@@ -193,7 +197,7 @@ pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
     // Blocks dealt round-robin: early blocks screen the most columns (the upper triangle).
     let n_runs = (4 * rayon::current_num_threads()).min(starts.len()).max(1);
     let runs: Vec<Vec<usize>> = (0..n_runs).map(|run| starts.iter().copied().skip(run).step_by(n_runs).collect()).collect();
-    let partials: Vec<(Vec<(usize, Candidates)>, Vec<Candidates>)> = runs
+    let partials: Vec<RunPartial> = runs
         .par_iter()
         .map(|run| {
             let mut row_lists = Vec::new();
