@@ -150,13 +150,23 @@ fn images_are_written_as_pngs_in_class_folders_with_a_grid() {
     assert!(rows.iter().flatten().take(64).all(|cell| cell.parse::<f64>().is_ok_and(|v| (0.0..=16.0).contains(&v))));
 }
 
+/// Whether ONNX Runtime can be loaded (ORT_DYLIB_PATH); tests/run always sets it, so a missing
+/// library there is a failure, not a skip.
+#[cfg(feature = "ort")]
+fn ort_library_available(check: &str) -> bool {
+    if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        return true;
+    }
+    assert!(std::env::var("FIELDSYNTH_REQUIRE_PYTHON").is_err(), "tests/run sets ORT_DYLIB_PATH");
+    eprintln!("note: ORT_DYLIB_PATH is not set, skipping {check}");
+    false
+}
+
 /// Same seed, same samples from tract and ONNX Runtime (in the encoded space, within 1e-4).
 #[cfg(feature = "ort")]
 #[test]
 fn tract_and_ort_agree() {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        assert!(std::env::var("FIELDSYNTH_REQUIRE_PYTHON").is_err(), "tests/run sets ORT_DYLIB_PATH");
-        eprintln!("note: ORT_DYLIB_PATH is not set, skipping tract/ort agreement");
+    if !ort_library_available("tract/ort agreement") {
         return;
     }
     for name in ["wheat-vae", "wheat-gan", "wheat-ddpm", "digits-vae"] {
@@ -178,9 +188,7 @@ fn tract_and_ort_agree() {
 #[cfg(feature = "ort")]
 #[test]
 fn gpu_providers_missing_from_the_library_are_refused() {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        assert!(std::env::var("FIELDSYNTH_REQUIRE_PYTHON").is_err(), "tests/run sets ORT_DYLIB_PATH");
-        eprintln!("note: ORT_DYLIB_PATH is not set, skipping the provider check");
+    if !ort_library_available("the provider check") {
         return;
     }
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
