@@ -276,15 +276,25 @@ fn a_sync_process_killed_midway_resumes_without_duplicates() {
     check_union(&hub_db, &[&edge_db]);
 }
 
+/// The encoded batch of everything `edge` has not synced yet (up to 100 runs).
+fn pending_batch_bytes(edge: &Logbook) -> Vec<u8> {
+    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
+    batch.encode().unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// An HTTP client that hands back 4xx and 5xx answers instead of turning them into errors.
+fn agent_seeing_every_status() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
 #[test]
 fn a_missing_or_wrong_token_gets_401_and_writes_nothing() {
     let site = Site::new();
     let (a, _, hub_db) = site.two_edges();
     let hub = TestHub::start(&hub_db);
     let edge = open(&a);
-    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
-    let body = batch.encode().unwrap_or_else(|err| panic!("{err}"));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = pending_batch_bytes(&edge);
+    let agent = agent_seeing_every_status();
     let url = format!("{}/api/batches", hub.url());
     let status = |authorization: Option<&str>| -> u16 {
         let mut request = agent.post(&url);
@@ -328,9 +338,8 @@ fn a_corrupt_batch_over_http_gets_400_and_writes_nothing() {
     let (a, _, hub_db) = site.two_edges();
     let hub = TestHub::start(&hub_db);
     let edge = open(&a);
-    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
-    let body = batch.encode().unwrap_or_else(|err| panic!("{err}"));
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let body = pending_batch_bytes(&edge);
+    let agent = agent_seeing_every_status();
     for damaged in [with_a_digit_changed(&body), body[..body.len() / 2].to_vec()] {
         let mut response =
             agent.post(format!("{}/api/batches", hub.url())).header("Authorization", format!("Bearer {TOKEN}")).send(&damaged[..]).unwrap_or_else(|err| panic!("{err}"));
@@ -376,8 +385,7 @@ fn a_corrupt_or_truncated_batch_file_is_rejected_whole() {
     std::fs::create_dir(&good_dir).unwrap_or_else(|err| panic!("{err}"));
     let good = sync::write_to_dir(&open(&b), &good_dir, 100, &never()).unwrap_or_else(|err| panic!("{err}")).files;
     let edge = open(&a);
-    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
-    let bytes = batch.encode().unwrap_or_else(|err| panic!("{err}"));
+    let bytes = pending_batch_bytes(&edge);
 
     let flipped = site.path("flipped.json");
     std::fs::write(&flipped, with_a_digit_changed(&bytes)).unwrap_or_else(|err| panic!("{err}"));

@@ -656,21 +656,11 @@ fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<RunStatus> {
     text.parse().map_err(|message: String| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, message.into()))
 }
 
+/// A run as listed: [`run_row_from_row`] with its params parsed into a JSON value.
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let params_text: String = row.get(4)?;
-    let params = serde_json::from_str(&params_text).map_err(|err| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into()))?;
-    Ok(RunRecord {
-        id: row.get(0)?,
-        device_id: row.get(1)?,
-        model_sha256: row.get(2)?,
-        kind: row.get(3)?,
-        params,
-        started_at: row.get(5)?,
-        finished_at: row.get(6)?,
-        status: status_from_row(row, 7)?,
-        message: row.get(8)?,
-        metrics: Vec::new(),
-    })
+    let RunRow { id, device_id, model_sha256, kind, params, started_at, finished_at, status, message } = run_row_from_row(row)?;
+    let params = serde_json::from_str(params.get()).map_err(|err| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into()))?;
+    Ok(RunRecord { id, device_id, model_sha256, kind, params, started_at, finished_at, status, message, metrics: Vec::new() })
 }
 
 fn run_row_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
