@@ -19,7 +19,7 @@ use trainer::fit::{FitSettings, Quiet, fit};
 
 #[test]
 fn train_export_sample_evaluate_log_sync_import() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/wine.csv");
     let bundle_dir = dir.path().join("wine-ddpm");
     let settings = FitSettings {
@@ -33,17 +33,24 @@ fn train_export_sample_evaluate_log_sync_import() {
         out: bundle_dir.clone(),
         replace: false,
     };
-    let outcome = fit(&settings, &mut Quiet).unwrap_or_else(|e| panic!("{e}"));
-    assert!(outcome.history.last().map(|s| s.loss) < outcome.history.first().map(|s| s.loss), "the loss falls");
+    let outcome = fit(&settings, &mut Quiet).unwrap();
+    assert!(
+        outcome.history.last().map(|s| s.loss) < outcome.history.first().map(|s| s.loss),
+        "the loss falls"
+    );
 
-    let bundle = Bundle::open(&bundle_dir).unwrap_or_else(|e| panic!("{e}"));
+    let bundle = Bundle::open(&bundle_dir).unwrap();
     assert_eq!(bundle.manifest.provenance.split, settings.split);
-    let real = real_for_bundle(&bundle, &data).unwrap_or_else(|e| panic!("{e}"));
+    let real = real_for_bundle(&bundle, &data).unwrap();
     assert_eq!(real.train.n_rows(), bundle.manifest.provenance.n_train);
-    let mut generator = Generator::new(&bundle, EngineKind::Tract, 0).unwrap_or_else(|e| panic!("{e}"));
-    let samples = generator.generate(&SampleSettings { n: 300, seed: 1, steps: Some(50), ..SampleSettings::default() }).unwrap_or_else(|e| panic!("{e}"));
-    let synthetic = synthetic_dataset(&bundle.manifest, &samples).unwrap_or_else(|e| panic!("{e}"));
-    let (mut assessment, summary) = assess(&real, &synthetic, &EvalSettings { replicates: 30, ..EvalSettings::default() }).unwrap_or_else(|e| panic!("{e}"));
+    let mut generator = Generator::new(&bundle, EngineKind::Tract, 0).unwrap();
+    let samples = generator
+        .generate(&SampleSettings { n: 300, seed: 1, steps: Some(50), ..SampleSettings::default() })
+        .unwrap();
+    let synthetic = synthetic_dataset(&bundle.manifest, &samples).unwrap();
+    let (mut assessment, summary) =
+        assess(&real, &synthetic, &EvalSettings { replicates: 30, ..EvalSettings::default() })
+            .unwrap();
     assessment.metrics.extend(efficiency_metrics(&samples.batch_times, 1, 30));
     assert_eq!(summary.n_synthetic, 300);
     for axis in Axis::ALL {
@@ -53,20 +60,24 @@ fn train_export_sample_evaluate_log_sync_import() {
     let tstr = assessment.get("tstr_accuracy").map_or(0.0, |m| m.value);
     assert!(tstr > 0.5, "tstr_accuracy {tstr}");
 
-    let edge = Logbook::open(&dir.path().join("edge.sqlite")).unwrap_or_else(|e| panic!("{e}"));
-    edge.register_model(&bundle.manifest.model_sha256, &bundle.manifest.to_json()).unwrap_or_else(|e| panic!("{e}"));
+    let edge = Logbook::open(&dir.path().join("edge.sqlite")).unwrap();
+    edge.register_model(&bundle.manifest.model_sha256, &bundle.manifest.to_json()).unwrap();
     let params = serde_json::json!({"n": 300, "seed": 1});
-    let run = edge.start_run("evaluate", Some(&bundle.manifest.model_sha256), &params).unwrap_or_else(|e| panic!("{e}"));
-    edge.finish_run(&run, &assessment.metrics).unwrap_or_else(|e| panic!("{e}"));
+    let run = edge.start_run("evaluate", Some(&bundle.manifest.model_sha256), &params).unwrap();
+    edge.finish_run(&run, &assessment.metrics).unwrap();
 
     let stick = dir.path().join("stick");
-    std::fs::create_dir(&stick).unwrap_or_else(|e| panic!("{e}"));
-    let report = edge_runtime::sync::write_to_dir(&edge, &stick, 100, &AtomicBool::new(false)).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir(&stick).unwrap();
+    let report =
+        edge_runtime::sync::write_to_dir(&edge, &stick, 100, &AtomicBool::new(false)).unwrap();
     assert_eq!(report.settled_runs, 1);
-    let hub = Logbook::open(&dir.path().join("hub.sqlite")).unwrap_or_else(|e| panic!("{e}"));
-    edge_runtime::sync::import_files(&hub, &report.files).unwrap_or_else(|e| panic!("{e}"));
-    let runs = hub.runs().unwrap_or_else(|e| panic!("{e}"));
+    let hub = Logbook::open(&dir.path().join("hub.sqlite")).unwrap();
+    edge_runtime::sync::import_files(&hub, &report.files).unwrap();
+    let runs = hub.runs().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, RunStatus::Done);
-    assert_eq!(runs[0].metrics, assessment.metrics, "the hub holds exactly the figures measured on the edge");
+    assert_eq!(
+        runs[0].metrics, assessment.metrics,
+        "the hub holds exactly the figures measured on the edge"
+    );
 }

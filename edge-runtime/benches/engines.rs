@@ -47,7 +47,8 @@ fn main() {
                     (shape, models::rng::normal_f32(&mut models::rng::stream(1, &input.name), n))
                 })
                 .collect();
-            let feeds: Vec<TensorIn<'_>> = data.iter().map(|(shape, values)| TensorIn { data: values, shape }).collect();
+            let feeds: Vec<TensorIn<'_>> =
+                data.iter().map(|(shape, values)| TensorIn { data: values, shape }).collect();
             for _ in 0..runs / 10 {
                 let _ = engine.run(&feeds);
             }

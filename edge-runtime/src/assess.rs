@@ -67,7 +67,9 @@ pub fn real_for_bundle(bundle: &Bundle, real: &Path) -> Result<RealData> {
         )));
     }
     let part = partition(dataset.labels(), dataset.classes().len(), &manifest.provenance.split)?;
-    if part.train.len() != manifest.provenance.n_train || part.holdout.len() != manifest.provenance.n_holdout {
+    if part.train.len() != manifest.provenance.n_train
+        || part.holdout.len() != manifest.provenance.n_holdout
+    {
         return Err(Error::Invalid(format!(
             "{}: the re-derived partition has {} train and {} hold-out rows, the manifest {} and {}",
             real.display(),
@@ -78,18 +80,32 @@ pub fn real_for_bundle(bundle: &Bundle, real: &Path) -> Result<RealData> {
         )));
     }
     let encoder = Encoder::fit(&dataset, &part.train)?;
-    Ok(RealData { train: dataset.select(&part.train), holdout: dataset.select(&part.holdout), encoder, classes: dataset.classes().to_vec() })
+    Ok(RealData {
+        train: dataset.select(&part.train),
+        holdout: dataset.select(&part.holdout),
+        encoder,
+        classes: dataset.classes().to_vec(),
+    })
 }
 
 /// Reads a site's own real train and hold-out files (tables or images).
-pub fn real_from_files(train_path: &Path, holdout_path: &Path, label: &str, image_shape: Option<ImageShape>) -> Result<RealData> {
-    let options = DataOptions { label: Some(label.to_owned()), image_shape, ..DataOptions::default() };
+pub fn real_from_files(
+    train_path: &Path,
+    holdout_path: &Path,
+    label: &str,
+    image_shape: Option<ImageShape>,
+) -> Result<RealData> {
+    let options =
+        DataOptions { label: Some(label.to_owned()), image_shape, ..DataOptions::default() };
     let mut train = read_dataset(train_path, &options)?;
     let mut holdout = match &train {
-        Dataset::Table(table) => read_dataset(holdout_path, &DataOptions::like_table(table, table.missing))?,
+        Dataset::Table(table) => {
+            read_dataset(holdout_path, &DataOptions::like_table(table, table.missing))?
+        }
         Dataset::Images(_) => read_dataset(holdout_path, &options)?,
     };
-    let mut classes: Vec<String> = train.classes().iter().chain(holdout.classes()).cloned().collect();
+    let mut classes: Vec<String> =
+        train.classes().iter().chain(holdout.classes()).cloned().collect();
     sort_categories(&mut classes);
     classes.dedup();
     relabel(&mut train, &classes, train_path)?;
@@ -106,15 +122,23 @@ pub fn real_from_files(train_path: &Path, holdout_path: &Path, label: &str, imag
 fn relabel(dataset: &mut Dataset, classes: &[String], path: &Path) -> Result<()> {
     let source = path.display().to_string();
     match dataset {
-        Dataset::Table(table) => align_classes(&mut table.labels, &mut table.classes, classes, &source),
-        Dataset::Images(images) => align_classes(&mut images.labels, &mut images.classes, classes, &source),
+        Dataset::Table(table) => {
+            align_classes(&mut table.labels, &mut table.classes, classes, &source)
+        }
+        Dataset::Images(images) => {
+            align_classes(&mut images.labels, &mut images.classes, classes, &source)
+        }
     }
 }
 
 /// Adds categories that only the hold-out has (real values, just rare) to the encoder's.
 fn widen_categories(encoder: &mut TabularEncoder, table: &Table) {
     for (column_encoder, column) in encoder.columns.iter_mut().zip(&table.features) {
-        if let (ColumnEncoder::Categorical { categories, mode, .. }, ColumnData::Categorical { categories: more, .. }) = (column_encoder, &column.data) {
+        if let (
+            ColumnEncoder::Categorical { categories, mode, .. },
+            ColumnData::Categorical { categories: more, .. },
+        ) = (column_encoder, &column.data)
+        {
             let mode_name = categories[*mode as usize].clone();
             for name in more {
                 if !categories.contains(name) {
@@ -122,7 +146,8 @@ fn widen_categories(encoder: &mut TabularEncoder, table: &Table) {
                 }
             }
             sort_categories(categories);
-            *mode = categories.iter().position(|name| *name == mode_name).unwrap_or_default() as u32;
+            *mode =
+                categories.iter().position(|name| *name == mode_name).unwrap_or_default() as u32;
         }
     }
 }
@@ -130,7 +155,9 @@ fn widen_categories(encoder: &mut TabularEncoder, table: &Table) {
 /// Reads synthetic data made by anything, exactly like the real train part.
 pub fn read_synthetic(path: &Path, real: &RealData) -> Result<Dataset> {
     let mut synthetic = match &real.train {
-        Dataset::Table(table) => read_dataset(path, &DataOptions::like_table(table, MissingPolicy::Refuse))?,
+        Dataset::Table(table) => {
+            read_dataset(path, &DataOptions::like_table(table, MissingPolicy::Refuse))?
+        }
         Dataset::Images(images) => {
             let options = DataOptions {
                 label: Some(images.label_name.clone()),
@@ -145,7 +172,11 @@ pub fn read_synthetic(path: &Path, real: &RealData) -> Result<Dataset> {
 }
 
 /// Encodes the three sets and computes the assessment.
-pub fn assess(real: &RealData, synthetic: &Dataset, settings: &EvalSettings) -> Result<(Assessment, DataSummary)> {
+pub fn assess(
+    real: &RealData,
+    synthetic: &Dataset,
+    settings: &EvalSettings,
+) -> Result<(Assessment, DataSummary)> {
     let train_x = real.encoder.encode(&real.train)?;
     let holdout_x = real.encoder.encode(&real.holdout)?;
     let synthetic_x = real.encoder.encode(synthetic)?;

@@ -26,10 +26,14 @@ pub struct Bundle {
 impl Bundle {
     pub fn open(dir: &Path) -> Result<Bundle> {
         if !dir.is_dir() {
-            return Err(Error::bundle(dir, "is not a bundle folder (expected model.onnx and manifest.json inside)"));
+            return Err(Error::bundle(
+                dir,
+                "is not a bundle folder (expected model.onnx and manifest.json inside)",
+            ));
         }
         let manifest_path = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&manifest_path).map_err(|err| Error::io(&manifest_path, err))?;
+        let text =
+            fs::read_to_string(&manifest_path).map_err(|err| Error::io(&manifest_path, err))?;
         let manifest = Manifest::from_json(&text, manifest_path.as_path())?;
         let model_path = dir.join(MODEL_FILE);
         let model = fs::read(&model_path).map_err(|err| Error::io(&model_path, err))?;
@@ -59,17 +63,36 @@ impl Bundle {
 
 /// The graph's declared inputs and outputs must be the manifest's, by name and shape.
 fn check_graph_io(model: &[u8], manifest: &Manifest, path: &Path) -> Result<()> {
-    let proto = ModelProto::decode(model).map_err(|err| Error::bundle(path, format!("not a readable ONNX model: {err}")))?;
+    let proto = ModelProto::decode(model)
+        .map_err(|err| Error::bundle(path, format!("not a readable ONNX model: {err}")))?;
     let graph = proto.graph.ok_or_else(|| Error::bundle(path, "ONNX model has no graph"))?;
-    let initialisers: std::collections::HashSet<&str> = graph.initializer.iter().map(|init| init.name.as_str()).collect();
-    let inputs: Vec<TensorSpec> =
-        graph.input.iter().filter(|input| !initialisers.contains(input.name.as_str())).map(spec_of).collect::<Result<_, _>>().map_err(|msg| Error::bundle(path, msg))?;
-    let outputs: Vec<TensorSpec> = graph.output.iter().map(spec_of).collect::<Result<_, _>>().map_err(|msg| Error::bundle(path, msg))?;
-    for (what, found, expected) in [("inputs", &inputs, &manifest.graph.inputs), ("outputs", &outputs, &manifest.graph.outputs)] {
+    let initialisers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|init| init.name.as_str()).collect();
+    let inputs: Vec<TensorSpec> = graph
+        .input
+        .iter()
+        .filter(|input| !initialisers.contains(input.name.as_str()))
+        .map(spec_of)
+        .collect::<Result<_, _>>()
+        .map_err(|msg| Error::bundle(path, msg))?;
+    let outputs: Vec<TensorSpec> = graph
+        .output
+        .iter()
+        .map(spec_of)
+        .collect::<Result<_, _>>()
+        .map_err(|msg| Error::bundle(path, msg))?;
+    for (what, found, expected) in [
+        ("inputs", &inputs, &manifest.graph.inputs),
+        ("outputs", &outputs, &manifest.graph.outputs),
+    ] {
         if found != expected {
             return Err(Error::bundle(
                 path,
-                format!("graph {what} are {}, but the manifest expects {}", describe(found), describe(expected)),
+                format!(
+                    "graph {what} are {}, but the manifest expects {}",
+                    describe(found),
+                    describe(expected)
+                ),
             ));
         }
     }
@@ -77,7 +100,9 @@ fn check_graph_io(model: &[u8], manifest: &Manifest, path: &Path) -> Result<()> 
 }
 
 fn spec_of(info: &ValueInfoProto) -> Result<TensorSpec, String> {
-    let Some(type_proto::Value::TensorType(tensor)) = info.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+    let Some(type_proto::Value::TensorType(tensor)) =
+        info.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
         return Err(format!("graph value `{}` is not a tensor", info.name));
     };
     let dims = tensor.shape.as_ref().map(|shape| shape.dim.as_slice()).unwrap_or_default();
@@ -95,7 +120,11 @@ fn describe(specs: &[TensorSpec]) -> String {
     let parts: Vec<String> = specs
         .iter()
         .map(|spec| {
-            let dims: Vec<String> = spec.shape.iter().map(|dim| dim.map_or_else(|| "N".to_owned(), |d| d.to_string())).collect();
+            let dims: Vec<String> = spec
+                .shape
+                .iter()
+                .map(|dim| dim.map_or_else(|| "N".to_owned(), |d| d.to_string()))
+                .collect();
             format!("{}[{}]", spec.name, dims.join(", "))
         })
         .collect();

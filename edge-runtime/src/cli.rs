@@ -10,7 +10,11 @@ use crate::engine::EngineKind;
 use crate::sampler::SamplerKind;
 
 #[derive(Debug, Parser)]
-#[command(name = "synth-edge", version, about = "Generate, assess, log and sync synthetic data on the device, offline")]
+#[command(
+    name = "synth-edge",
+    version,
+    about = "Generate, assess, log and sync synthetic data on the device, offline"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -10,7 +10,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use models::table::SchemaFile;
-use models::{ColumnKind, Dataset, ImageFile, ImageSet, ImageShape, MissingPolicy, Table, TableOptions};
+use models::{
+    ColumnKind, Dataset, ImageFile, ImageSet, ImageShape, MissingPolicy, Table, TableOptions,
+};
 
 use crate::error::{Error, Result};
 
@@ -33,7 +35,11 @@ impl DataOptions {
             label: Some(table.label_name().to_owned()),
             image_shape: None,
             missing: Some(missing),
-            kinds: table.features.iter().map(|column| (column.name.clone(), column.kind())).collect(),
+            kinds: table
+                .features
+                .iter()
+                .map(|column| (column.name.clone(), column.kind()))
+                .collect(),
             expect_header: Some(table.header.clone()),
         }
     }
@@ -64,7 +70,13 @@ pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
     })?;
     let bytes = fs::read(path).map_err(|err| Error::io(path, err))?;
     if let Some(shape) = options.image_shape.or_else(|| schema.image_shape()) {
-        return Ok(Dataset::Images(ImageSet::parse_pixel_csv(&bytes, path, &label, shape, schema.pixel_max)?));
+        return Ok(Dataset::Images(ImageSet::parse_pixel_csv(
+            &bytes,
+            path,
+            &label,
+            shape,
+            schema.pixel_max,
+        )?));
     }
     let mut table_options = TableOptions::new(label).with_schema(&schema);
     if let Some(missing) = options.missing {
@@ -90,7 +102,10 @@ pub fn read_image_folder(root: &Path) -> Result<ImageSet> {
         for image in sorted_entries(&class_dir)? {
             let is_png = image.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("png"));
             if !is_png || !image.is_file() {
-                return Err(Error::bundle(&image, "is not a .png file; expected only PNG images in a class folder"));
+                return Err(Error::bundle(
+                    &image,
+                    "is not a .png file; expected only PNG images in a class folder",
+                ));
             }
             let bytes = fs::read(&image).map_err(|err| Error::io(&image, err))?;
             files.push(ImageFile { class: class.clone(), name: file_name(&image), bytes });
@@ -139,7 +154,8 @@ pub fn make_readable(path: &Path) -> Result<()> {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = if path.is_dir() { 0o755 } else { 0o644 };
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|err| Error::io(path, err))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|err| Error::io(path, err))?;
     }
     Ok(())
 }

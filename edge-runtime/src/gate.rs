@@ -57,9 +57,12 @@ pub struct Policy {
 impl Policy {
     pub fn parse(text: &str, source: &Path) -> Result<Policy> {
         let invalid = |message: String| Error::Invalid(format!("{}: {message}", source.display()));
-        let table: toml::Table = toml::from_str(text).map_err(|err| invalid(format!("not a valid policy: {err}")))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|err| invalid(format!("not a valid policy: {err}")))?;
         if table.is_empty() {
-            return Err(invalid("the policy has no rules; expected lines such as `max_mia_auc = 0.6`".to_owned()));
+            return Err(invalid(
+                "the policy has no rules; expected lines such as `max_mia_auc = 0.6`".to_owned(),
+            ));
         }
         let mut rules = BTreeMap::new();
         for (key, value) in table {
@@ -77,7 +80,10 @@ impl Policy {
             };
             if !GATEABLE.iter().any(|(name, _)| *name == metric) {
                 let known: Vec<&str> = GATEABLE.iter().map(|(name, _)| *name).collect();
-                return Err(invalid(format!("`{key}` bounds an unknown figure `{metric}`; known: {}", known.join(", "))));
+                return Err(invalid(format!(
+                    "`{key}` bounds an unknown figure `{metric}`; known: {}",
+                    known.join(", ")
+                )));
             }
             rules.insert(metric.to_owned(), bound);
         }
@@ -91,7 +97,13 @@ impl Policy {
 
     /// The axes the policy's figures live on.
     pub fn axes(&self) -> Vec<Axis> {
-        let mut axes: Vec<Axis> = self.rules.keys().filter_map(|metric| GATEABLE.iter().find(|(name, _)| name == metric).map(|(_, axis)| *axis)).collect();
+        let mut axes: Vec<Axis> = self
+            .rules
+            .keys()
+            .filter_map(|metric| {
+                GATEABLE.iter().find(|(name, _)| name == metric).map(|(_, axis)| *axis)
+            })
+            .collect();
         axes.sort();
         axes.dedup();
         axes
@@ -102,8 +114,14 @@ impl Policy {
         let mut verdict = Verdict::default();
         for (metric, bound) in &self.rules {
             let line = match (assessment.get(metric), bound) {
-                (Some(figure), Bound::Max(limit)) => (figure.value <= *limit, format!("{metric} = {:.4} (must be ≤ {limit})", figure.value)),
-                (Some(figure), Bound::Min(limit)) => (figure.value >= *limit, format!("{metric} = {:.4} (must be ≥ {limit})", figure.value)),
+                (Some(figure), Bound::Max(limit)) => (
+                    figure.value <= *limit,
+                    format!("{metric} = {:.4} (must be ≤ {limit})", figure.value),
+                ),
+                (Some(figure), Bound::Min(limit)) => (
+                    figure.value >= *limit,
+                    format!("{metric} = {:.4} (must be ≥ {limit})", figure.value),
+                ),
                 (None, _) => (false, format!("{metric} could not be computed")),
             };
             if line.0 { verdict.passed.push(line.1) } else { verdict.failed.push(line.1) }
@@ -131,8 +149,11 @@ mod tests {
 
     #[test]
     fn policy_rules_and_verdicts() {
-        let policy = Policy::parse("max_exact_copy_rate = 0\nmax_mia_auc = 0.6\nmin_dcr_train_p05 = 0.1\n", Path::new("p.toml"))
-            .unwrap_or_else(|err| panic!("{err}"));
+        let policy = Policy::parse(
+            "max_exact_copy_rate = 0\nmax_mia_auc = 0.6\nmin_dcr_train_p05 = 0.1\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
         assert_eq!(policy.axes(), vec![Axis::Privacy]);
         let assessment = Assessment {
             metrics: vec![
@@ -156,8 +177,14 @@ mod tests {
             ("max_mia_auc = \"high\"", "must be a number"),
             ("max_mia_auc = ", "not a valid policy"),
         ] {
-            let message = Policy::parse(text, Path::new("policy.toml")).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(message.starts_with("policy.toml: ") && message.contains(expected), "{text}: {message}");
+            let message = Policy::parse(text, Path::new("policy.toml"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                message.starts_with("policy.toml: ") && message.contains(expected),
+                "{text}: {message}"
+            );
         }
     }
 }

@@ -26,10 +26,13 @@ pub fn csv_bytes(manifest: &Manifest, samples: &Samples) -> Result<Vec<u8>> {
     let csv_error = |err: csv::Error| Error::Invalid(format!("cannot write CSV: {err}"));
     match &manifest.transform {
         Encoder::Tabular(encoder) => {
-            writer.write_record(manifest.schema.columns.iter().map(|column| column.name.as_str())).map_err(csv_error)?;
+            writer
+                .write_record(manifest.schema.columns.iter().map(|column| column.name.as_str()))
+                .map_err(csv_error)?;
             let decoded = encoder.decode(&samples.x);
             for (row, label) in decoded.iter().zip(&samples.labels) {
-                let mut features = row.iter().enumerate().map(|(col, &value)| encoder.format_value(col, value));
+                let mut features =
+                    row.iter().enumerate().map(|(col, &value)| encoder.format_value(col, value));
                 let record: Vec<String> = manifest
                     .schema
                     .columns
@@ -45,11 +48,20 @@ pub fn csv_bytes(manifest: &Manifest, samples: &Samples) -> Result<Vec<u8>> {
         Encoder::Image(encoder) => {
             let header = pixel_header(manifest, encoder.shape);
             writer.write_record(&header).map_err(csv_error)?;
-            let label_position = header.iter().position(|name| *name == manifest.schema.label).unwrap_or(header.len() - 1);
+            let label_position = header
+                .iter()
+                .position(|name| *name == manifest.schema.label)
+                .unwrap_or(header.len() - 1);
             for (pixels, label) in samples.x.chunks_exact(samples.width).zip(&samples.labels) {
                 let mut values = encoder.decode(pixels).into_iter().map(|value| format!("{value}"));
                 let record: Vec<String> = (0..header.len())
-                    .map(|col| if col == label_position { manifest.schema.classes[*label as usize].clone() } else { values.next().unwrap_or_default() })
+                    .map(|col| {
+                        if col == label_position {
+                            manifest.schema.classes[*label as usize].clone()
+                        } else {
+                            values.next().unwrap_or_default()
+                        }
+                    })
                     .collect();
                 writer.write_record(&record).map_err(csv_error)?;
             }
@@ -68,7 +80,11 @@ fn pixel_header(manifest: &Manifest, shape: ImageShape) -> Vec<String> {
     for channel in 0..shape.channels {
         for row in 0..shape.height {
             for col in 0..shape.width {
-                header.push(if shape.channels == 1 { format!("px_{row}_{col}") } else { format!("px_{channel}_{row}_{col}") });
+                header.push(if shape.channels == 1 {
+                    format!("px_{row}_{col}")
+                } else {
+                    format!("px_{channel}_{row}_{col}")
+                });
             }
         }
     }
@@ -90,14 +106,21 @@ pub fn synthetic_dataset(manifest: &Manifest, samples: &Samples) -> Result<Datas
                     .iter()
                     .filter_map(|column| match column.kind {
                         SchemaKind::Numeric => Some((column.name.clone(), ColumnKind::Numeric)),
-                        SchemaKind::Categorical => Some((column.name.clone(), ColumnKind::Categorical)),
+                        SchemaKind::Categorical => {
+                            Some((column.name.clone(), ColumnKind::Categorical))
+                        }
                         SchemaKind::Label => None,
                     })
                     .collect(),
                 ..TableOptions::default()
             };
             let mut table = Table::parse_csv(&bytes, "generated samples", &options)?;
-            align_classes(&mut table.labels, &mut table.classes, &manifest.schema.classes, "generated samples")?;
+            align_classes(
+                &mut table.labels,
+                &mut table.classes,
+                &manifest.schema.classes,
+                "generated samples",
+            )?;
             Ok(Dataset::Table(table))
         }
         Encoder::Image(encoder) => Ok(Dataset::Images(ImageSet {
@@ -116,11 +139,19 @@ pub fn synthetic_dataset(manifest: &Manifest, samples: &Samples) -> Result<Datas
 
 /// Re-indexes labels from `classes` (what one file happened to contain) to `reference`; a class
 /// outside `reference` is an error naming `source`.
-pub fn align_classes(labels: &mut [u32], classes: &mut Vec<String>, reference: &[String], source: &str) -> Result<()> {
+pub fn align_classes(
+    labels: &mut [u32],
+    classes: &mut Vec<String>,
+    reference: &[String],
+    source: &str,
+) -> Result<()> {
     let mut map = Vec::with_capacity(classes.len());
     for name in classes.iter() {
         let idx = reference.iter().position(|known| known == name).ok_or_else(|| {
-            Error::Invalid(format!("{source}: label `{name}` is not a class of the real data (known: {})", reference.join(", ")))
+            Error::Invalid(format!(
+                "{source}: label `{name}` is not a class of the real data (known: {})",
+                reference.join(", ")
+            ))
         })?;
         map.push(idx as u32);
     }
@@ -140,18 +171,31 @@ pub fn write_samples(manifest: &Manifest, samples: &Samples, out: &Path) -> Resu
     }
 }
 
-fn write_image_folder(manifest: &Manifest, encoder: &PixelEncoder, samples: &Samples, out: &Path) -> Result<()> {
+fn write_image_folder(
+    manifest: &Manifest,
+    encoder: &PixelEncoder,
+    samples: &Samples,
+    out: &Path,
+) -> Result<()> {
     if out.exists() && fs::read_dir(out).map_err(|err| Error::io(out, err))?.next().is_some() {
-        return Err(Error::Invalid(format!("{}: already exists and is not empty; choose another --out", out.display())));
+        return Err(Error::Invalid(format!(
+            "{}: already exists and is not empty; choose another --out",
+            out.display()
+        )));
     }
     let parent = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let staging = tempfile::Builder::new().prefix(".samples-staging-").tempdir_in(parent).map_err(|err| Error::io(out, err))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".samples-staging-")
+        .tempdir_in(parent)
+        .map_err(|err| Error::io(out, err))?;
     let shape = encoder.shape;
     let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); manifest.n_classes()];
-    for (idx, (pixels, &label)) in samples.x.chunks_exact(samples.width).zip(&samples.labels).enumerate() {
+    for (idx, (pixels, &label)) in
+        samples.x.chunks_exact(samples.width).zip(&samples.labels).enumerate()
+    {
         let class_dir = staging.path().join(&manifest.schema.classes[label as usize]);
         fs::create_dir_all(&class_dir).map_err(|err| Error::io(&class_dir, err))?;
         let path = class_dir.join(format!("{idx:06}.png"));
@@ -187,7 +231,12 @@ pub fn encode_png(shape: ImageShape, values: &[u8], scale: usize) -> Result<Vec<
 }
 
 /// Encodes interleaved 8-bit rows as a PNG.
-pub fn png_bytes(width: usize, height: usize, channels: usize, interleaved: &[u8]) -> Result<Vec<u8>> {
+pub fn png_bytes(
+    width: usize,
+    height: usize,
+    channels: usize,
+    interleaved: &[u8],
+) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
     encoder.set_color(if channels == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale });
@@ -201,7 +250,13 @@ pub fn png_bytes(width: usize, height: usize, channels: usize, interleaved: &[u8
 
 /// Up to `per_row` samples of each class side by side, one row per class, on a mid-grey
 /// background, scaled so that a tile is at least 32 pixels high.
-pub fn grid_png(shape: ImageShape, encoder: &PixelEncoder, samples: &Samples, per_class: &[Vec<usize>], per_row: usize) -> Result<Vec<u8>> {
+pub fn grid_png(
+    shape: ImageShape,
+    encoder: &PixelEncoder,
+    samples: &Samples,
+    per_class: &[Vec<usize>],
+    per_row: usize,
+) -> Result<Vec<u8>> {
     let scale = (32 / shape.height).max(1);
     let (tile_h, tile_w, gap) = (shape.height * scale, shape.width * scale, 2);
     let rows = per_class.len().max(1);
@@ -210,7 +265,8 @@ pub fn grid_png(shape: ImageShape, encoder: &PixelEncoder, samples: &Samples, pe
     let mut canvas = vec![128_u8; height * width * channels];
     for (row, members) in per_class.iter().enumerate() {
         for (col, &idx) in members.iter().take(per_row).enumerate() {
-            let values = encoder.decode_to_u8(&samples.x[idx * samples.width..(idx + 1) * samples.width]);
+            let values =
+                encoder.decode_to_u8(&samples.x[idx * samples.width..(idx + 1) * samples.width]);
             let (top, left) = (gap + row * (tile_h + gap), gap + col * (tile_w + gap));
             for y in 0..tile_h {
                 for x in 0..tile_w {

@@ -38,7 +38,9 @@ impl std::str::FromStr for SamplerKind {
         match text {
             "ddpm" => Ok(SamplerKind::Ddpm),
             "ddim" => Ok(SamplerKind::Ddim),
-            other => Err(Error::Invalid(format!("invalid sampler `{other}`: expected `ddpm` or `ddim`"))),
+            other => {
+                Err(Error::Invalid(format!("invalid sampler `{other}`: expected `ddpm` or `ddim`")))
+            }
         }
     }
 }
@@ -80,7 +82,14 @@ pub struct SampleSettings {
 
 impl Default for SampleSettings {
     fn default() -> Self {
-        SampleSettings { n: 1000, seed: 0, classes: ClassChoice::Proportional, steps: None, sampler: SamplerKind::Ddpm, batch: 256 }
+        SampleSettings {
+            n: 1000,
+            seed: 0,
+            classes: ClassChoice::Proportional,
+            steps: None,
+            sampler: SamplerKind::Ddpm,
+            batch: 256,
+        }
     }
 }
 
@@ -107,13 +116,19 @@ pub struct Generator {
 
 impl std::fmt::Debug for Generator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generator").field("family", &self.manifest.family).field("engine", &self.engine.kind()).finish()
+        f.debug_struct("Generator")
+            .field("family", &self.manifest.family)
+            .field("engine", &self.engine.kind())
+            .finish()
     }
 }
 
 impl Generator {
     pub fn new(bundle: &Bundle, engine: EngineKind, threads: usize) -> Result<Generator> {
-        Ok(Generator { manifest: bundle.manifest.clone(), engine: engine::load(bundle, engine, threads)? })
+        Ok(Generator {
+            manifest: bundle.manifest.clone(),
+            engine: engine::load(bundle, engine, threads)?,
+        })
     }
 
     pub fn engine_kind(&self) -> EngineKind {
@@ -124,7 +139,10 @@ impl Generator {
     pub fn class_index(&self, name: &str) -> Result<u32> {
         let classes = &self.manifest.schema.classes;
         classes.iter().position(|class| class == name).map(|idx| idx as u32).ok_or_else(|| {
-            Error::Invalid(format!("unknown class `{name}`: the model knows {}", classes.join(", ")))
+            Error::Invalid(format!(
+                "unknown class `{name}`: the model knows {}",
+                classes.join(", ")
+            ))
         })
     }
 
@@ -140,8 +158,10 @@ impl Generator {
         let n_classes = self.manifest.n_classes();
         let y = one_hot(&labels, n_classes);
         let width = self.manifest.transform.width();
-        let mut batch_times: Vec<(usize, Duration)> =
-            (0..settings.n).step_by(settings.batch).map(|start| (settings.batch.min(settings.n - start), Duration::ZERO)).collect();
+        let mut batch_times: Vec<(usize, Duration)> = (0..settings.n)
+            .step_by(settings.batch)
+            .map(|start| (settings.batch.min(settings.n - start), Duration::ZERO))
+            .collect();
         let (x, steps) = match self.manifest.family {
             Family::Vae | Family::Gan => (self.decode_latents(settings, &y, &mut batch_times)?, 1),
             Family::Ddpm => self.diffuse(settings, &y, &mut batch_times)?,
@@ -155,8 +175,17 @@ impl Generator {
         output.shape.iter().skip(1).map(|dim| dim.unwrap_or(1)).collect()
     }
 
-    fn decode_latents(&mut self, settings: &SampleSettings, y: &[f32], batch_times: &mut [(usize, Duration)]) -> Result<Vec<f32>> {
-        let latent = self.manifest.graph.latent_dim.ok_or_else(|| Error::Invalid("the manifest has no latent_dim".to_owned()))?;
+    fn decode_latents(
+        &mut self,
+        settings: &SampleSettings,
+        y: &[f32],
+        batch_times: &mut [(usize, Duration)],
+    ) -> Result<Vec<f32>> {
+        let latent = self
+            .manifest
+            .graph
+            .latent_dim
+            .ok_or_else(|| Error::Invalid("the manifest has no latent_dim".to_owned()))?;
         let n_classes = self.manifest.n_classes();
         let z = rng::normal_f32(&mut rng::stream(settings.seed, "generate/z"), settings.n * latent);
         let width = self.manifest.transform.width();
@@ -164,8 +193,14 @@ impl Generator {
         for (batch, start) in (0..settings.n).step_by(settings.batch).enumerate() {
             let rows = settings.batch.min(settings.n - start);
             let inputs = [
-                TensorIn { data: &z[start * latent..(start + rows) * latent], shape: &[rows, latent] },
-                TensorIn { data: &y[start * n_classes..(start + rows) * n_classes], shape: &[rows, n_classes] },
+                TensorIn {
+                    data: &z[start * latent..(start + rows) * latent],
+                    shape: &[rows, latent],
+                },
+                TensorIn {
+                    data: &y[start * n_classes..(start + rows) * n_classes],
+                    shape: &[rows, n_classes],
+                },
             ];
             let started = Instant::now();
             out.extend(self.engine.run(&inputs)?);
@@ -174,8 +209,16 @@ impl Generator {
         Ok(out)
     }
 
-    fn diffuse(&mut self, settings: &SampleSettings, y: &[f32], batch_times: &mut [(usize, Duration)]) -> Result<(Vec<f32>, usize)> {
-        let schedule = self.manifest.schedule.ok_or_else(|| Error::Invalid("the ddpm manifest has no noise schedule".to_owned()))?;
+    fn diffuse(
+        &mut self,
+        settings: &SampleSettings,
+        y: &[f32],
+        batch_times: &mut [(usize, Duration)],
+    ) -> Result<(Vec<f32>, usize)> {
+        let schedule = self
+            .manifest
+            .schedule
+            .ok_or_else(|| Error::Invalid("the ddpm manifest has no noise schedule".to_owned()))?;
         let timesteps = diffusion_timesteps(&schedule, settings)?;
         let alpha_bars = schedule.alpha_bars();
         let bounds = self.manifest.transform.bounds();
@@ -196,7 +239,10 @@ impl Generator {
                 let inputs = [
                     TensorIn { data: &x[start * width..(start + rows) * width], shape: &dims },
                     TensorIn { data: &t_input, shape: &[rows, 1] },
-                    TensorIn { data: &y[start * n_classes..(start + rows) * n_classes], shape: &[rows, n_classes] },
+                    TensorIn {
+                        data: &y[start * n_classes..(start + rows) * n_classes],
+                        shape: &[rows, n_classes],
+                    },
                 ];
                 let predicted = self.engine.run(&inputs)?;
                 eps[start * width..(start + rows) * width].copy_from_slice(&predicted);
@@ -205,14 +251,19 @@ impl Generator {
             let update_started = Instant::now();
             let step = Step::new(alpha_bars[t], t_prev.map_or(1.0, |prev| alpha_bars[prev]));
             let noise = match (settings.sampler, t_prev) {
-                (SamplerKind::Ddpm, Some(_)) => Some(rng::normal_f32(&mut rng::stream(settings.seed, &format!("generate/ddpm/{idx}")), n * width)),
+                (SamplerKind::Ddpm, Some(_)) => Some(rng::normal_f32(
+                    &mut rng::stream(settings.seed, &format!("generate/ddpm/{idx}")),
+                    n * width,
+                )),
                 _ => None,
             };
             for (pos, (value, eps)) in x.iter_mut().zip(&eps).enumerate() {
                 let x0 = step.predict_x0(*value, *eps, bounds[pos % width]);
                 *value = match settings.sampler {
                     SamplerKind::Ddim => step.ddim(*value, x0),
-                    SamplerKind::Ddpm => step.ancestral(*value, x0, noise.as_ref().map_or(0.0, |noise| noise[pos])),
+                    SamplerKind::Ddpm => {
+                        step.ancestral(*value, x0, noise.as_ref().map_or(0.0, |noise| noise[pos]))
+                    }
                 };
             }
             // The update runs over all samples at once: each batch takes its share.
@@ -228,7 +279,9 @@ impl Generator {
 /// The descending timesteps the sampler visits.
 fn diffusion_timesteps(schedule: &NoiseSchedule, settings: &SampleSettings) -> Result<Vec<usize>> {
     let steps = match (settings.steps, settings.sampler) {
-        (Some(0), _) => return Err(Error::Invalid("invalid --steps 0: expected at least 1".to_owned())),
+        (Some(0), _) => {
+            return Err(Error::Invalid("invalid --steps 0: expected at least 1".to_owned()));
+        }
         (Some(steps), _) if steps > schedule.steps => {
             return Err(Error::Invalid(format!(
                 "invalid --steps {steps}: the model was trained with {} diffusion steps, so at most {}",
@@ -254,7 +307,8 @@ impl Step {
     }
 
     fn predict_x0(&self, x_t: f32, eps: f32, (low, high): (f32, f32)) -> f64 {
-        let x0 = (f64::from(x_t) - (1.0 - self.alpha_bar).sqrt() * f64::from(eps)) / self.alpha_bar.sqrt();
+        let x0 = (f64::from(x_t) - (1.0 - self.alpha_bar).sqrt() * f64::from(eps))
+            / self.alpha_bar.sqrt();
         x0.clamp(f64::from(low), f64::from(high))
     }
 
@@ -268,7 +322,8 @@ impl Step {
     fn ancestral(&self, x_t: f32, x0: f64, noise: f32) -> f32 {
         let beta = 1.0 - self.alpha_bar / self.alpha_bar_prev;
         let mean = (self.alpha_bar_prev.sqrt() * beta / (1.0 - self.alpha_bar)) * x0
-            + ((1.0 - beta).sqrt() * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar)) * f64::from(x_t);
+            + ((1.0 - beta).sqrt() * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar))
+                * f64::from(x_t);
         let variance = beta * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar);
         (mean + variance.max(0.0).sqrt() * f64::from(noise)) as f32
     }
@@ -280,14 +335,24 @@ fn assign_labels(manifest: &Manifest, settings: &SampleSettings) -> Result<Vec<u
     let counts: Vec<usize> = match settings.classes {
         ClassChoice::Single(class) => {
             if class as usize >= n_classes {
-                return Err(Error::Invalid(format!("class index {class} is out of range for {n_classes} classes")));
+                return Err(Error::Invalid(format!(
+                    "class index {class} is out of range for {n_classes} classes"
+                )));
             }
             return Ok(vec![class; settings.n]);
         }
-        ClassChoice::Balanced => (0..n_classes).map(|class| settings.n / n_classes + usize::from(class < settings.n % n_classes)).collect(),
-        ClassChoice::Proportional => largest_remainder(&manifest.provenance.train_class_counts, settings.n, n_classes),
+        ClassChoice::Balanced => (0..n_classes)
+            .map(|class| settings.n / n_classes + usize::from(class < settings.n % n_classes))
+            .collect(),
+        ClassChoice::Proportional => {
+            largest_remainder(&manifest.provenance.train_class_counts, settings.n, n_classes)
+        }
     };
-    let mut labels: Vec<u32> = counts.iter().enumerate().flat_map(|(class, &count)| std::iter::repeat_n(class as u32, count)).collect();
+    let mut labels: Vec<u32> = counts
+        .iter()
+        .enumerate()
+        .flat_map(|(class, &count)| std::iter::repeat_n(class as u32, count))
+        .collect();
     rng::shuffle(&mut rng::stream(settings.seed, "generate/labels"), &mut labels);
     Ok(labels)
 }
@@ -304,7 +369,9 @@ fn largest_remainder(weights: &[usize], n: usize, n_classes: usize) -> Vec<usize
     let exact: Vec<f64> = weights.iter().map(|w| w / total * n as f64).collect();
     let mut counts: Vec<usize> = exact.iter().map(|value| value.floor() as usize).collect();
     let mut order: Vec<usize> = (0..n_classes).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    order.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b))
+    });
     let missing = n - counts.iter().sum::<usize>();
     for &class in order.iter().take(missing) {
         counts[class] += 1;
@@ -333,25 +400,35 @@ mod tests {
         let alpha_bars = schedule.alpha_bars();
         let (mu, sigma) = (0.7_f64, 0.4_f64);
         let n = 20_000;
-        for (sampler, k) in [(SamplerKind::Ddpm, 200), (SamplerKind::Ddpm, 50), (SamplerKind::Ddim, 50), (SamplerKind::Ddim, 200)] {
+        for (sampler, k) in [
+            (SamplerKind::Ddpm, 200),
+            (SamplerKind::Ddpm, 50),
+            (SamplerKind::Ddim, 50),
+            (SamplerKind::Ddim, 200),
+        ] {
             let timesteps = schedule.ddim_timesteps(k);
             let mut x = rng::normal_f32(&mut rng::stream(1, "test/x_T"), n);
             for (idx, &t) in timesteps.iter().enumerate() {
                 let ab = alpha_bars[t];
-                let step = Step::new(ab, timesteps.get(idx + 1).map_or(1.0, |&prev| alpha_bars[prev]));
+                let step =
+                    Step::new(ab, timesteps.get(idx + 1).map_or(1.0, |&prev| alpha_bars[prev]));
                 let noise = rng::normal_f32(&mut rng::stream(1, &format!("test/noise/{idx}")), n);
                 let last = idx + 1 == timesteps.len();
                 for (value, z) in x.iter_mut().zip(&noise) {
-                    let eps = ((1.0 - ab).sqrt() * (f64::from(*value) - ab.sqrt() * mu) / (ab * sigma * sigma + 1.0 - ab)) as f32;
+                    let eps = ((1.0 - ab).sqrt() * (f64::from(*value) - ab.sqrt() * mu)
+                        / (ab * sigma * sigma + 1.0 - ab)) as f32;
                     let x0 = step.predict_x0(*value, eps, (-10.0, 10.0));
                     *value = match sampler {
                         SamplerKind::Ddim => step.ddim(*value, x0),
-                        SamplerKind::Ddpm => step.ancestral(*value, x0, if last { 0.0 } else { *z }),
+                        SamplerKind::Ddpm => {
+                            step.ancestral(*value, x0, if last { 0.0 } else { *z })
+                        }
                     };
                 }
             }
             let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
-            let std = (x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            let std =
+                (x.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
             // Standard errors at n = 20 000: 0.003 for the mean, 0.002 for the standard deviation;
             // the rest is discretisation error of the coarser chains.
             assert!((mean - mu).abs() < 0.015, "{sampler} {k} steps: mean {mean}");
@@ -372,8 +449,12 @@ mod tests {
             let timesteps = schedule.ddim_timesteps(20);
             let mut x = 1.7_f32;
             for (idx, &t) in timesteps.iter().enumerate() {
-                let eps = ((f64::from(x) - alpha_bars[t].sqrt() * x0_true) / (1.0 - alpha_bars[t]).sqrt()) as f32;
-                let step = Step::new(alpha_bars[t], timesteps.get(idx + 1).map_or(1.0, |&prev| alpha_bars[prev]));
+                let eps = ((f64::from(x) - alpha_bars[t].sqrt() * x0_true)
+                    / (1.0 - alpha_bars[t]).sqrt()) as f32;
+                let step = Step::new(
+                    alpha_bars[t],
+                    timesteps.get(idx + 1).map_or(1.0, |&prev| alpha_bars[prev]),
+                );
                 let x0 = step.predict_x0(x, eps, (-10.0, 10.0));
                 x = match sampler {
                     SamplerKind::Ddim => step.ddim(x, x0),

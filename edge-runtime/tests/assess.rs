@@ -31,20 +31,29 @@ struct Parts {
 
 fn breast_cancer() -> Parts {
     let options = DataOptions { label: Some("diagnosis".into()), ..DataOptions::default() };
-    let dataset = read_dataset(&fixture("breast_cancer.csv"), &options).unwrap_or_else(|e| panic!("{e}"));
-    let outer = partition(dataset.labels(), 2, &SplitSpec { seed: 3, holdout: 0.3, fraction: 1.0 }).unwrap_or_else(|e| panic!("{e}"));
+    let dataset = read_dataset(&fixture("breast_cancer.csv"), &options).unwrap();
+    let outer = partition(dataset.labels(), 2, &SplitSpec { seed: 3, holdout: 0.3, fraction: 1.0 })
+        .unwrap();
     let rest = dataset.select(&outer.train);
-    let inner = partition(rest.labels(), 2, &SplitSpec { seed: 4, holdout: 0.43, fraction: 1.0 }).unwrap_or_else(|e| panic!("{e}"));
+    let inner =
+        partition(rest.labels(), 2, &SplitSpec { seed: 4, holdout: 0.43, fraction: 1.0 }).unwrap();
     let train = rest.select(&inner.train);
     let holdout = rest.select(&inner.holdout);
     let fresh = dataset.select(&outer.holdout);
-    let encoder = Encoder::fit(&train, &(0..train.n_rows()).collect::<Vec<_>>()).unwrap_or_else(|e| panic!("{e}"));
-    let encode = |set: &models::Dataset| (encoder.encode(set).unwrap_or_else(|e| panic!("{e}")), set.labels().to_vec());
+    let encoder = Encoder::fit(&train, &(0..train.n_rows()).collect::<Vec<_>>()).unwrap();
+    let encode = |set: &models::Dataset| (encoder.encode(set).unwrap(), set.labels().to_vec());
     let names = match &encoder {
         Encoder::Tabular(tabular) => tabular.feature_names(),
         Encoder::Image(_) => Vec::new(),
     };
-    Parts { dim: encoder.width(), blocks: encoder.blocks(), names, train: encode(&train), holdout: encode(&holdout), fresh: encode(&fresh) }
+    Parts {
+        dim: encoder.width(),
+        blocks: encoder.blocks(),
+        names,
+        train: encode(&train),
+        holdout: encode(&holdout),
+        fresh: encode(&fresh),
+    }
 }
 
 fn noisy_copy(rows: &[f32], sigma: f32, seed: u64) -> Vec<f32> {
@@ -62,15 +71,31 @@ fn run(parts: &Parts, synthetic: &[f32], synthetic_labels: &[u32], axes: &[Axis]
         feature_names: &parts.names,
         image: None,
     };
-    evaluate(&input, &EvalSettings { axes: axes.to_vec(), replicates: 100, ..EvalSettings::default() }).unwrap_or_else(|e| panic!("{e}"))
+    evaluate(
+        &input,
+        &EvalSettings { axes: axes.to_vec(), replicates: 100, ..EvalSettings::default() },
+    )
+    .unwrap()
 }
 
 fn value(assessment: &Assessment, name: &str) -> f64 {
-    assessment.get(name).unwrap_or_else(|| panic!("no {name} in {:?}", assessment.metrics.iter().map(|m| &m.name).collect::<Vec<_>>())).value
+    assessment
+        .get(name)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} in {:?}",
+                assessment.metrics.iter().map(|m| &m.name).collect::<Vec<_>>()
+            )
+        })
+        .value
 }
 
 fn rows_json(data: &[f32], dim: usize) -> serde_json::Value {
-    serde_json::json!(data.chunks_exact(dim).map(|row| row.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>()).collect::<Vec<_>>())
+    serde_json::json!(
+        data.chunks_exact(dim)
+            .map(|row| row.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>())
+            .collect::<Vec<_>>()
+    )
 }
 
 #[test]
@@ -82,8 +107,9 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
         ("noisy copies", noisy_copy(&parts.train.0, 0.5, 1), parts.train.1.clone()),
         ("fresh draw", parts.fresh.0.clone(), parts.fresh.1.clone()),
     ] {
-        let ours = run(&parts, &synthetic, &labels, &[Axis::Fidelity, Axis::Diversity, Axis::Privacy]);
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ours =
+            run(&parts, &synthetic, &labels, &[Axis::Fidelity, Axis::Diversity, Axis::Privacy]);
+        let dir = tempfile::tempdir().unwrap();
         let arrays = dir.path().join("arrays.json");
         let spec = serde_json::json!({
             "train": rows_json(&parts.train.0, parts.dim),
@@ -91,24 +117,44 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
             "synthetic": rows_json(&synthetic, parts.dim),
             "k": 5,
         });
-        std::fs::write(&arrays, spec.to_string()).unwrap_or_else(|e| panic!("{e}"));
-        let reply: serde_json::Value = serde_json::from_str(&python::run(&python, "metrics_reference.py", &[&arrays.to_string_lossy()]))
-            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&arrays, spec.to_string()).unwrap();
+        let reply: serde_json::Value = serde_json::from_str(&python::run(
+            &python,
+            "metrics_reference.py",
+            &[&arrays.to_string_lossy()],
+        ))
+        .unwrap();
         // Counts of strict comparisons: equal (no float ties in continuous data).
         for name in ["precision", "recall", "density", "coverage", "exact_copy_rate"] {
             let reference = reply[name].as_f64().unwrap_or(f64::NAN);
-            assert!((value(&ours, name) - reference).abs() < 1e-12, "{label}: {name} {} vs prdc/sklearn {reference}", value(&ours, name));
+            assert!(
+                (value(&ours, name) - reference).abs() < 1e-12,
+                "{label}: {name} {} vs prdc/sklearn {reference}",
+                value(&ours, name)
+            );
         }
         // Distances: ours are exact f64 from the coordinates, the references' likewise.
-        for name in ["dcr_train_median", "dcr_holdout_median", "dcr_train_p05", "nndr_mean", "mia_auc"] {
+        for name in
+            ["dcr_train_median", "dcr_holdout_median", "dcr_train_p05", "nndr_mean", "mia_auc"]
+        {
             let reference = reply[name].as_f64().unwrap_or(f64::NAN);
-            assert!((value(&ours, name) - reference).abs() < 1e-9, "{label}: {name} {} vs reference {reference}", value(&ours, name));
+            assert!(
+                (value(&ours, name) - reference).abs() < 1e-9,
+                "{label}: {name} {} vs reference {reference}",
+                value(&ours, name)
+            );
         }
         let reference = reply["frechet_distance"].as_f64().unwrap_or(f64::NAN);
         let fd = value(&ours, "frechet_distance");
-        assert!((fd - reference).abs() < 1e-6 * reference.abs().max(1.0), "{label}: frechet {fd} vs scipy {reference}");
+        assert!(
+            (fd - reference).abs() < 1e-6 * reference.abs().max(1.0),
+            "{label}: frechet {fd} vs scipy {reference}"
+        );
         for metric in &ours.metrics {
-            assert!(metric.ci_low <= metric.value && metric.value <= metric.ci_high, "{label}: {metric:?}");
+            assert!(
+                metric.ci_low <= metric.value && metric.value <= metric.ci_high,
+                "{label}: {metric:?}"
+            );
         }
     }
 }
@@ -116,8 +162,11 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
 #[test]
 fn a_memorising_generator_is_caught_and_refused_and_an_honest_one_passes() {
     let parts = breast_cancer();
-    let policy = Policy::parse("max_exact_copy_rate = 0.0\nmax_mia_auc = 0.6\nmax_closer_to_train_share = 0.65\n", Path::new("policy.toml"))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let policy = Policy::parse(
+        "max_exact_copy_rate = 0.0\nmax_mia_auc = 0.6\nmax_closer_to_train_share = 0.65\n",
+        Path::new("policy.toml"),
+    )
+    .unwrap();
     let axes = policy.axes();
 
     let copies = run(&parts, &parts.train.0, &parts.train.1, &axes);
@@ -128,7 +177,11 @@ fn a_memorising_generator_is_caught_and_refused_and_an_honest_one_passes() {
     let nearly = run(&parts, &nearly, &parts.train.1, &axes);
     assert_eq!(value(&nearly, "exact_copy_rate"), 0.0);
     assert!(value(&nearly, "mia_auc") > 0.95, "mia_auc {}", value(&nearly, "mia_auc"));
-    assert!(value(&nearly, "closer_to_train_share") > 0.95, "{}", value(&nearly, "closer_to_train_share"));
+    assert!(
+        value(&nearly, "closer_to_train_share") > 0.95,
+        "{}",
+        value(&nearly, "closer_to_train_share")
+    );
     let verdict = policy.judge(&nearly);
     assert!(verdict.failed.iter().any(|line| line.starts_with("mia_auc")), "{verdict:?}");
 
@@ -145,10 +198,14 @@ fn utility_and_robustness_figures_are_sane_on_real_data() {
     assert!(value(&fresh, "trtr_accuracy") > 0.9 && value(&fresh, "tstr_accuracy") > 0.9);
     assert!((value(&fresh, "tstr_trtr_ratio") - 1.0).abs() < 0.08);
     // Noise hurts more than none; adversarial moves hurt at least as much as nothing.
-    assert!(value(&fresh, "trtr_perturbed_accuracy_ratio/gaussian_0.5") <= value(&fresh, "trtr_perturbed_accuracy_ratio/gaussian_0.1") + 1e-9);
+    assert!(
+        value(&fresh, "trtr_perturbed_accuracy_ratio/gaussian_0.5")
+            <= value(&fresh, "trtr_perturbed_accuracy_ratio/gaussian_0.1") + 1e-9
+    );
     assert!(value(&fresh, "trtr_adversarial_accuracy") <= value(&fresh, "trtr_accuracy"));
     // Labels scrambled: a classifier trained on them is no better than a coin.
-    let scrambled: Vec<u32> = parts.fresh.1.iter().enumerate().map(|(i, _)| (i % 2) as u32).collect();
+    let scrambled: Vec<u32> =
+        parts.fresh.1.iter().enumerate().map(|(i, _)| (i % 2) as u32).collect();
     let noise = run(&parts, &parts.fresh.0, &scrambled, &[Axis::Utility]);
     assert!(value(&noise, "tstr_accuracy") < 0.75, "{}", value(&noise, "tstr_accuracy"));
 }
@@ -160,8 +217,9 @@ fn adversarial_accuracy_of_a_linear_model_is_exact() {
     use edge_runtime::metrics::utility::{ADVERSARIAL_EPSILON, fit_logistic};
     let parts = breast_cancer();
     let train = Labelled { x: Rows::new(&parts.train.0, parts.dim), labels: &parts.train.1 };
-    let model = fit_logistic(&train, 2).unwrap_or_else(|e| panic!("{e}"));
-    let w: Vec<f64> = (0..parts.dim).map(|j| model.weights[parts.dim + j] - model.weights[j]).collect();
+    let model = fit_logistic(&train, 2).unwrap();
+    let w: Vec<f64> =
+        (0..parts.dim).map(|j| model.weights[parts.dim + j] - model.weights[j]).collect();
     let l1: f64 = w.iter().map(|x| x.abs()).sum();
     let holdout = Rows::new(&parts.holdout.0, parts.dim);
     for row in 0..holdout.n_rows {
@@ -173,13 +231,18 @@ fn adversarial_accuracy_of_a_linear_model_is_exact() {
         let expected = margin > f64::from(ADVERSARIAL_EPSILON) * l1;
         // Rows within rounding of the boundary are not decided by either side.
         if (margin - f64::from(ADVERSARIAL_EPSILON) * l1).abs() > 1e-6 {
-            assert_eq!(survived, expected, "row {row}: margin {margin}, ε‖w‖₁ {}", f64::from(ADVERSARIAL_EPSILON) * l1);
+            assert_eq!(
+                survived,
+                expected,
+                "row {row}: margin {margin}, ε‖w‖₁ {}",
+                f64::from(ADVERSARIAL_EPSILON) * l1
+            );
         }
     }
 }
 
 fn synth_edge(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_synth-edge")).args(args).output().unwrap_or_else(|err| panic!("{err}"))
+    Command::new(env!("CARGO_BIN_EXE_synth-edge")).args(args).output().unwrap()
 }
 
 const REQUIRED: [&str; 31] = [
@@ -218,19 +281,40 @@ const REQUIRED: [&str; 31] = [
 
 #[test]
 fn evaluate_a_bundle_against_its_real_data() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("figures.json");
     let model = fixture("bundles/wheat-gan");
     let real = fixture("wheat_splitsplit.csv");
-    let output = synth_edge(&["evaluate", "--model", &model.to_string_lossy(), "--real", &real.to_string_lossy(), "--n", "300", "--json", &json.to_string_lossy(), "--bootstrap", "50"]);
+    let output = synth_edge(&[
+        "evaluate",
+        "--model",
+        &model.to_string_lossy(),
+        "--real",
+        &real.to_string_lossy(),
+        "--n",
+        "300",
+        "--json",
+        &json.to_string_lossy(),
+        "--bootstrap",
+        "50",
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap();
     // The manifest's split: 160 rows, hold-out 0.2 per class → 128 train, 32 held out.
-    assert_eq!(report["data"], serde_json::json!({"n_real_train": 128, "n_real_holdout": 32, "n_synthetic": 300, "n_features": 33}));
+    assert_eq!(
+        report["data"],
+        serde_json::json!({"n_real_train": 128, "n_real_holdout": 32, "n_synthetic": 300, "n_features": 33})
+    );
     let metrics = report["metrics"].as_array().cloned().unwrap_or_default();
     for name in REQUIRED {
-        let metric = metrics.iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} missing"));
-        let (v, low, high) = (metric["value"].as_f64().unwrap_or(f64::NAN), metric["ci_low"].as_f64().unwrap_or(f64::NAN), metric["ci_high"].as_f64().unwrap_or(f64::NAN));
+        let metric =
+            metrics.iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} missing"));
+        let (v, low, high) = (
+            metric["value"].as_f64().unwrap_or(f64::NAN),
+            metric["ci_low"].as_f64().unwrap_or(f64::NAN),
+            metric["ci_high"].as_f64().unwrap_or(f64::NAN),
+        );
         assert!(low <= v && v <= high, "{name}: {v} outside [{low}, {high}]");
         assert!(metric["n"].as_u64().unwrap_or(0) > 0, "{name}");
         assert!(Axis::ALL.iter().any(|axis| metric["axis"] == axis.as_str()), "{name}");
@@ -239,28 +323,58 @@ fn evaluate_a_bundle_against_its_real_data() {
     assert!(stdout.contains("privacy") && stdout.contains("mia_auc"), "{stdout}");
 
     // Other data than the model was trained on cannot give back its split.
-    let output = synth_edge(&["evaluate", "--model", &model.to_string_lossy(), "--real", &fixture("wine.csv").to_string_lossy()]);
+    let output = synth_edge(&[
+        "evaluate",
+        "--model",
+        &model.to_string_lossy(),
+        "--real",
+        &fixture("wine.csv").to_string_lossy(),
+    ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("wine.csv"), "{stderr}");
 }
 
 #[test]
 fn the_gate_refuses_a_failing_batch_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let strict = dir.path().join("strict.toml");
-    std::fs::write(&strict, "max_mia_auc = 0.0\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&strict, "max_mia_auc = 0.0\n").unwrap();
     let lenient = dir.path().join("lenient.toml");
-    std::fs::write(&lenient, "max_exact_copy_rate = 0.5\nmax_mia_auc = 1.0\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&lenient, "max_exact_copy_rate = 0.5\nmax_mia_auc = 1.0\n").unwrap();
     let model = fixture("bundles/wheat-vae").to_string_lossy().into_owned();
     let real = fixture("wheat_splitsplit.csv").to_string_lossy().into_owned();
     let out = dir.path().join("out.csv");
     let out_str = out.to_string_lossy().into_owned();
-    let refused = synth_edge(&["generate", "--model", &model, "--n", "100", "--out", &out_str, "--gate", &strict.to_string_lossy(), "--real", &real]);
+    let refused = synth_edge(&[
+        "generate",
+        "--model",
+        &model,
+        "--n",
+        "100",
+        "--out",
+        &out_str,
+        "--gate",
+        &strict.to_string_lossy(),
+        "--real",
+        &real,
+    ]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("FAIL mia_auc") && stderr.contains("must be ≤ 0"), "{stderr}");
     assert!(!out.exists());
-    let passed = synth_edge(&["generate", "--model", &model, "--n", "100", "--out", &out_str, "--gate", &lenient.to_string_lossy(), "--real", &real]);
+    let passed = synth_edge(&[
+        "generate",
+        "--model",
+        &model,
+        "--n",
+        "100",
+        "--out",
+        &out_str,
+        "--gate",
+        &lenient.to_string_lossy(),
+        "--real",
+        &real,
+    ]);
     assert!(passed.status.success(), "{}", String::from_utf8_lossy(&passed.stderr));
     assert!(String::from_utf8_lossy(&passed.stdout).contains("release gate: passed"));
     assert!(out.is_file());
@@ -269,12 +383,16 @@ fn the_gate_refuses_a_failing_batch_and_writes_nothing() {
 /// Writes the real train and hold-out parts of the wheat trial and a synthetic file, runs the
 /// file form of evaluate and returns its stderr (the run must fail).
 fn evaluate_files_error(synthetic: &str) -> String {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(fixture("wheat_splitsplit.csv")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let (header, rows) = (lines[0], &lines[1..]);
     let join = |rows: &[&str]| format!("{header}\n{}\n", rows.join("\n"));
-    let (train, holdout, syn) = (dir.path().join("train.csv"), dir.path().join("holdout.csv"), dir.path().join("synthetic.csv"));
+    let (train, holdout, syn) = (
+        dir.path().join("train.csv"),
+        dir.path().join("holdout.csv"),
+        dir.path().join("synthetic.csv"),
+    );
     std::fs::write(&train, join(&rows[..120])).unwrap_or_default();
     std::fs::write(&holdout, join(&rows[120..])).unwrap_or_default();
     std::fs::write(&syn, synthetic.replace("HEADER", header)).unwrap_or_default();
@@ -300,10 +418,26 @@ fn bad_synthetic_files_get_clear_errors() {
     let good_rows = "1,1,64,Uninoc,5,Marquis,Dry,DuBay,B1\n1,10,69,Uninoc,7,Mindum,Dry,Check,B1\n";
     let many = good_rows.repeat(4);
     let cases: [(String, &[&str]); 4] = [
-        (format!("row,col,yield,inoc,trt,gen,dry,block\n{}", "1,1,64,Uninoc,5,Marquis,Dry,B1\n".repeat(8)), &["synthetic.csv", "header is [row, col, yield, inoc, trt, gen, dry, block]", "expected the columns"]),
-        (format!("HEADER\n{many}1,1,64,Uninoc,5,Spelt,Dry,DuBay,B1\n"), &["synthetic.csv", "label `Spelt` is not a class of the real data", "Marquis, Mindum"]),
+        (
+            format!(
+                "row,col,yield,inoc,trt,gen,dry,block\n{}",
+                "1,1,64,Uninoc,5,Marquis,Dry,B1\n".repeat(8)
+            ),
+            &[
+                "synthetic.csv",
+                "header is [row, col, yield, inoc, trt, gen, dry, block]",
+                "expected the columns",
+            ],
+        ),
+        (
+            format!("HEADER\n{many}1,1,64,Uninoc,5,Spelt,Dry,DuBay,B1\n"),
+            &["synthetic.csv", "label `Spelt` is not a class of the real data", "Marquis, Mindum"],
+        ),
         (format!("HEADER\n{good_rows}"), &["need at least 6 rows", "the synthetic set has 2"]),
-        (format!("HEADER\n{many}1,1,NaN,Uninoc,5,Marquis,Dry,DuBay,B1\n"), &["synthetic.csv", "column `yield`, line 10", "missing value (`NaN`)"]),
+        (
+            format!("HEADER\n{many}1,1,NaN,Uninoc,5,Marquis,Dry,DuBay,B1\n"),
+            &["synthetic.csv", "column `yield`, line 10", "missing value (`NaN`)"],
+        ),
     ];
     for (synthetic, expected) in cases {
         let stderr = evaluate_files_error(&synthetic);
@@ -317,14 +451,16 @@ fn bad_synthetic_files_get_clear_errors() {
 fn the_file_form_gives_the_bundle_form_figures_on_the_same_data() {
     // The bundle form re-derives the split and generates; the file form gets the same train and
     // hold-out rows as files and the same samples as a CSV: the figures must agree.
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let model = fixture("bundles/wheat-ddpm");
     let real = fixture("wheat_splitsplit.csv");
-    let bundle = edge_runtime::bundle::Bundle::open(&model).unwrap_or_else(|e| panic!("{e}"));
+    let bundle = edge_runtime::bundle::Bundle::open(&model).unwrap();
     let text = std::fs::read_to_string(&real).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
-    let dataset = read_dataset(&real, &DataOptions { label: Some("gen".into()), ..DataOptions::default() }).unwrap_or_else(|e| panic!("{e}"));
-    let part = partition(dataset.labels(), 2, &bundle.manifest.provenance.split).unwrap_or_else(|e| panic!("{e}"));
+    let dataset =
+        read_dataset(&real, &DataOptions { label: Some("gen".into()), ..DataOptions::default() })
+            .unwrap();
+    let part = partition(dataset.labels(), 2, &bundle.manifest.provenance.split).unwrap();
     let write = |rows: &[usize], name: &str| {
         let body: Vec<&str> = rows.iter().map(|&row| lines[row + 1]).collect();
         let path = dir.path().join(name);
@@ -334,22 +470,66 @@ fn the_file_form_gives_the_bundle_form_figures_on_the_same_data() {
     let (train, holdout) = (write(&part.train, "train.csv"), write(&part.holdout, "holdout.csv"));
     let synthetic = dir.path().join("synthetic.csv").to_string_lossy().into_owned();
     let model = model.to_string_lossy().into_owned();
-    let generated = synth_edge(&["generate", "--model", &model, "--n", "200", "--seed", "5", "--steps", "40", "--out", &synthetic]);
+    let generated = synth_edge(&[
+        "generate", "--model", &model, "--n", "200", "--seed", "5", "--steps", "40", "--out",
+        &synthetic,
+    ]);
     assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
     let figures = |args: &[&str]| -> serde_json::Value {
         let json = dir.path().join("figures.json");
-        let mut all = vec!["evaluate", "--seed", "5", "--bootstrap", "20", "--json", json.to_str().unwrap_or_default()];
+        let mut all = vec![
+            "evaluate",
+            "--seed",
+            "5",
+            "--bootstrap",
+            "20",
+            "--json",
+            json.to_str().unwrap_or_default(),
+        ];
         all.extend_from_slice(args);
         let output = synth_edge(&all);
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default()).unwrap_or_default()
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_default())
+            .unwrap_or_default()
     };
-    let from_bundle = figures(&["--model", &model, "--real", &real.to_string_lossy(), "--n", "200", "--steps", "40"]);
-    let from_files = figures(&["--real-train", &train, "--real-holdout", &holdout, "--synthetic", &synthetic, "--label", "gen"]);
+    let from_bundle = figures(&[
+        "--model",
+        &model,
+        "--real",
+        &real.to_string_lossy(),
+        "--n",
+        "200",
+        "--steps",
+        "40",
+    ]);
+    let from_files = figures(&[
+        "--real-train",
+        &train,
+        "--real-holdout",
+        &holdout,
+        "--synthetic",
+        &synthetic,
+        "--label",
+        "gen",
+    ]);
     assert_eq!(from_bundle["data"], from_files["data"]);
-    for name in ["precision", "recall", "density", "coverage", "frechet_distance", "detection_auc", "tstr_accuracy", "dcr_train_median", "mia_auc", "exact_copy_rate"] {
+    for name in [
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "frechet_distance",
+        "detection_auc",
+        "tstr_accuracy",
+        "dcr_train_median",
+        "mia_auc",
+        "exact_copy_rate",
+    ] {
         let find = |report: &serde_json::Value| {
-            report["metrics"].as_array().and_then(|m| m.iter().find(|m| m["name"] == name)).map(|m| m["value"].as_f64().unwrap_or(f64::NAN))
+            report["metrics"]
+                .as_array()
+                .and_then(|m| m.iter().find(|m| m["name"] == name))
+                .map(|m| m["value"].as_f64().unwrap_or(f64::NAN))
         };
         let (a, b) = (find(&from_bundle), find(&from_files));
         assert!(a.is_some() && a == b, "{name}: bundle form {a:?}, file form {b:?}");

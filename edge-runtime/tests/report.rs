@@ -28,7 +28,9 @@ enum Scenario {
 }
 
 fn quality(scenario: Scenario, family: &str, axis: &str) -> f64 {
-    let rank = |order: [&str; 3]| order.iter().position(|name| *name == family).map_or(0.0, |idx| 2.0 - idx as f64);
+    let rank = |order: [&str; 3]| {
+        order.iter().position(|name| *name == family).map_or(0.0, |idx| 2.0 - idx as f64)
+    };
     match scenario {
         Scenario::VaeEverywhere => rank(["vae", "gan", "ddpm"]),
         Scenario::Mixed => match axis {
@@ -40,7 +42,14 @@ fn quality(scenario: Scenario, family: &str, axis: &str) -> f64 {
 }
 
 fn metric(axis: &str, name: &str, value: f64, half_width: f64, n: u64) -> Metric {
-    Metric { axis: axis.to_owned(), name: name.to_owned(), value, ci_low: value - half_width, ci_high: value + half_width, n }
+    Metric {
+        axis: axis.to_owned(),
+        name: name.to_owned(),
+        value,
+        ci_low: value - half_width,
+        ci_high: value + half_width,
+        n,
+    }
 }
 
 /// Every metric of a cell. Higher-is-better figures are 0.5 + 0.2 q, lower-is-better 1 − 0.3 q,
@@ -50,7 +59,8 @@ fn metric(axis: &str, name: &str, value: f64, half_width: f64, n: u64) -> Metric
 fn cell_metrics(scenario: Scenario, family: &str, fraction: f64, seed: u64) -> Vec<Metric> {
     let q = |axis: &str| quality(scenario, family, axis);
     let shift = 0.01 * fraction + 0.005 * seed as f64;
-    let higher = |axis: &str, name: &str| metric(axis, name, 0.5 + 0.2 * q(axis) + shift, 0.03, 200);
+    let higher =
+        |axis: &str, name: &str| metric(axis, name, 0.5 + 0.2 * q(axis) + shift, 0.03, 200);
     let lower = |axis: &str, name: &str| metric(axis, name, 1.0 - 0.3 * q(axis) + shift, 0.03, 200);
     let auc = |axis: &str, name: &str| metric(axis, name, 0.5 + 0.1 * (2.0 - q(axis)), 0.03, 120);
     let speed = match scenario {
@@ -117,7 +127,13 @@ fn table_csv(n_rows: usize, offset: f64) -> String {
     for row in 0..n_rows {
         let _ = std::fmt::Write::write_fmt(
             &mut csv,
-            format_args!("{:.1},{:.2},{},{}\n", 30.0 + (row * 7 % 40) as f64 + offset, 1.5 + (row % 9) as f64 * 0.25, ["north", "south", "east"][row % 3], ["p", "q"][row % 2]),
+            format_args!(
+                "{:.1},{:.2},{},{}\n",
+                30.0 + (row * 7 % 40) as f64 + offset,
+                1.5 + (row % 9) as f64 * 0.25,
+                ["north", "south", "east"][row % 3],
+                ["p", "q"][row % 2]
+            ),
         );
     }
     csv
@@ -130,9 +146,11 @@ fn grid_png(width: u32, height: u32, seed: u8) -> Vec<u8> {
         let mut encoder = png::Encoder::new(&mut bytes, width, height);
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().unwrap_or_else(|err| panic!("{err}"));
-        let pixels: Vec<u8> = (0..width * height).map(|idx| ((idx * 7) as u8).wrapping_add(seed.wrapping_mul(31))).collect();
-        writer.write_image_data(&pixels).unwrap_or_else(|err| panic!("{err}"));
+        let mut writer = encoder.write_header().unwrap();
+        let pixels: Vec<u8> = (0..width * height)
+            .map(|idx| ((idx * 7) as u8).wrapping_add(seed.wrapping_mul(31)))
+            .collect();
+        writer.write_image_data(&pixels).unwrap();
     }
     bytes
 }
@@ -144,25 +162,36 @@ fn fraction_text(fraction: f64) -> String {
 /// Builds the study: datasets `clinic` (table) and `leaves` (images), three families, two
 /// fractions, seed 0, plus seed 1 for clinic/vae/f1; a failed run of an extra cell.
 fn build_study(scenario: Scenario) -> Study {
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let dir = tempfile::tempdir().unwrap();
     let study_dir = dir.path().join("study");
     let real_path = dir.path().join("data").join("clinic.csv");
     write(&real_path, table_csv(60, 0.0).as_bytes());
-    std::fs::create_dir_all(&study_dir).unwrap_or_else(|err| panic!("{err}"));
-    let logbook = Logbook::open(&study_dir.join("study.sqlite")).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::create_dir_all(&study_dir).unwrap();
+    let logbook = Logbook::open(&study_dir.join("study.sqlite")).unwrap();
     let mut cells = Vec::new();
     for (dataset, modality) in [("clinic", "tabular"), ("leaves", "image")] {
         for family in FAMILIES {
             for fraction in FRACTIONS {
-                let seeds: &[u64] = if dataset == "clinic" && family == "vae" && fraction == 1.0 { &[0, 1] } else { &[0] };
+                let seeds: &[u64] = if dataset == "clinic" && family == "vae" && fraction == 1.0 {
+                    &[0, 1]
+                } else {
+                    &[0]
+                };
                 for &seed in seeds {
                     let cell = format!("{dataset}/{family}/f{}/s{seed}", fraction_text(fraction));
                     let stem = cell.replace('/', "-");
-                    let samples = if modality == "image" { format!("samples/{stem}.png") } else { format!("samples/{stem}.csv") };
+                    let samples = if modality == "image" {
+                        format!("samples/{stem}.png")
+                    } else {
+                        format!("samples/{stem}.csv")
+                    };
                     if modality == "image" {
                         write(&study_dir.join(&samples), &grid_png(40, 30, cells.len() as u8));
                     } else {
-                        write(&study_dir.join(&samples), table_csv(45, 3.0 * (cells.len() % 3) as f64).as_bytes());
+                        write(
+                            &study_dir.join(&samples),
+                            table_csv(45, 3.0 * (cells.len() % 3) as f64).as_bytes(),
+                        );
                     }
                     let params = serde_json::json!({
                         "cell": cell, "dataset": dataset, "family": family, "fraction": fraction, "seed": seed,
@@ -172,18 +201,20 @@ fn build_study(scenario: Scenario) -> Study {
                         "budget": "quick", "holdout": 0.2, "n_synthetic": 45, "device": "cpu", "sampler": "ddpm", "sampling_steps": 1,
                         "a_field_a_later_trainer_adds": [1, 2, 3],
                     });
-                    let run_id = logbook.start_run("study", None, &params).unwrap_or_else(|err| panic!("{err}"));
-                    logbook.finish_run(&run_id, &cell_metrics(scenario, family, fraction, seed)).unwrap_or_else(|err| panic!("{err}"));
+                    let run_id = logbook.start_run("study", None, &params).unwrap();
+                    logbook
+                        .finish_run(&run_id, &cell_metrics(scenario, family, fraction, seed))
+                        .unwrap();
                     cells.push(cell);
                 }
             }
         }
     }
     let failed = serde_json::json!({"cell": "clinic/vae/f0.1/s0", "dataset": "clinic", "family": "vae", "fraction": 0.1, "seed": 0});
-    let run_id = logbook.start_run("study", None, &failed).unwrap_or_else(|err| panic!("{err}"));
-    logbook.fail_run(&run_id, "training diverged at epoch 3").unwrap_or_else(|err| panic!("{err}"));
-    let other = logbook.start_run("evaluate", None, &serde_json::json!({"real": "x.csv"})).unwrap_or_else(|err| panic!("{err}"));
-    logbook.finish_run(&other, &[metric("fidelity", "precision", 0.1, 0.01, 5)]).unwrap_or_else(|err| panic!("{err}"));
+    let run_id = logbook.start_run("study", None, &failed).unwrap();
+    logbook.fail_run(&run_id, "training diverged at epoch 3").unwrap();
+    let other = logbook.start_run("evaluate", None, &serde_json::json!({"real": "x.csv"})).unwrap();
+    logbook.finish_run(&other, &[metric("fidelity", "precision", 0.1, 0.01, 5)]).unwrap();
     cells.push("clinic/vae/f0.1/s0".to_owned());
     Study { dir, cells }
 }
@@ -194,14 +225,18 @@ struct Written {
 }
 
 fn report(study: &Study) -> Written {
-    write_report(&study.db(), &study.out()).unwrap_or_else(|err| panic!("{err}"));
-    let read = |name: &str| std::fs::read_to_string(study.out().join(name)).unwrap_or_else(|err| panic!("{name}: {err}"));
+    write_report(&study.db(), &study.out()).unwrap();
+    let read = |name: &str| {
+        std::fs::read_to_string(study.out().join(name))
+            .unwrap_or_else(|err| panic!("{name}: {err}"))
+    };
     Written { html: read("report.html"), markdown: read("report.md") }
 }
 
 /// The Markdown between the heading `### {title}` and the next heading of level 3 or above.
 fn md_section<'a>(markdown: &'a str, title: &str) -> &'a str {
-    let start = markdown.find(&format!("\n### {title}\n")).unwrap_or_else(|| panic!("no section {title}"));
+    let start =
+        markdown.find(&format!("\n### {title}\n")).unwrap_or_else(|| panic!("no section {title}"));
     let rest = &markdown[start + 1..];
     let end = rest[4..].find("\n#").map_or(rest.len(), |idx| idx + 4);
     &rest[..end]
@@ -214,10 +249,17 @@ fn check_svg(text: &str, name: &str) {
     let mut open: Vec<String> = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find('<') {
-        let end = rest[start..].find('>').map(|idx| start + idx).unwrap_or_else(|| panic!("{name}: unclosed `<`"));
+        let end = rest[start..]
+            .find('>')
+            .map(|idx| start + idx)
+            .unwrap_or_else(|| panic!("{name}: unclosed `<`"));
         let tag = &rest[start + 1..end];
         if let Some(closing) = tag.strip_prefix('/') {
-            assert_eq!(open.pop().as_deref(), Some(closing.trim()), "{name}: </{closing}> closes the wrong element");
+            assert_eq!(
+                open.pop().as_deref(),
+                Some(closing.trim()),
+                "{name}: </{closing}> closes the wrong element"
+            );
         } else if !tag.ends_with('/') && !tag.starts_with('?') && !tag.starts_with('!') {
             open.push(tag.split_whitespace().next().unwrap_or_default().to_owned());
         }
@@ -233,7 +275,9 @@ fn data_uris(html: &str, mime: &str) -> Vec<Vec<u8>> {
         .map(|(idx, _)| {
             let payload = &html[idx + marker.len()..];
             let payload = &payload[..payload.find('"').unwrap_or(payload.len())];
-            base64::engine::general_purpose::STANDARD.decode(payload).unwrap_or_else(|err| panic!("bad base64 in a data URI: {err}"))
+            base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .unwrap_or_else(|err| panic!("bad base64 in a data URI: {err}"))
         })
         .collect()
 }
@@ -246,21 +290,42 @@ fn the_report_names_every_cell_and_shows_all_six_axes() {
         assert!(written.html.contains(cell.as_str()), "report.html does not name {cell}");
         assert!(written.markdown.contains(cell.as_str()), "report.md does not name {cell}");
     }
-    assert!(written.markdown.contains("training diverged at epoch 3"), "the failed run's reason is shown");
+    assert!(
+        written.markdown.contains("training diverged at epoch 3"),
+        "the failed run's reason is shown"
+    );
     assert!(!written.html.contains("x.csv"), "runs of other kinds are not study cells");
     // The findings table has a column per axis; each dataset's full table a section per axis.
-    assert!(written.markdown.contains("| dataset | fidelity | diversity | efficiency | utility | robustness | privacy |"), "{}", written.markdown);
+    assert!(
+        written.markdown.contains(
+            "| dataset | fidelity | diversity | efficiency | utility | robustness | privacy |"
+        ),
+        "{}",
+        written.markdown
+    );
     for dataset in ["clinic", "leaves"] {
-        let start = written.markdown.find(&format!("**Every metric on {dataset}")).unwrap_or_else(|| panic!("no full table for {dataset}"));
+        let start = written
+            .markdown
+            .find(&format!("**Every metric on {dataset}"))
+            .unwrap_or_else(|| panic!("no full table for {dataset}"));
         let table = &written.markdown[start..];
         let table = &table[..table.find("\n\n## ").unwrap_or(table.len())];
         for axis in AXES.iter().chain(&["training"]) {
-            assert!(table.contains(&format!("| **{axis}** |")), "{dataset}'s full table has no {axis} section");
+            assert!(
+                table.contains(&format!("| **{axis}** |")),
+                "{dataset}'s full table has no {axis} section"
+            );
         }
-        assert!(table.contains("tstr_perturbed_accuracy_ratio/gaussian_0.1"), "perturbation rows are listed");
+        assert!(
+            table.contains("tstr_perturbed_accuracy_ratio/gaussian_0.1"),
+            "perturbation rows are listed"
+        );
         // Six-axis table: one section per fraction, three families in each.
         for fraction in FRACTIONS {
-            assert!(written.markdown.contains(&format!("| **fraction {fraction}** |")), "no fraction {fraction} in the six-axis table");
+            assert!(
+                written.markdown.contains(&format!("| **fraction {fraction}** |")),
+                "no fraction {fraction} in the six-axis table"
+            );
         }
     }
     // clinic/vae/f1 has two seeds: precision is their mean, with the spread across seeds.
@@ -272,12 +337,18 @@ fn the_report_names_every_cell_and_shows_all_six_axes() {
 fn plots_are_svg_files_beside_the_report_and_grids_embed_as_png() {
     let study = build_study(Scenario::Mixed);
     let written = report(&study);
-    let linked: Vec<&str> = written.markdown.match_indices("](plots/").map(|(idx, _)| &written.markdown[idx + 2..]).map(|rest| &rest[..rest.find(')').unwrap_or(0)]).collect();
+    let linked: Vec<&str> = written
+        .markdown
+        .match_indices("](plots/")
+        .map(|(idx, _)| &written.markdown[idx + 2..])
+        .map(|rest| &rest[..rest.find(')').unwrap_or(0)])
+        .collect();
     // Per dataset 8 metric charts and a trade-off chart; for the table, marginals of its three
     // columns (two numeric, one categorical).
     assert_eq!(linked.len(), 2 * 9 + 3, "{linked:?}");
     for path in &linked {
-        let text = std::fs::read_to_string(study.out().join(path)).unwrap_or_else(|err| panic!("{path}: {err}"));
+        let text = std::fs::read_to_string(study.out().join(path))
+            .unwrap_or_else(|err| panic!("{path}: {err}"));
         check_svg(&text, path);
     }
     let embedded_svgs = data_uris(&written.html, "image/svg+xml");
@@ -289,14 +360,25 @@ fn plots_are_svg_files_beside_the_report_and_grids_embed_as_png() {
     let pngs = data_uris(&written.html, "image/png");
     assert_eq!(pngs.len(), FAMILIES.len() * FRACTIONS.len());
     for bytes in &pngs {
-        let reader = png::Decoder::new(std::io::Cursor::new(bytes.as_slice())).read_info().unwrap_or_else(|err| panic!("embedded PNG does not decode: {err}"));
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes.as_slice()))
+            .read_info()
+            .unwrap_or_else(|err| panic!("embedded PNG does not decode: {err}"));
         assert_eq!((reader.info().width, reader.info().height), (40, 30));
     }
-    let copied = std::fs::read_dir(study.out().join("samples")).map(|entries| entries.count()).unwrap_or(0);
+    let copied =
+        std::fs::read_dir(study.out().join("samples")).map(|entries| entries.count()).unwrap_or(0);
     assert_eq!(copied, pngs.len(), "each grid is copied beside the report");
     // The table's marginals include the column that needs escaping, drawn from the real data.
-    assert!(linked.iter().any(|path| path.starts_with("plots/clinic-marginal-") && path.contains("dose_b__")), "{linked:?}");
-    assert!(linked.iter().all(|path| !path.starts_with("plots/leaves-marginal")), "images have grids, not marginals");
+    assert!(
+        linked
+            .iter()
+            .any(|path| path.starts_with("plots/clinic-marginal-") && path.contains("dose_b__")),
+        "{linked:?}"
+    );
+    assert!(
+        linked.iter().all(|path| !path.starts_with("plots/leaves-marginal")),
+        "images have grids, not marginals"
+    );
 }
 
 #[test]
@@ -306,10 +388,20 @@ fn the_page_is_offline_and_escapes_names_from_the_data() {
     for forbidden in ["http://", "https://", "<script", "<link", "@import"] {
         assert!(!written.html.contains(forbidden), "report.html contains {forbidden}");
     }
-    let sources: Vec<&str> = written.html.match_indices("src=\"").map(|(idx, _)| &written.html[idx + 5..idx + 10]).collect();
-    assert!(!sources.is_empty() && sources.iter().all(|source| *source == "data:"), "every image is embedded: {sources:?}");
+    let sources: Vec<&str> = written
+        .html
+        .match_indices("src=\"")
+        .map(|(idx, _)| &written.html[idx + 5..idx + 10])
+        .collect();
+    assert!(
+        !sources.is_empty() && sources.iter().all(|source| *source == "data:"),
+        "every image is embedded: {sources:?}"
+    );
     assert!(!written.html.contains(HOSTILE_COLUMN), "the column name reaches the page unescaped");
-    assert!(written.html.contains("dose&lt;b&gt;&amp;&quot;mg&quot;"), "the column's marginal is captioned with its escaped name");
+    assert!(
+        written.html.contains("dose&lt;b&gt;&amp;&quot;mg&quot;"),
+        "the column's marginal is captioned with its escaped name"
+    );
 }
 
 #[test]
@@ -317,17 +409,39 @@ fn the_recommendation_names_the_winners_and_flags_overlapping_intervals_only() {
     let study = build_study(Scenario::Mixed);
     let markdown = report(&study).markdown;
     let overlap = "The intervals overlap, so this lead may be chance.";
-    let expectations = [("Privacy first", "gan", false), ("Utility first", "ddpm", false), ("Fastest on the device", "vae", true)];
+    let expectations = [
+        ("Privacy first", "gan", false),
+        ("Utility first", "ddpm", false),
+        ("Fastest on the device", "vae", true),
+    ];
     for (title, winner, overlapping) in expectations {
         let section = md_section(&markdown, title);
         // Two datasets × two fractions judged, each won by the same family.
-        assert_eq!(section.matches(&format!("**{winner}** wins")).count(), 4, "{title}:\n{section}");
+        assert_eq!(
+            section.matches(&format!("**{winner}** wins")).count(),
+            4,
+            "{title}:\n{section}"
+        );
         for other in FAMILIES.iter().filter(|family| **family != winner) {
-            assert!(!section.contains(&format!("**{other}** wins")), "{title}: {other} should not win:\n{section}");
+            assert!(
+                !section.contains(&format!("**{other}** wins")),
+                "{title}: {other} should not win:\n{section}"
+            );
         }
-        assert_eq!(section.contains(overlap), overlapping, "{title}: overlap caveat expected {overlapping}:\n{section}");
-        assert_eq!(section.matches("The intervals do not overlap.").count(), if overlapping { 0 } else { 4 }, "{title}:\n{section}");
-        assert!(section.contains(&format!("the winner is {winner} on clinic and {winner} on leaves")), "{title}:\n{section}");
+        assert_eq!(
+            section.contains(overlap),
+            overlapping,
+            "{title}: overlap caveat expected {overlapping}:\n{section}"
+        );
+        assert_eq!(
+            section.matches("The intervals do not overlap.").count(),
+            if overlapping { 0 } else { 4 },
+            "{title}:\n{section}"
+        );
+        assert!(
+            section.contains(&format!("the winner is {winner} on clinic and {winner} on leaves")),
+            "{title}:\n{section}"
+        );
     }
     // gan's MIA AUC is 0.5 exactly, the runner-up ddpm's 0.6: 0.100 closer to 0.5.
     let privacy = md_section(&markdown, "Privacy first");
@@ -339,7 +453,12 @@ fn the_recommendation_names_the_winners_and_flags_overlapping_intervals_only() {
 fn a_family_that_wins_every_axis_is_called_out() {
     let study = build_study(Scenario::VaeEverywhere);
     let markdown = report(&study).markdown;
-    assert!(markdown.contains("**One family won every axis on 2 of 2 datasets**: vae on clinic and vae on leaves."), "{markdown}");
+    assert!(
+        markdown.contains(
+            "**One family won every axis on 2 of 2 datasets**: vae on clinic and vae on leaves."
+        ),
+        "{markdown}"
+    );
     assert!(!markdown.contains("No single family won every axis"));
     let speed = md_section(&markdown, "Fastest on the device");
     assert!(speed.contains("(10.0× as fast)"), "speeds a decade apart:\n{speed}");
@@ -348,17 +467,21 @@ fn a_family_that_wins_every_axis_is_called_out() {
 
 #[test]
 fn a_missing_logbook_or_one_without_study_runs_is_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap_or_else(|err| panic!("{err}"));
+    let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nowhere.sqlite");
-    let err = write_report(&missing, &dir.path().join("report")).map(|()| "written".to_owned()).unwrap_or_else(|err| err.to_string());
+    let err = write_report(&missing, &dir.path().join("report"))
+        .map(|()| "written".to_owned())
+        .unwrap_or_else(|err| err.to_string());
     assert!(err.contains("nowhere.sqlite") && err.contains("no such file"), "{err}");
     assert!(!missing.exists(), "the missing logbook must not be created");
 
     let other = dir.path().join("field.sqlite");
-    let logbook = Logbook::open(&other).unwrap_or_else(|err| panic!("{err}"));
-    let run_id = logbook.start_run("evaluate", None, &serde_json::json!({})).unwrap_or_else(|err| panic!("{err}"));
-    logbook.finish_run(&run_id, &[metric("fidelity", "precision", 0.5, 0.1, 10)]).unwrap_or_else(|err| panic!("{err}"));
-    let err = write_report(&other, &dir.path().join("report")).map(|()| "written".to_owned()).unwrap_or_else(|err| err.to_string());
+    let logbook = Logbook::open(&other).unwrap();
+    let run_id = logbook.start_run("evaluate", None, &serde_json::json!({})).unwrap();
+    logbook.finish_run(&run_id, &[metric("fidelity", "precision", 0.5, 0.1, 10)]).unwrap();
+    let err = write_report(&other, &dir.path().join("report"))
+        .map(|()| "written".to_owned())
+        .unwrap_or_else(|err| err.to_string());
     assert!(err.contains("field.sqlite") && err.contains("no study runs"), "{err}");
     assert!(!dir.path().join("report").exists(), "nothing is written on failure");
 }
@@ -375,13 +498,26 @@ fn an_earlier_report_is_replaced_whole_and_a_foreign_folder_never() {
     let after = std::fs::read_to_string(study.out().join("report.md")).unwrap_or_default();
     assert!(after.contains("clinic/vae/f1/s1") && before.contains("clinic/vae/f1/s1"));
     let leftovers: Vec<String> = std::fs::read_dir(study.db().parent().unwrap_or(Path::new(".")))
-        .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
-    assert!(leftovers.iter().all(|name| !name.starts_with(".report.")), "staging folders are cleaned up: {leftovers:?}");
+    assert!(
+        leftovers.iter().all(|name| !name.starts_with(".report.")),
+        "staging folders are cleaned up: {leftovers:?}"
+    );
 
     let foreign = study.dir.path().join("notes");
     write(&foreign.join("field-notes.txt"), b"do not delete");
-    let err = write_report(&study.db(), &foreign).map(|()| "written".to_owned()).unwrap_or_else(|err| err.to_string());
+    let err = write_report(&study.db(), &foreign)
+        .map(|()| "written".to_owned())
+        .unwrap_or_else(|err| err.to_string());
     assert!(err.contains("field-notes.txt") && err.contains("refusing"), "{err}");
-    assert_eq!(std::fs::read_to_string(foreign.join("field-notes.txt")).unwrap_or_default(), "do not delete");
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("field-notes.txt")).unwrap_or_default(),
+        "do not delete"
+    );
 }

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 const TOKEN: &str = "field-token-7f3a";
 
 fn token() -> Token {
-    Token::new(TOKEN).unwrap_or_else(|err| panic!("{err}"))
+    Token::new(TOKEN).unwrap()
 }
 
 fn open(path: &Path) -> Logbook {
@@ -43,7 +43,7 @@ impl TestHub {
     }
 
     fn start_on(db: &Path, address: &str) -> TestHub {
-        let hub = Hub::bind(open(db), address, token()).unwrap_or_else(|err| panic!("{err}"));
+        let hub = Hub::bind(open(db), address, token()).unwrap();
         let address = hub.address();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
@@ -56,7 +56,7 @@ impl TestHub {
     }
 
     fn client(&self) -> HubClient {
-        HubClient::new(&self.url(), token()).unwrap_or_else(|err| panic!("{err}"))
+        HubClient::new(&self.url(), token()).unwrap()
     }
 }
 
@@ -79,7 +79,14 @@ fn metrics_for(label: &str, index: usize) -> Vec<Metric> {
         .enumerate()
         .map(|(rank, name)| {
             let value = (base + rank as f64) / 7.0;
-            Metric { axis: "fidelity".to_owned(), name: (*name).to_owned(), value, ci_low: value - 0.1, ci_high: value + 0.1, n: 100 + index as u64 }
+            Metric {
+                axis: "fidelity".to_owned(),
+                name: (*name).to_owned(),
+                value,
+                ci_low: value - 0.1,
+                ci_high: value + 0.1,
+                n: 100 + index as u64,
+            }
         })
         .collect()
 }
@@ -92,24 +99,30 @@ fn model_sha(name: &str) -> String {
 /// running.
 fn fill(logbook: &Logbook, label: &str, models: &[&str], n_done: usize) {
     for model in models {
-        logbook.register_model(&model_sha(model), &format!(r#"{{"name": "{model}", "layers": [16, 8]}}"#)).unwrap_or_else(|err| panic!("{err}"));
+        logbook
+            .register_model(
+                &model_sha(model),
+                &format!(r#"{{"name": "{model}", "layers": [16, 8]}}"#),
+            )
+            .unwrap();
     }
     let start = |index: usize| {
         let model = model_sha(models[index % models.len()]);
-        let params = serde_json::json!({ "label": label, "index": index, "rate": 0.1 * index as f64 });
-        logbook.start_run("evaluate", Some(&model), &params).unwrap_or_else(|err| panic!("{err}"))
+        let params =
+            serde_json::json!({ "label": label, "index": index, "rate": 0.1 * index as f64 });
+        logbook.start_run("evaluate", Some(&model), &params).unwrap()
     };
     for index in 0..n_done {
         let id = start(index);
-        logbook.finish_run(&id, &metrics_for(label, index)).unwrap_or_else(|err| panic!("{err}"));
+        logbook.finish_run(&id, &metrics_for(label, index)).unwrap();
     }
     let failed = start(n_done);
-    logbook.fail_run(&failed, "out of memory").unwrap_or_else(|err| panic!("{err}"));
+    logbook.fail_run(&failed, "out of memory").unwrap();
     start(n_done + 1);
 }
 
 fn sorted_runs(logbook: &Logbook) -> Vec<RunRecord> {
-    let mut runs = logbook.runs().unwrap_or_else(|err| panic!("{err}"));
+    let mut runs = logbook.runs().unwrap();
     runs.sort_by(|a, b| a.id.cmp(&b.id));
     runs
 }
@@ -123,15 +136,21 @@ fn check_union(hub: &Path, edges: &[&Path]) {
     expected_runs.sort_by(|a, b| a.id.cmp(&b.id));
     assert_eq!(sorted_runs(&hub_book), expected_runs, "the hub's runs are the union of the edges'");
 
-    let mut expected_devices: Vec<String> = edge_books.iter().map(|book| book.device_id().to_owned()).collect();
+    let mut expected_devices: Vec<String> =
+        edge_books.iter().map(|book| book.device_id().to_owned()).collect();
     expected_devices.push(hub_book.device_id().to_owned());
     expected_devices.sort();
-    let mut devices: Vec<String> = hub_book.devices().unwrap_or_else(|err| panic!("{err}")).into_iter().map(|device| device.id).collect();
+    let mut devices: Vec<String> =
+        hub_book.devices().unwrap().into_iter().map(|device| device.id).collect();
     devices.sort();
     assert_eq!(devices, expected_devices);
 
     let models = |book: &Logbook| -> Vec<(String, String)> {
-        book.models().unwrap_or_else(|err| panic!("{err}")).into_iter().map(|model| (model.sha256, model.manifest_json)).collect()
+        book.models()
+            .unwrap()
+            .into_iter()
+            .map(|model| (model.sha256, model.manifest_json))
+            .collect()
     };
     let mut expected_models: Vec<(String, String)> = edge_books.iter().flat_map(models).collect();
     expected_models.sort();
@@ -151,7 +170,7 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        Site { dir: tempfile::tempdir().unwrap_or_else(|err| panic!("{err}")) }
+        Site { dir: tempfile::tempdir().unwrap() }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -173,20 +192,23 @@ fn two_edges_sync_into_one_hub_as_exactly_their_union() {
     let (a, b, hub_db) = site.two_edges();
     let hub = TestHub::start(&hub_db);
     for edge in [&a, &b] {
-        let report = sync::push_to_hub(&open(edge), &hub.client(), 3, &never()).unwrap_or_else(|err| panic!("{err}"));
+        let report = sync::push_to_hub(&open(edge), &hub.client(), 3, &never()).unwrap();
         assert_eq!(report.running_runs, 1);
         assert!(report.batches >= 2, "small batches: {report:?}");
     }
     check_union(&hub_db, &[&a, &b]);
     // Nothing settled is left to send; the running run goes again, and changes nothing.
-    let again = sync::push_to_hub(&open(&a), &hub.client(), 3, &never()).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!((again.batches, again.settled_runs, again.running_runs, again.metrics), (1, 0, 1, 0));
+    let again = sync::push_to_hub(&open(&a), &hub.client(), 3, &never()).unwrap();
+    assert_eq!(
+        (again.batches, again.settled_runs, again.running_runs, again.metrics),
+        (1, 0, 1, 0)
+    );
     check_union(&hub_db, &[&a, &b]);
 
-    let listing: Listing = serde_json::from_str(&hub.client().list_runs().unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
+    let listing: Listing = serde_json::from_str(&hub.client().list_runs().unwrap()).unwrap();
     let hub_book = open(&hub_db);
-    assert_eq!(listing.runs, hub_book.runs().unwrap_or_else(|err| panic!("{err}")));
-    assert_eq!(listing.devices, hub_book.devices().unwrap_or_else(|err| panic!("{err}")));
+    assert_eq!(listing.runs, hub_book.runs().unwrap());
+    assert_eq!(listing.devices, hub_book.devices().unwrap());
     assert_eq!(listing.runs.len(), 9 + 6);
 }
 
@@ -196,21 +218,27 @@ fn a_run_synced_while_running_is_settled_by_a_later_sync() {
     let (edge_db, hub_db) = (site.path("edge.sqlite"), site.path("hub.sqlite"));
     let hub = TestHub::start(&hub_db);
     let edge = open(&edge_db);
-    let run = edge.start_run("generate", None, &serde_json::json!({"n": 10})).unwrap_or_else(|err| panic!("{err}"));
-    let while_running = edge.pending_rows(10, true).unwrap_or_else(|err| panic!("{err}"));
-    let report = sync::push_to_hub(&edge, &hub.client(), 10, &never()).unwrap_or_else(|err| panic!("{err}"));
+    let run = edge.start_run("generate", None, &serde_json::json!({"n": 10})).unwrap();
+    let while_running = edge.pending_rows(10, true).unwrap();
+    let report = sync::push_to_hub(&edge, &hub.client(), 10, &never()).unwrap();
     assert_eq!((report.settled_runs, report.running_runs), (0, 1));
     let on_hub = |id: &str| sorted_runs(&open(&hub_db)).into_iter().find(|record| record.id == id);
-    assert_eq!(on_hub(&run).map(|record| (record.status, record.metrics.len())), Some((RunStatus::Running, 0)));
+    assert_eq!(
+        on_hub(&run).map(|record| (record.status, record.metrics.len())),
+        Some((RunStatus::Running, 0))
+    );
 
-    edge.finish_run(&run, &metrics_for("late", 1)).unwrap_or_else(|err| panic!("{err}"));
-    let report = sync::push_to_hub(&edge, &hub.client(), 10, &never()).unwrap_or_else(|err| panic!("{err}"));
+    edge.finish_run(&run, &metrics_for("late", 1)).unwrap();
+    let report = sync::push_to_hub(&edge, &hub.client(), 10, &never()).unwrap();
     assert_eq!((report.settled_runs, report.running_runs, report.metrics), (1, 0, 3));
-    assert_eq!(on_hub(&run).map(|record| (record.status, record.metrics)), Some((RunStatus::Done, metrics_for("late", 1))));
+    assert_eq!(
+        on_hub(&run).map(|record| (record.status, record.metrics)),
+        Some((RunStatus::Done, metrics_for("late", 1)))
+    );
     check_union(&hub_db, &[&edge_db]);
 
     // A stale batch from before the run finished, arriving late, does not undo it.
-    let stale = open(&hub_db).apply_rows(&while_running).unwrap_or_else(|err| panic!("{err}"));
+    let stale = open(&hub_db).apply_rows(&while_running).unwrap();
     assert!(!stale.changed_anything(), "{stale:?}");
     check_union(&hub_db, &[&edge_db]);
 }
@@ -227,25 +255,35 @@ fn an_interrupted_sync_resumes_and_a_batch_delivered_twice_changes_nothing() {
     let mut delivered = 0;
     let outcome = sync::sync_with(&edge, 2, &never(), |batch| {
         if delivered == 2 {
-            return Err(Error::HubUnreachable { url: hub.url(), message: "link dropped".to_owned() });
+            return Err(Error::HubUnreachable {
+                url: hub.url(),
+                message: "link dropped".to_owned(),
+            });
         }
         delivered += 1;
         client.push(batch).map(|_| ())
     });
     assert!(matches!(outcome, Err(Error::HubUnreachable { .. })), "{outcome:?}");
-    let left = edge.pending_rows(100, false).unwrap_or_else(|err| panic!("{err}"));
+    let left = edge.pending_rows(100, false).unwrap();
     assert_eq!(left.n_settled_runs(), 8 - 4, "two batches of two settled runs were acknowledged");
 
     // The hub applied a batch but its answer was lost: the edge sends the same batch again.
-    let rows = edge.pending_rows(2, false).unwrap_or_else(|err| panic!("{err}"));
-    let batch = Batch::new(edge.device_id(), rows).unwrap_or_else(|err| panic!("{err}"));
-    let first = client.push(&batch).unwrap_or_else(|err| panic!("{err}"));
-    assert_eq!((first.summary.runs_added, first.payload_sha256.as_str()), (2, batch.payload_sha256.as_str()));
-    let second = client.push(&batch).unwrap_or_else(|err| panic!("{err}"));
-    assert!(!second.summary.changed_anything(), "a repeated batch changes nothing: {:?}", second.summary);
+    let rows = edge.pending_rows(2, false).unwrap();
+    let batch = Batch::new(edge.device_id(), rows).unwrap();
+    let first = client.push(&batch).unwrap();
+    assert_eq!(
+        (first.summary.runs_added, first.payload_sha256.as_str()),
+        (2, batch.payload_sha256.as_str())
+    );
+    let second = client.push(&batch).unwrap();
+    assert!(
+        !second.summary.changed_anything(),
+        "a repeated batch changes nothing: {:?}",
+        second.summary
+    );
 
     for edge in [&a, &b] {
-        sync::push_to_hub(&open(edge), &client, 2, &never()).unwrap_or_else(|err| panic!("{err}"));
+        sync::push_to_hub(&open(edge), &client, 2, &never()).unwrap();
     }
     check_union(&hub_db, &[&a, &b]);
 }
@@ -256,30 +294,49 @@ fn a_sync_process_killed_midway_resumes_without_duplicates() {
     let (edge_db, hub_db) = (site.path("edge.sqlite"), site.path("hub.sqlite"));
     fill(&open(&edge_db), "big-farm", &["wheat-ddpm"], 80);
     let token_file = site.path("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let hub = TestHub::start(&hub_db);
     let url = hub.url();
-    let args = ["sync", "--db", text(&edge_db), "--to", &url, "--token-file", text(&token_file), "--batch-runs", "1"];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_synth-edge")).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|err| panic!("{err}"));
+    let args = [
+        "sync",
+        "--db",
+        text(&edge_db),
+        "--to",
+        &url,
+        "--token-file",
+        text(&token_file),
+        "--batch-runs",
+        "1",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_synth-edge"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Kill once the hub holds some but not all runs.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while open(&hub_db).runs().map(|runs| runs.len()).unwrap_or(0) < 10 && Instant::now() < deadline {
+    while open(&hub_db).runs().map(|runs| runs.len()).unwrap_or(0) < 10 && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().unwrap_or_else(|err| panic!("{err}"));
-    let status = child.wait().unwrap_or_else(|err| panic!("{err}"));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
     let on_hub = open(&hub_db).runs().map(|runs| runs.len()).unwrap_or(0);
-    assert!(!status.success() && on_hub < 82, "the sync should have been killed midway ({status}, {on_hub} runs on the hub)");
+    assert!(
+        !status.success() && on_hub < 82,
+        "the sync should have been killed midway ({status}, {on_hub} runs on the hub)"
+    );
 
-    let output = Command::new(env!("CARGO_BIN_EXE_synth-edge")).args(args).output().unwrap_or_else(|err| panic!("{err}"));
+    let output = Command::new(env!("CARGO_BIN_EXE_synth-edge")).args(args).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     check_union(&hub_db, &[&edge_db]);
 }
 
 /// The encoded batch of everything `edge` has not synced yet (up to 100 runs).
 fn pending_batch_bytes(edge: &Logbook) -> Vec<u8> {
-    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
-    batch.encode().unwrap_or_else(|err| panic!("{err}"))
+    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap()).unwrap();
+    batch.encode().unwrap()
 }
 
 /// An HTTP client that hands back 4xx and 5xx answers instead of turning them into errors.
@@ -301,22 +358,37 @@ fn a_missing_or_wrong_token_gets_401_and_writes_nothing() {
         if let Some(value) = authorization {
             request = request.header("Authorization", value);
         }
-        request.send(&body[..]).map(|response| response.status().as_u16()).unwrap_or_else(|err| panic!("{err}"))
+        request.send(&body[..]).map(|response| response.status().as_u16()).unwrap()
     };
     assert_eq!(status(None), 401);
     assert_eq!(status(Some("Bearer wrong-token")), 401);
     assert_eq!(status(Some(TOKEN)), 401, "the scheme is required");
     assert_eq!(status(Some(&format!("Bearer {TOKEN}x"))), 401);
-    let listing = agent.get(format!("{}/api/runs", hub.url())).call().map(|response| response.status().as_u16()).unwrap_or_else(|err| panic!("{err}"));
+    let listing = agent
+        .get(format!("{}/api/runs", hub.url()))
+        .call()
+        .map(|response| response.status().as_u16())
+        .unwrap();
     assert_eq!(listing, 401, "the read endpoint needs the token too");
 
-    let wrong = HubClient::new(&hub.url(), Token::new("not-the-token").unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
+    let wrong = HubClient::new(&hub.url(), Token::new("not-the-token").unwrap()).unwrap();
     let outcome = sync::push_to_hub(&edge, &wrong, 100, &never());
-    assert!(matches!(&outcome, Err(Error::Sync(message)) if message.contains("401")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Err(Error::Sync(message)) if message.contains("401")),
+        "{outcome:?}"
+    );
     let hub_book = open(&hub_db);
     assert_eq!(hub_book.runs().map(|runs| runs.len()).ok(), Some(0), "nothing written");
-    assert_eq!(hub_book.devices().map(|devices| devices.len()).ok(), Some(1), "only the hub's own device");
-    assert_eq!(edge.pending_rows(100, false).map(|rows| rows.n_settled_runs()).ok(), Some(8), "nothing marked synced");
+    assert_eq!(
+        hub_book.devices().map(|devices| devices.len()).ok(),
+        Some(1),
+        "only the hub's own device"
+    );
+    assert_eq!(
+        edge.pending_rows(100, false).map(|rows| rows.n_settled_runs()).ok(),
+        Some(8),
+        "nothing marked synced"
+    );
 
     assert_eq!(status(Some(&format!("Bearer {TOKEN}"))), 200);
     assert_eq!(hub_book.runs().map(|runs| runs.len()).ok(), Some(9));
@@ -326,7 +398,8 @@ fn a_missing_or_wrong_token_gets_401_and_writes_nothing() {
 fn with_a_digit_changed(bytes: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(bytes).into_owned();
     let value_at = text.find("\"value\":").unwrap_or_else(|| panic!("a batch has metric values"));
-    let digit_at = value_at + text[value_at..].find(|ch: char| ch.is_ascii_digit()).unwrap_or_default();
+    let digit_at =
+        value_at + text[value_at..].find(|ch: char| ch.is_ascii_digit()).unwrap_or_default();
     let mut changed = text.into_bytes();
     changed[digit_at] = if changed[digit_at] == b'9' { b'8' } else { changed[digit_at] + 1 };
     changed
@@ -341,8 +414,11 @@ fn a_corrupt_batch_over_http_gets_400_and_writes_nothing() {
     let body = pending_batch_bytes(&edge);
     let agent = agent_seeing_every_status();
     for damaged in [with_a_digit_changed(&body), body[..body.len() / 2].to_vec()] {
-        let mut response =
-            agent.post(format!("{}/api/batches", hub.url())).header("Authorization", format!("Bearer {TOKEN}")).send(&damaged[..]).unwrap_or_else(|err| panic!("{err}"));
+        let mut response = agent
+            .post(format!("{}/api/batches", hub.url()))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send(&damaged[..])
+            .unwrap();
         let answer = response.body_mut().read_to_string().unwrap_or_default();
         assert_eq!(response.status().as_u16(), 400, "{answer}");
         assert!(answer.contains("rejected whole"), "{answer}");
@@ -355,26 +431,29 @@ fn batch_files_import_once_and_a_second_import_changes_nothing() {
     let site = Site::new();
     let (a, b, hub_db) = site.two_edges();
     let stick = site.path("stick");
-    std::fs::create_dir(&stick).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::create_dir(&stick).unwrap();
     let mut files = Vec::new();
     for edge in [&a, &b] {
-        let report = sync::write_to_dir(&open(edge), &stick, 3, &never()).unwrap_or_else(|err| panic!("{err}"));
+        let report = sync::write_to_dir(&open(edge), &stick, 3, &never()).unwrap();
         assert_eq!(report.files.len(), report.batches);
         files.extend(report.files);
     }
-    let nothing_new = sync::write_to_dir(&open(&a), &site.path("stick"), 3, &never()).unwrap_or_else(|err| panic!("{err}"));
+    let nothing_new = sync::write_to_dir(&open(&a), &site.path("stick"), 3, &never()).unwrap();
     assert_eq!(nothing_new.settled_runs, 0, "written rows count as synced");
 
     let hub = open(&hub_db);
-    let first = sync::import_files(&hub, &files).unwrap_or_else(|err| panic!("{err}"));
+    let first = sync::import_files(&hub, &files).unwrap();
     assert_eq!(first.iter().map(|(_, summary)| summary.runs_added).sum::<usize>(), 15);
     check_union(&hub_db, &[&a, &b]);
-    let second = sync::import_files(&hub, &files).unwrap_or_else(|err| panic!("{err}"));
+    let second = sync::import_files(&hub, &files).unwrap();
     assert!(second.iter().all(|(_, summary)| !summary.changed_anything()), "{second:?}");
     check_union(&hub_db, &[&a, &b]);
 
     let missing = sync::write_to_dir(&open(&a), &site.path("unmounted"), 3, &never());
-    assert!(missing.is_err() && !site.path("unmounted").exists(), "a missing folder is not created");
+    assert!(
+        missing.is_err() && !site.path("unmounted").exists(),
+        "a missing folder is not created"
+    );
 }
 
 #[test]
@@ -382,30 +461,44 @@ fn a_corrupt_or_truncated_batch_file_is_rejected_whole() {
     let site = Site::new();
     let (a, b, hub_db) = site.two_edges();
     let good_dir = site.path("good");
-    std::fs::create_dir(&good_dir).unwrap_or_else(|err| panic!("{err}"));
-    let good = sync::write_to_dir(&open(&b), &good_dir, 100, &never()).unwrap_or_else(|err| panic!("{err}")).files;
+    std::fs::create_dir(&good_dir).unwrap();
+    let good = sync::write_to_dir(&open(&b), &good_dir, 100, &never()).unwrap().files;
     let edge = open(&a);
     let bytes = pending_batch_bytes(&edge);
 
     let flipped = site.path("flipped.json");
-    std::fs::write(&flipped, with_a_digit_changed(&bytes)).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(&flipped, with_a_digit_changed(&bytes)).unwrap();
     let truncated = site.path("truncated.json");
-    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
     // A checksum made over rows that do not hang together: a metric of a run the batch lacks.
-    let mut orphan_rows = edge.pending_rows(100, false).unwrap_or_else(|err| panic!("{err}"));
+    let mut orphan_rows = edge.pending_rows(100, false).unwrap();
     orphan_rows.runs.remove(0);
     let orphan = site.path("orphan.json");
-    let orphan_batch = Batch::new(edge.device_id(), orphan_rows).unwrap_or_else(|err| panic!("{err}"));
-    std::fs::write(&orphan, orphan_batch.encode().unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
+    let orphan_batch = Batch::new(edge.device_id(), orphan_rows).unwrap();
+    std::fs::write(&orphan, orphan_batch.encode().unwrap()).unwrap();
 
     let hub = open(&hub_db);
-    for (damaged, expected) in [(&flipped, "SHA-256"), (&truncated, "not a readable"), (&orphan, "not a done or failed run")] {
+    for (damaged, expected) in [
+        (&flipped, "SHA-256"),
+        (&truncated, "not a readable"),
+        (&orphan, "not a done or failed run"),
+    ] {
         let files = [good.clone(), vec![damaged.clone()]].concat();
-        let message = sync::import_files(&hub, &files).err().map(|err| err.to_string()).unwrap_or_default();
-        assert!(message.contains(text(damaged)) && message.contains(expected) && message.contains("rejected whole"), "{message}");
-        assert_eq!(hub.runs().map(|runs| runs.len()).ok(), Some(0), "one damaged file stops the whole import");
+        let message =
+            sync::import_files(&hub, &files).err().map(|err| err.to_string()).unwrap_or_default();
+        assert!(
+            message.contains(text(damaged))
+                && message.contains(expected)
+                && message.contains("rejected whole"),
+            "{message}"
+        );
+        assert_eq!(
+            hub.runs().map(|runs| runs.len()).ok(),
+            Some(0),
+            "one damaged file stops the whole import"
+        );
     }
-    sync::import_files(&hub, &good).unwrap_or_else(|err| panic!("{err}"));
+    sync::import_files(&hub, &good).unwrap();
     check_union(&hub_db, &[&b]);
 }
 
@@ -419,14 +512,20 @@ struct ChildGuard(Child);
 impl ChildGuard {
     fn terminate_and_wait(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.0.id().to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap_or_else(|err| panic!("cannot run kill: {err}"));
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap_or_else(|err| panic!("cannot run kill: {err}"));
         assert!(sent.success());
         let deadline = Instant::now() + within;
         loop {
-            if let Some(status) = self.0.try_wait().unwrap_or_else(|err| panic!("{err}")) {
+            if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "pid {pid} did not stop within {within:?} of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "pid {pid} did not stop within {within:?} of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -455,46 +554,72 @@ fn periodic_sync_backs_off_until_the_hub_appears_and_both_stop_on_sigterm() {
     let (edge_db, hub_db) = (site.path("edge.sqlite"), site.path("hub.sqlite"));
     fill(&open(&edge_db), "solar-farm", &["wheat-vae"], 3);
     let token_file = site.path("token");
-    std::fs::write(&token_file, format!("  {TOKEN}\n")).unwrap_or_else(|err| panic!("{err}"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|address| address.port()).unwrap_or_else(|err| panic!("{err}"));
+    std::fs::write(&token_file, format!("  {TOKEN}\n")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let synth_edge = env!("CARGO_BIN_EXE_synth-edge");
 
     // The hub is not up yet: the device keeps retrying.
     let syncer = ChildGuard(
         Command::new(synth_edge)
-            .args(["sync", "--db", text(&edge_db), "--to", &url, "--token-file", text(&token_file), "--every", "1s"])
+            .args([
+                "sync",
+                "--db",
+                text(&edge_db),
+                "--to",
+                &url,
+                "--token-file",
+                text(&token_file),
+                "--every",
+                "1s",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|err| panic!("{err}")),
+            .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(1500));
 
     let mut hub = Command::new(synth_edge)
-        .args(["hub", "serve", "--db", text(&hub_db), "--addr", &format!("127.0.0.1:{port}"), "--token-file", text(&token_file)])
+        .args([
+            "hub",
+            "serve",
+            "--db",
+            text(&hub_db),
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--token-file",
+            text(&token_file),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|err| panic!("{err}"));
-    let mut hub_stdout = BufReader::new(hub.stdout.take().unwrap_or_else(|| panic!("piped stdout")));
+        .unwrap();
+    let mut hub_stdout =
+        BufReader::new(hub.stdout.take().unwrap_or_else(|| panic!("piped stdout")));
     let hub = ChildGuard(hub);
     let mut first_line = String::new();
-    hub_stdout.read_line(&mut first_line).unwrap_or_else(|err| panic!("{err}"));
+    hub_stdout.read_line(&mut first_line).unwrap();
     assert!(first_line.contains(&format!("listening on {url}")), "{first_line}");
 
     let hub_runs = || open(&hub_db).runs().map(|runs| runs.len()).unwrap_or(0);
     wait_for("the first periodic sync", Duration::from_secs(15), || hub_runs() == 5);
     let edge = open(&edge_db);
-    let late = edge.start_run("bench", None, &serde_json::json!({})).unwrap_or_else(|err| panic!("{err}"));
-    edge.finish_run(&late, &metrics_for("late", 0)).unwrap_or_else(|err| panic!("{err}"));
+    let late = edge.start_run("bench", None, &serde_json::json!({})).unwrap();
+    edge.finish_run(&late, &metrics_for("late", 0)).unwrap();
     wait_for("the next periodic sync", Duration::from_secs(15), || {
-        open(&hub_db).runs().map(|runs| runs.iter().any(|run| run.id == late && run.metrics.len() == 3)).unwrap_or(false)
+        open(&hub_db)
+            .runs()
+            .map(|runs| runs.iter().any(|run| run.id == late && run.metrics.len() == 3))
+            .unwrap_or(false)
     });
     check_union(&hub_db, &[&edge_db]);
 
-    let client = HubClient::new(&url, token()).unwrap_or_else(|err| panic!("{err}"));
-    let listing: Listing = serde_json::from_str(&client.list_runs().unwrap_or_else(|err| panic!("{err}"))).unwrap_or_else(|err| panic!("{err}"));
+    let client = HubClient::new(&url, token()).unwrap();
+    let listing: Listing = serde_json::from_str(&client.list_runs().unwrap()).unwrap();
     assert_eq!(listing.runs.len(), 6);
 
     let status = syncer.terminate_and_wait(Duration::from_secs(5));

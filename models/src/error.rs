@@ -42,7 +42,9 @@ pub enum Error {
     Parameter { name: &'static str, value: String, expected: String },
 
     /// A manifest was written by a newer fieldsynth than this one.
-    #[error("{at}: manifest format version {found} is newer than this build understands (at most {supported}); update synth-edge")]
+    #[error(
+        "{at}: manifest format version {found} is newer than this build understands (at most {supported}); update synth-edge"
+    )]
     NewerManifest { at: Source, found: u64, supported: u32 },
 
     /// A manifest or schema file could not be parsed.
@@ -55,7 +57,11 @@ impl Error {
         Error::Data { at: source.into(), message: message.into() }
     }
 
-    pub fn parameter(name: &'static str, value: impl ToString, expected: impl Into<String>) -> Self {
+    pub fn parameter(
+        name: &'static str,
+        value: impl ToString,
+        expected: impl Into<String>,
+    ) -> Self {
         Error::Parameter { name, value: value.to_string(), expected: expected.into() }
     }
 }

@@ -43,10 +43,15 @@ impl std::str::FromStr for ImageShape {
     /// `HxW` (grayscale) or `HxWxC`.
     fn from_str(text: &str) -> Result<Self> {
         let expected = "HxW or HxWxC with positive integers, e.g. 8x8";
-        let parts: Option<Vec<usize>> = text.split(['x', 'X', '×']).map(|part| part.trim().parse().ok()).collect();
+        let parts: Option<Vec<usize>> =
+            text.split(['x', 'X', '×']).map(|part| part.trim().parse().ok()).collect();
         match parts.as_deref() {
-            Some(&[height, width]) if height > 0 && width > 0 => Ok(ImageShape { channels: 1, height, width }),
-            Some(&[height, width, channels]) if height > 0 && width > 0 && (channels == 1 || channels == 3) => {
+            Some(&[height, width]) if height > 0 && width > 0 => {
+                Ok(ImageShape { channels: 1, height, width })
+            }
+            Some(&[height, width, channels])
+                if height > 0 && width > 0 && (channels == 1 || channels == 3) =>
+            {
                 Ok(ImageShape { channels, height, width })
             }
             _ => Err(Error::parameter("image shape", text, expected)),
@@ -108,15 +113,27 @@ impl ImageSet {
     }
 
     /// Decodes an image folder's PNGs. Every image must have the shape and bit depth of the first.
-    pub fn from_png_files(mut files: Vec<ImageFile>, source: impl Into<Source>) -> Result<ImageSet> {
+    pub fn from_png_files(
+        mut files: Vec<ImageFile>,
+        source: impl Into<Source>,
+    ) -> Result<ImageSet> {
         let source = source.into();
         if files.is_empty() {
-            return Err(Error::data(source, "no PNG images found; expected the layout root/<class>/*.png"));
+            return Err(Error::data(
+                source,
+                "no PNG images found; expected the layout root/<class>/*.png",
+            ));
         }
         files.sort_by(|a, b| (&a.class, &a.name).cmp(&(&b.class, &b.name)));
-        let mut classes: Vec<String> = files.iter().map(|file| file.class.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let mut classes: Vec<String> = files
+            .iter()
+            .map(|file| file.class.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         sort_categories(&mut classes);
-        let class_index: BTreeMap<&str, u32> = classes.iter().enumerate().map(|(idx, name)| (name.as_str(), idx as u32)).collect();
+        let class_index: BTreeMap<&str, u32> =
+            classes.iter().enumerate().map(|(idx, name)| (name.as_str(), idx as u32)).collect();
 
         let mut hasher = Sha256::new();
         hasher.update(b"fieldsynth-images-v1");
@@ -177,13 +194,22 @@ impl ImageSet {
         let source = source.into();
         let raw = RawCsv::read(bytes, &source)?;
         let label_position = raw.header.iter().position(|name| name == label).ok_or_else(|| {
-            Error::data(source.clone(), format!("has no label column `{label}`; the columns are: {}", raw.header.join(", ")))
+            Error::data(
+                source.clone(),
+                format!(
+                    "has no label column `{label}`; the columns are: {}",
+                    raw.header.join(", ")
+                ),
+            )
         })?;
         let n_pixels = raw.header.len() - 1;
         if n_pixels != shape.n_values() {
             return Err(Error::data(
                 source,
-                format!("has {n_pixels} pixel columns, expected {} for images of {shape}", shape.n_values()),
+                format!(
+                    "has {n_pixels} pixel columns, expected {} for images of {shape}",
+                    shape.n_values()
+                ),
             ));
         }
         let mut pixels = Vec::with_capacity(raw.rows.len() * n_pixels);
@@ -193,7 +219,10 @@ impl ImageSet {
             for (col_idx, cell) in row.iter().enumerate() {
                 if col_idx == label_position {
                     if is_missing(cell) {
-                        return Err(Error::data(source, format!("line {}: the label `{label}` is missing", row_idx + 2)));
+                        return Err(Error::data(
+                            source,
+                            format!("line {}: the label `{label}` is missing", row_idx + 2),
+                        ));
                     }
                     label_cells.push(cell.as_str());
                     continue;
@@ -215,14 +244,27 @@ impl ImageSet {
         let pixel_max = match pixel_max {
             Some(max) if max > 0.0 && max >= largest => max,
             Some(max) => {
-                return Err(Error::data(source, format!("pixel_max {max} is below the largest pixel value {largest}")));
+                return Err(Error::data(
+                    source,
+                    format!("pixel_max {max} is below the largest pixel value {largest}"),
+                ));
             }
             None if largest > 0.0 => largest,
-            None => return Err(Error::data(source, "every pixel is 0; expected some non-zero values")),
+            None => {
+                return Err(Error::data(source, "every pixel is 0; expected some non-zero values"));
+            }
         };
-        let mut classes: Vec<String> = label_cells.iter().map(|cell| (*cell).to_owned()).collect::<HashSet<_>>().into_iter().collect();
+        let mut classes: Vec<String> = label_cells
+            .iter()
+            .map(|cell| (*cell).to_owned())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
         sort_categories(&mut classes);
-        let labels = label_cells.iter().map(|cell| classes.iter().position(|name| name == cell).unwrap_or_default() as u32).collect();
+        let labels = label_cells
+            .iter()
+            .map(|cell| classes.iter().position(|name| name == cell).unwrap_or_default() as u32)
+            .collect();
         Ok(ImageSet {
             fingerprint: raw.fingerprint(),
             source,
@@ -242,21 +284,34 @@ impl ImageSet {
 fn decode_png(bytes: &[u8], path: &str) -> Result<(ImageShape, u32, Vec<u16>)> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND);
-    let mut reader = decoder.read_info().map_err(|err| Error::data(path, format!("not a readable PNG: {err}")))?;
-    let buffer_size = reader.output_buffer_size().ok_or_else(|| Error::data(path, "PNG is too large"))?;
+    let mut reader = decoder
+        .read_info()
+        .map_err(|err| Error::data(path, format!("not a readable PNG: {err}")))?;
+    let buffer_size =
+        reader.output_buffer_size().ok_or_else(|| Error::data(path, "PNG is too large"))?;
     let mut buffer = vec![0; buffer_size];
-    let info = reader.next_frame(&mut buffer).map_err(|err| Error::data(path, format!("not a readable PNG: {err}")))?;
+    let info = reader
+        .next_frame(&mut buffer)
+        .map_err(|err| Error::data(path, format!("not a readable PNG: {err}")))?;
     let channels = match info.color_type {
         png::ColorType::Grayscale => 1,
         png::ColorType::Rgb => 3,
         other => {
-            return Err(Error::data(path, format!("has colour type {other:?}; expected grayscale or RGB without alpha")));
+            return Err(Error::data(
+                path,
+                format!("has colour type {other:?}; expected grayscale or RGB without alpha"),
+            ));
         }
     };
     let bit_depth = match info.bit_depth {
         png::BitDepth::Eight => 8,
         png::BitDepth::Sixteen => 16,
-        other => return Err(Error::data(path, format!("has bit depth {other:?}; expected 8 or 16 bits"))),
+        other => {
+            return Err(Error::data(
+                path,
+                format!("has bit depth {other:?}; expected 8 or 16 bits"),
+            ));
+        }
     };
     let (height, width) = (info.height as usize, info.width as usize);
     let bytes = &buffer[..info.buffer_size()];
@@ -281,7 +336,8 @@ mod tests {
 
     #[test]
     fn image_shape_parses() {
-        let parsed: Vec<Option<ImageShape>> = ["8x8", "32X32", "4x6x3", "0x8", "8", "8x8x2"].iter().map(|t| t.parse().ok()).collect();
+        let parsed: Vec<Option<ImageShape>> =
+            ["8x8", "32X32", "4x6x3", "0x8", "8", "8x8x2"].iter().map(|t| t.parse().ok()).collect();
         assert_eq!(
             parsed,
             vec![

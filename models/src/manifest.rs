@@ -168,17 +168,30 @@ impl Manifest {
     /// Parses a manifest, refusing one from a newer format version before reading further.
     pub fn from_json(text: &str, source: impl Into<Source>) -> Result<Manifest> {
         let source = source.into();
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|err| Error::Format { at: source.clone(), message: format!("not valid JSON: {err}") })?;
-        let version = value.get("format_version").and_then(serde_json::Value::as_u64).ok_or_else(|| Error::Format {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|err| Error::Format {
             at: source.clone(),
-            message: "has no numeric `format_version`; expected a fieldsynth bundle manifest".to_owned(),
+            message: format!("not valid JSON: {err}"),
         })?;
+        let version =
+            value.get("format_version").and_then(serde_json::Value::as_u64).ok_or_else(|| {
+                Error::Format {
+                    at: source.clone(),
+                    message:
+                        "has no numeric `format_version`; expected a fieldsynth bundle manifest"
+                            .to_owned(),
+                }
+            })?;
         if version > u64::from(FORMAT_VERSION) {
-            return Err(Error::NewerManifest { at: source, found: version, supported: FORMAT_VERSION });
+            return Err(Error::NewerManifest {
+                at: source,
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
-        let manifest: Manifest = serde_json::from_value(value)
-            .map_err(|err| Error::Format { at: source.clone(), message: format!("invalid manifest: {err}") })?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(|err| Error::Format {
+            at: source.clone(),
+            message: format!("invalid manifest: {err}"),
+        })?;
         manifest.validate(&source)?;
         Ok(manifest)
     }
@@ -190,8 +203,14 @@ impl Manifest {
             return fail("schema.classes is empty; expected at least one class".to_owned());
         }
         match (self.modality, &self.transform, self.schema.image) {
-            (Modality::Tabular, Encoder::Tabular(_), None) | (Modality::Image, Encoder::Image(_), Some(_)) => {}
-            _ => return fail(format!("modality {:?} does not match the transform and schema", self.modality)),
+            (Modality::Tabular, Encoder::Tabular(_), None)
+            | (Modality::Image, Encoder::Image(_), Some(_)) => {}
+            _ => {
+                return fail(format!(
+                    "modality {:?} does not match the transform and schema",
+                    self.modality
+                ));
+            }
         }
         if (self.family == Family::Ddpm) != self.schedule.is_some() {
             return fail("a noise schedule is required for ddpm and only for ddpm".to_owned());
@@ -199,7 +218,9 @@ impl Manifest {
         if self.family != Family::Ddpm && self.graph.latent_dim.is_none() {
             return fail(format!("graph.latent_dim is required for {}", self.family));
         }
-        if self.model_sha256.len() != 64 || !self.model_sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        if self.model_sha256.len() != 64
+            || !self.model_sha256.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
             return fail("model_sha256 is not a 64-digit hex SHA-256".to_owned());
         }
         Ok(())

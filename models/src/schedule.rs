@@ -38,10 +38,16 @@ impl NoiseSchedule {
                 if steps == 1 {
                     return vec![beta_start];
                 }
-                (0..steps).map(|t| beta_start + (beta_end - beta_start) * t as f64 / (steps - 1) as f64).collect()
+                (0..steps)
+                    .map(|t| beta_start + (beta_end - beta_start) * t as f64 / (steps - 1) as f64)
+                    .collect()
             }
             BetaRule::Cosine { offset, max_beta } => {
-                let f = |t: f64| (((t / steps as f64) + offset) / (1.0 + offset) * std::f64::consts::FRAC_PI_2).cos().powi(2);
+                let f = |t: f64| {
+                    (((t / steps as f64) + offset) / (1.0 + offset) * std::f64::consts::FRAC_PI_2)
+                        .cos()
+                        .powi(2)
+                };
                 (0..steps).map(|t| (1.0 - f(t as f64 + 1.0) / f(t as f64)).min(max_beta)).collect()
             }
         }
@@ -62,8 +68,11 @@ impl NoiseSchedule {
     /// `k` timesteps for DDIM, evenly spaced over `0 .. steps − 1`, descending, ending at 0.
     pub fn ddim_timesteps(&self, k: usize) -> Vec<usize> {
         let k = k.clamp(1, self.steps);
-        let mut timesteps: Vec<usize> =
-            (0..k).map(|idx| ((idx as f64) * (self.steps - 1) as f64 / (k.max(2) - 1) as f64).round() as usize).collect();
+        let mut timesteps: Vec<usize> = (0..k)
+            .map(|idx| {
+                ((idx as f64) * (self.steps - 1) as f64 / (k.max(2) - 1) as f64).round() as usize
+            })
+            .collect();
         if k == 1 {
             timesteps = vec![self.steps - 1];
         }

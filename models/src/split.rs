@@ -26,10 +26,18 @@ pub struct SplitSpec {
 impl SplitSpec {
     pub fn new(seed: u64, holdout: f64, fraction: f64) -> Result<SplitSpec> {
         if !(holdout > 0.0 && holdout < 1.0) {
-            return Err(Error::parameter("hold-out fraction", holdout, "a number in (0, 1), e.g. 0.2"));
+            return Err(Error::parameter(
+                "hold-out fraction",
+                holdout,
+                "a number in (0, 1), e.g. 0.2",
+            ));
         }
         if !(fraction > 0.0 && fraction <= 1.0) {
-            return Err(Error::parameter("scarcity fraction", fraction, "a number in (0, 1], e.g. 0.25"));
+            return Err(Error::parameter(
+                "scarcity fraction",
+                fraction,
+                "a number in (0, 1], e.g. 0.25",
+            ));
         }
         Ok(SplitSpec { seed, holdout, fraction })
     }
@@ -53,7 +61,11 @@ pub fn partition(labels: &[u32], n_classes: usize, spec: &SplitSpec) -> Result<P
     for (row, &label) in labels.iter().enumerate() {
         let class = label as usize;
         if class >= n_classes {
-            return Err(Error::parameter("label index", label, format!("below the number of classes {n_classes}")));
+            return Err(Error::parameter(
+                "label index",
+                label,
+                format!("below the number of classes {n_classes}"),
+            ));
         }
         by_class[class].push(row);
     }
@@ -64,7 +76,11 @@ pub fn partition(labels: &[u32], n_classes: usize, spec: &SplitSpec) -> Result<P
             continue;
         }
         rng::shuffle(&mut rng::stream(spec.seed, &format!("split/holdout/{class}")), &mut rows);
-        let n_holdout = if n_rows < 2 { 0 } else { ((spec.holdout * n_rows as f64).round() as usize).clamp(1, n_rows - 1) };
+        let n_holdout = if n_rows < 2 {
+            0
+        } else {
+            ((spec.holdout * n_rows as f64).round() as usize).clamp(1, n_rows - 1)
+        };
         part.holdout.extend_from_slice(&rows[..n_holdout]);
         let mut train = rows[n_holdout..].to_vec();
         part.train_full.extend_from_slice(&train);
@@ -83,15 +99,21 @@ mod tests {
     use super::*;
 
     fn labels(counts: &[usize]) -> Vec<u32> {
-        counts.iter().enumerate().flat_map(|(class, &n)| std::iter::repeat_n(class as u32, n)).collect()
+        counts
+            .iter()
+            .enumerate()
+            .flat_map(|(class, &n)| std::iter::repeat_n(class as u32, n))
+            .collect()
     }
 
     #[test]
     fn worked_example_counts() {
         // 10 and 3 rows; hold-out 0.2 → 2 and round(0.6)=1; fraction 0.5 → round(4)=4, round(1)=1.
         let labels = labels(&[10, 3]);
-        let part = partition(&labels, 2, &SplitSpec { seed: 1, holdout: 0.2, fraction: 0.5 }).unwrap_or_else(|err| panic!("{err}"));
-        let count = |rows: &[usize], class: u32| rows.iter().filter(|&&row| labels[row] == class).count();
+        let part =
+            partition(&labels, 2, &SplitSpec { seed: 1, holdout: 0.2, fraction: 0.5 }).unwrap();
+        let count =
+            |rows: &[usize], class: u32| rows.iter().filter(|&&row| labels[row] == class).count();
         assert_eq!((count(&part.holdout, 0), count(&part.holdout, 1)), (2, 1));
         assert_eq!((count(&part.train_full, 0), count(&part.train_full, 1)), (8, 2));
         assert_eq!((count(&part.train, 0), count(&part.train, 1)), (4, 1));
@@ -100,16 +122,25 @@ mod tests {
     #[test]
     fn single_row_class_stays_in_train() {
         let labels = labels(&[5, 1]);
-        let part = partition(&labels, 2, &SplitSpec { seed: 0, holdout: 0.5, fraction: 0.1 }).unwrap_or_else(|err| panic!("{err}"));
+        let part =
+            partition(&labels, 2, &SplitSpec { seed: 0, holdout: 0.5, fraction: 0.1 }).unwrap();
         assert!(part.train.contains(&5));
         assert!(!part.holdout.contains(&5));
     }
 
     #[test]
     fn bad_fractions_are_refused() {
-        for (holdout, fraction) in [(0.0, 0.5), (1.0, 0.5), (0.2, 0.0), (0.2, 1.5), (0.2, f64::NAN), (f64::NAN, 1.0)] {
-            let err = SplitSpec::new(0, holdout, fraction).err().map(|err| err.to_string()).unwrap_or_default();
-            assert!(err.starts_with("invalid ") && err.contains("expected a number in (0, 1"), "{err}");
+        for (holdout, fraction) in
+            [(0.0, 0.5), (1.0, 0.5), (0.2, 0.0), (0.2, 1.5), (0.2, f64::NAN), (f64::NAN, 1.0)]
+        {
+            let err = SplitSpec::new(0, holdout, fraction)
+                .err()
+                .map(|err| err.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.starts_with("invalid ") && err.contains("expected a number in (0, 1"),
+                "{err}"
+            );
         }
     }
 }

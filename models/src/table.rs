@@ -75,9 +75,12 @@ pub struct SchemaFile {
 impl SchemaFile {
     pub fn parse(text: &str, source: impl Into<Source>) -> Result<Self> {
         let source = source.into();
-        let schema: SchemaFile = toml::from_str(text).map_err(|err| Error::Format { at: source.clone(), message: err.to_string() })?;
+        let schema: SchemaFile = toml::from_str(text)
+            .map_err(|err| Error::Format { at: source.clone(), message: err.to_string() })?;
         if let Some(shape) = &schema.image_shape {
-            shape.parse::<crate::image::ImageShape>().map_err(|err| Error::Format { at: source, message: err.to_string() })?;
+            shape
+                .parse::<crate::image::ImageShape>()
+                .map_err(|err| Error::Format { at: source, message: err.to_string() })?;
         }
         Ok(schema)
     }
@@ -145,9 +148,10 @@ impl Column {
 
     fn select(&self, rows: &[usize]) -> Column {
         let data = match &self.data {
-            ColumnData::Numeric { values, decimals } => {
-                ColumnData::Numeric { values: rows.iter().map(|&row| values[row]).collect(), decimals: *decimals }
-            }
+            ColumnData::Numeric { values, decimals } => ColumnData::Numeric {
+                values: rows.iter().map(|&row| values[row]).collect(),
+                decimals: *decimals,
+            },
             ColumnData::Categorical { categories, codes } => ColumnData::Categorical {
                 categories: categories.clone(),
                 codes: rows.iter().map(|&row| codes[row]).collect(),
@@ -197,7 +201,11 @@ impl Table {
     }
 
     /// Parses CSV bytes. `source` names the file in every error message.
-    pub fn parse_csv(bytes: &[u8], source: impl Into<Source>, options: &TableOptions) -> Result<Table> {
+    pub fn parse_csv(
+        bytes: &[u8],
+        source: impl Into<Source>,
+        options: &TableOptions,
+    ) -> Result<Table> {
         let source = source.into();
         let raw = RawCsv::read(bytes, &source)?;
         if let Some(expected) = &options.expect_header
@@ -205,15 +213,24 @@ impl Table {
         {
             return Err(Error::data(
                 source,
-                format!("header is [{}], expected the columns [{}]", raw.header.join(", "), expected.join(", ")),
+                format!(
+                    "header is [{}], expected the columns [{}]",
+                    raw.header.join(", "),
+                    expected.join(", ")
+                ),
             ));
         }
-        let label_position = raw.header.iter().position(|name| *name == options.label).ok_or_else(|| {
-            Error::data(
-                source.clone(),
-                format!("has no label column `{}`; the columns are: {}", options.label, raw.header.join(", ")),
-            )
-        })?;
+        let label_position =
+            raw.header.iter().position(|name| *name == options.label).ok_or_else(|| {
+                Error::data(
+                    source.clone(),
+                    format!(
+                        "has no label column `{}`; the columns are: {}",
+                        options.label,
+                        raw.header.join(", ")
+                    ),
+                )
+            })?;
         for name in options.kinds.keys() {
             if !raw.header.contains(name) {
                 return Err(Error::data(
@@ -223,7 +240,8 @@ impl Table {
             }
         }
 
-        let label_cells: Vec<&str> = raw.rows.iter().map(|row| row[label_position].as_str()).collect();
+        let label_cells: Vec<&str> =
+            raw.rows.iter().map(|row| row[label_position].as_str()).collect();
         for (row_idx, cell) in label_cells.iter().enumerate() {
             if is_missing(cell) {
                 return Err(Error::data(
@@ -245,7 +263,13 @@ impl Table {
                 continue;
             }
             let cells: Vec<&str> = raw.rows.iter().map(|row| row[col_idx].as_str()).collect();
-            features.push(parse_column(name, &cells, options.kinds.get(name).copied(), options.missing, &source)?);
+            features.push(parse_column(
+                name,
+                &cells,
+                options.kinds.get(name).copied(),
+                options.missing,
+                &source,
+            )?);
         }
 
         Ok(Table {
@@ -270,7 +294,10 @@ pub(crate) struct RawCsv {
 impl RawCsv {
     pub(crate) fn read(bytes: &[u8], source: &Source) -> Result<RawCsv> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::data(source.clone(), "the file is empty; expected a header line and at least one data row"));
+            return Err(Error::data(
+                source.clone(),
+                "the file is empty; expected a header line and at least one data row",
+            ));
         }
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -286,15 +313,22 @@ impl RawCsv {
         let mut seen = HashSet::new();
         for (idx, name) in header.iter().enumerate() {
             if name.is_empty() {
-                return Err(Error::data(source.clone(), format!("header field {} is empty; every column needs a name", idx + 1)));
+                return Err(Error::data(
+                    source.clone(),
+                    format!("header field {} is empty; every column needs a name", idx + 1),
+                ));
             }
             if !seen.insert(name) {
-                return Err(Error::data(source.clone(), format!("the header names column `{name}` twice")));
+                return Err(Error::data(
+                    source.clone(),
+                    format!("the header names column `{name}` twice"),
+                ));
             }
         }
         let mut rows = Vec::new();
         for record in reader.records() {
-            let record = record.map_err(|err| Error::data(source.clone(), format!("cannot read CSV: {err}")))?;
+            let record = record
+                .map_err(|err| Error::data(source.clone(), format!("cannot read CSV: {err}")))?;
             let line = record.position().map_or(rows.len() + 2, |pos| pos.line() as usize);
             if record.len() == 1 && record.get(0) == Some("") {
                 continue; // a blank line
@@ -302,13 +336,20 @@ impl RawCsv {
             if record.len() != header.len() {
                 return Err(Error::data(
                     source.clone(),
-                    format!("line {line} has {} fields, expected {} as in the header", record.len(), header.len()),
+                    format!(
+                        "line {line} has {} fields, expected {} as in the header",
+                        record.len(),
+                        header.len()
+                    ),
                 ));
             }
             rows.push(record.iter().map(str::to_owned).collect());
         }
         if rows.is_empty() {
-            return Err(Error::data(source.clone(), "the file has a header but no data rows; expected at least one"));
+            return Err(Error::data(
+                source.clone(),
+                "the file has a header but no data rows; expected at least one",
+            ));
         }
         Ok(RawCsv { header, rows })
     }
@@ -366,10 +407,16 @@ pub fn sort_categories(categories: &mut [String]) {
 
 /// Distinct non-missing values (naturally sorted) and each cell's code.
 fn categorical_codes(cells: &[&str]) -> (Vec<String>, Vec<Option<u32>>) {
-    let mut categories: Vec<String> =
-        cells.iter().filter(|cell| !is_missing(cell)).map(|cell| (*cell).to_owned()).collect::<HashSet<_>>().into_iter().collect();
+    let mut categories: Vec<String> = cells
+        .iter()
+        .filter(|cell| !is_missing(cell))
+        .map(|cell| (*cell).to_owned())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
     sort_categories(&mut categories);
-    let index: HashMap<&str, u32> = categories.iter().enumerate().map(|(idx, name)| (name.as_str(), idx as u32)).collect();
+    let index: HashMap<&str, u32> =
+        categories.iter().enumerate().map(|(idx, name)| (name.as_str(), idx as u32)).collect();
     let codes = cells.iter().map(|cell| index.get(cell).copied()).collect();
     (categories, codes)
 }
@@ -383,7 +430,10 @@ pub fn infer_kind(cells: &[&str]) -> ColumnKind {
     };
     let all_integer_codes = present.iter().all(|cell| !cell.contains(['.', 'e', 'E']));
     let distinct: HashSet<u64> = numbers.iter().map(|value| value.to_bits()).collect();
-    if all_integer_codes && distinct.len() <= MAX_INFERRED_CODES && distinct.len() * 2 <= present.len() {
+    if all_integer_codes
+        && distinct.len() <= MAX_INFERRED_CODES
+        && distinct.len() * 2 <= present.len()
+    {
         ColumnKind::Categorical
     } else {
         ColumnKind::Numeric
@@ -400,7 +450,11 @@ fn parse_column(
     if missing == MissingPolicy::Refuse
         && let Some(row_idx) = cells.iter().position(|cell| is_missing(cell))
     {
-        let shown = if cells[row_idx].is_empty() { "an empty cell".to_owned() } else { format!("`{}`", cells[row_idx]) };
+        let shown = if cells[row_idx].is_empty() {
+            "an empty cell".to_owned()
+        } else {
+            format!("`{}`", cells[row_idx])
+        };
         return Err(Error::data(
             source.clone(),
             format!(
@@ -411,7 +465,10 @@ fn parse_column(
         ));
     }
     if cells.iter().all(|cell| is_missing(cell)) {
-        return Err(Error::data(source.clone(), format!("column `{name}` has no values at all; expected at least one")));
+        return Err(Error::data(
+            source.clone(),
+            format!("column `{name}` has no values at all; expected at least one"),
+        ));
     }
     let kind = kind.unwrap_or_else(|| infer_kind(cells));
     let data = match kind {
@@ -452,7 +509,9 @@ mod tests {
 
     #[test]
     fn decimals_follow_the_written_form() {
-        for (cell, expected) in [("0.07871", 5), ("1001.0", 1), ("64", 0), ("1e-05", 5), ("2.5E2", 0), ("-3.25", 2)] {
+        for (cell, expected) in
+            [("0.07871", 5), ("1001.0", 1), ("64", 0), ("1e-05", 5), ("2.5E2", 0), ("-3.25", 2)]
+        {
             assert_eq!(decimals_of(cell), expected, "{cell}");
         }
     }
@@ -482,11 +541,17 @@ mod tests {
             "mem.csv",
             &TableOptions { missing: MissingPolicy::Impute, ..TableOptions::new("y") },
         )
-        .unwrap_or_else(|err| panic!("{err}"));
-        assert_eq!(table.features[0].data, ColumnData::Numeric { values: vec![Some(1.5), None, Some(2.5)], decimals: 1 });
+        .unwrap();
+        assert_eq!(
+            table.features[0].data,
+            ColumnData::Numeric { values: vec![Some(1.5), None, Some(2.5)], decimals: 1 }
+        );
         assert_eq!(
             table.features[1].data,
-            ColumnData::Categorical { categories: vec!["x".into(), "y".into()], codes: vec![Some(0), None, Some(1)] }
+            ColumnData::Categorical {
+                categories: vec!["x".into(), "y".into()],
+                codes: vec![Some(0), None, Some(1)]
+            }
         );
     }
 
@@ -499,7 +564,12 @@ mod tests {
         )
         .err()
         .map(|err| err.to_string());
-        assert_eq!(err.as_deref(), Some("mem.csv: line 3: the label column `y` is missing a value; labels cannot be imputed"));
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "mem.csv: line 3: the label column `y` is missing a value; labels cannot be imputed"
+            )
+        );
     }
 
     #[test]

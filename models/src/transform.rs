@@ -93,7 +93,10 @@ impl Encoder {
     pub fn fit(dataset: &Dataset, rows: &[usize]) -> Result<Encoder> {
         match dataset {
             Dataset::Table(table) => TabularEncoder::fit(table, rows).map(Encoder::Tabular),
-            Dataset::Images(images) => Ok(Encoder::Image(PixelEncoder { shape: images.shape, pixel_max: images.pixel_max })),
+            Dataset::Images(images) => Ok(Encoder::Image(PixelEncoder {
+                shape: images.shape,
+                pixel_max: images.pixel_max,
+            })),
         }
     }
 
@@ -109,12 +112,14 @@ impl Encoder {
         match (self, dataset) {
             (Encoder::Tabular(encoder), Dataset::Table(table)) => encoder.encode(table),
             (Encoder::Image(encoder), Dataset::Images(images)) => encoder.encode(images),
-            (Encoder::Tabular(_), Dataset::Images(_)) => {
-                Err(Error::data(dataset.source().clone(), "is an image set, but the transform expects a table"))
-            }
-            (Encoder::Image(_), Dataset::Table(_)) => {
-                Err(Error::data(dataset.source().clone(), "is a table, but the transform expects images"))
-            }
+            (Encoder::Tabular(_), Dataset::Images(_)) => Err(Error::data(
+                dataset.source().clone(),
+                "is an image set, but the transform expects a table",
+            )),
+            (Encoder::Image(_), Dataset::Table(_)) => Err(Error::data(
+                dataset.source().clone(),
+                "is a table, but the transform expects images",
+            )),
         }
     }
 
@@ -128,10 +133,14 @@ impl Encoder {
                 .iter()
                 .flat_map(|column| match column {
                     ColumnEncoder::Numeric { mean, std, min, max, .. } => {
-                        let scale = |value: f64| if *std > 0.0 { ((value - mean) / std) as f32 } else { 0.0 };
+                        let scale = |value: f64| {
+                            if *std > 0.0 { ((value - mean) / std) as f32 } else { 0.0 }
+                        };
                         vec![(scale(*min), scale(*max))]
                     }
-                    ColumnEncoder::Categorical { categories, .. } => vec![(0.0, 1.0); categories.len()],
+                    ColumnEncoder::Categorical { categories, .. } => {
+                        vec![(0.0, 1.0); categories.len()]
+                    }
                 })
                 .collect(),
             Encoder::Image(encoder) => vec![(-1.0, 1.0); encoder.shape.n_values()],
@@ -142,7 +151,9 @@ impl Encoder {
     pub fn blocks(&self) -> Vec<Block> {
         match self {
             Encoder::Tabular(encoder) => encoder.blocks(),
-            Encoder::Image(encoder) => vec![Block { start: 0, width: encoder.shape.n_values(), categorical: false }],
+            Encoder::Image(encoder) => {
+                vec![Block { start: 0, width: encoder.shape.n_values(), categorical: false }]
+            }
         }
     }
 }
@@ -157,7 +168,10 @@ impl TabularEncoder {
                     if present.is_empty() {
                         return Err(Error::data(
                             table.source.clone(),
-                            format!("column `{}` has no value in the train part; cannot fit its mean", column.name),
+                            format!(
+                                "column `{}` has no value in the train part; cannot fit its mean",
+                                column.name
+                            ),
                         ));
                     }
                     let n = present.len() as f64;
@@ -166,8 +180,16 @@ impl TabularEncoder {
                     let min = present.iter().copied().fold(f64::INFINITY, f64::min);
                     let max = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                     // Below this the column is constant up to rounding noise.
-                    let std = if var.sqrt() <= 1e-12 * mean.abs().max(1.0) { 0.0 } else { var.sqrt() };
-                    ColumnEncoder::Numeric { name: column.name.clone(), mean, std, min, max, decimals: *decimals }
+                    let std =
+                        if var.sqrt() <= 1e-12 * mean.abs().max(1.0) { 0.0 } else { var.sqrt() };
+                    ColumnEncoder::Numeric {
+                        name: column.name.clone(),
+                        mean,
+                        std,
+                        min,
+                        max,
+                        decimals: *decimals,
+                    }
                 }
                 ColumnData::Categorical { categories, codes } => {
                     let mut counts = vec![0_usize; categories.len()];
@@ -175,8 +197,16 @@ impl TabularEncoder {
                         counts[code as usize] += 1;
                     }
                     // Most frequent; ties go to the first category in order.
-                    let mode = counts.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map_or(0, |(idx, _)| idx);
-                    ColumnEncoder::Categorical { name: column.name.clone(), categories: categories.clone(), mode: mode as u32 }
+                    let mode = counts
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+                        .map_or(0, |(idx, _)| idx);
+                    ColumnEncoder::Categorical {
+                        name: column.name.clone(),
+                        categories: categories.clone(),
+                        mode: mode as u32,
+                    }
                 }
             };
             columns.push(encoder);
@@ -193,7 +223,11 @@ impl TabularEncoder {
         self.columns
             .iter()
             .map(|column| {
-                let block = Block { start, width: column.width(), categorical: matches!(column, ColumnEncoder::Categorical { .. }) };
+                let block = Block {
+                    start,
+                    width: column.width(),
+                    categorical: matches!(column, ColumnEncoder::Categorical { .. }),
+                };
                 start += block.width;
                 block
             })
@@ -221,7 +255,11 @@ impl TabularEncoder {
         if names != expected {
             return Err(Error::data(
                 table.source.clone(),
-                format!("feature columns are [{}], expected [{}]", names.join(", "), expected.join(", ")),
+                format!(
+                    "feature columns are [{}], expected [{}]",
+                    names.join(", "),
+                    expected.join(", ")
+                ),
             ));
         }
         let width = self.width();
@@ -239,9 +277,15 @@ impl TabularEncoder {
                         out[row * width + offset] = scaled as f32;
                     }
                 }
-                (ColumnEncoder::Categorical { categories, mode, .. }, ColumnData::Categorical { categories: table_categories, codes }) => {
-                    let index: HashMap<&str, usize> =
-                        categories.iter().enumerate().map(|(idx, name)| (name.as_str(), idx)).collect();
+                (
+                    ColumnEncoder::Categorical { categories, mode, .. },
+                    ColumnData::Categorical { categories: table_categories, codes },
+                ) => {
+                    let index: HashMap<&str, usize> = categories
+                        .iter()
+                        .enumerate()
+                        .map(|(idx, name)| (name.as_str(), idx))
+                        .collect();
                     let mut remap = Vec::with_capacity(table_categories.len());
                     for name in table_categories {
                         remap.push(*index.get(name.as_str()).ok_or_else(|| {
@@ -269,7 +313,10 @@ impl TabularEncoder {
                 (ColumnEncoder::Categorical { .. }, ColumnData::Numeric { .. }) => {
                     return Err(Error::data(
                         table.source.clone(),
-                        format!("column `{}` was read as numbers, expected categories", column.name),
+                        format!(
+                            "column `{}` was read as numbers, expected categories",
+                            column.name
+                        ),
                     ));
                 }
             }
@@ -294,9 +341,9 @@ impl TabularEncoder {
                                 let raw = f64::from(row[offset]) * std + mean;
                                 Value::Number(round_to(raw.clamp(*min, *max), *decimals))
                             }
-                            ColumnEncoder::Categorical { categories, .. } => {
-                                Value::Category(argmax(&row[offset..offset + categories.len()]) as u32)
-                            }
+                            ColumnEncoder::Categorical { categories, .. } => Value::Category(
+                                argmax(&row[offset..offset + categories.len()]) as u32,
+                            ),
                         };
                         offset += column.width();
                         value
@@ -312,7 +359,9 @@ impl TabularEncoder {
             (ColumnEncoder::Numeric { decimals, .. }, Value::Number(number)) => {
                 format!("{number:.prec$}", prec = *decimals as usize)
             }
-            (ColumnEncoder::Categorical { categories, .. }, Value::Category(code)) => categories[code as usize].clone(),
+            (ColumnEncoder::Categorical { categories, .. }, Value::Category(code)) => {
+                categories[code as usize].clone()
+            }
             (_, Value::Number(number)) => number.to_string(),
             (_, Value::Category(code)) => code.to_string(),
         }
@@ -322,7 +371,10 @@ impl TabularEncoder {
 impl PixelEncoder {
     pub fn encode(&self, images: &ImageSet) -> Result<Vec<f32>> {
         if images.shape != self.shape {
-            return Err(Error::data(images.source.clone(), format!("images are {}, expected {}", images.shape, self.shape)));
+            return Err(Error::data(
+                images.source.clone(),
+                format!("images are {}, expected {}", images.shape, self.shape),
+            ));
         }
         let scale = (2.0 / self.pixel_max) as f32;
         Ok(images.pixels.iter().map(|&value| value * scale - 1.0).collect())
@@ -331,12 +383,18 @@ impl PixelEncoder {
     /// Raw pixel values (integers in `[0, pixel_max]`) from encoded values.
     pub fn decode(&self, encoded: &[f32]) -> Vec<f32> {
         let half = self.pixel_max / 2.0;
-        encoded.iter().map(|&x| ((f64::from(x).clamp(-1.0, 1.0) + 1.0) * half).round() as f32).collect()
+        encoded
+            .iter()
+            .map(|&x| ((f64::from(x).clamp(-1.0, 1.0) + 1.0) * half).round() as f32)
+            .collect()
     }
 
     /// 8-bit values for a PNG from encoded values.
     pub fn decode_to_u8(&self, encoded: &[f32]) -> Vec<u8> {
-        encoded.iter().map(|&x| ((f64::from(x).clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8).collect()
+        encoded
+            .iter()
+            .map(|&x| ((f64::from(x).clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8)
+            .collect()
     }
 }
 
@@ -372,16 +430,20 @@ mod tests {
     use crate::table::{MissingPolicy, TableOptions};
 
     fn table(text: &str, missing: MissingPolicy) -> Table {
-        Table::parse_csv(text.as_bytes(), "mem.csv", &TableOptions { missing, ..TableOptions::new("y") })
-            .unwrap_or_else(|err| panic!("{err}"))
+        Table::parse_csv(
+            text.as_bytes(),
+            "mem.csv",
+            &TableOptions { missing, ..TableOptions::new("y") },
+        )
+        .unwrap()
     }
 
     #[test]
     fn worked_example() {
         // a: 1, 2, 3 → mean 2, population std sqrt(2/3); c is constant → 0.
         let table = table("a,b,c,y\n1,u,5.0,p\n2,v,5.0,q\n3,u,5.0,p\n", MissingPolicy::Refuse);
-        let encoder = TabularEncoder::fit(&table, &[0, 1, 2]).unwrap_or_else(|err| panic!("{err}"));
-        let encoded = encoder.encode(&table).unwrap_or_else(|err| panic!("{err}"));
+        let encoder = TabularEncoder::fit(&table, &[0, 1, 2]).unwrap();
+        let encoded = encoder.encode(&table).unwrap();
         let s = (1.0_f64 / (2.0_f64 / 3.0).sqrt()) as f32;
         let expected = [-s, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, s, 1.0, 0.0, 0.0];
         assert_eq!(encoder.width(), 4);
@@ -395,18 +457,24 @@ mod tests {
     fn imputation_uses_train_statistics() {
         let table = table("a,b,y\n1,u,p\nNA,NA,q\n4,v,p\n6,v,q\n", MissingPolicy::Impute);
         // Fitted on rows 0 and 2 only: mean 2.5; b's mode among {u, v} ties → first (u).
-        let encoder = TabularEncoder::fit(&table, &[0, 2]).unwrap_or_else(|err| panic!("{err}"));
-        let decoded = encoder.decode(&encoder.encode(&table).unwrap_or_else(|err| panic!("{err}")));
+        let encoder = TabularEncoder::fit(&table, &[0, 2]).unwrap();
+        let decoded = encoder.decode(&encoder.encode(&table).unwrap());
         assert_eq!(decoded[1], vec![Value::Number(3.0), Value::Category(0)]); // 2.5 rounded to 0 decimals → 3
     }
 
     #[test]
     fn decoding_clamps_rounds_and_takes_argmax() {
         let table = table("a,b,y\n1.25,u,p\n2.50,v,q\n", MissingPolicy::Refuse);
-        let encoder = TabularEncoder::fit(&table, &[0, 1]).unwrap_or_else(|err| panic!("{err}"));
+        let encoder = TabularEncoder::fit(&table, &[0, 1]).unwrap();
         // mean 1.875, std 0.625. 10 → far above max → 2.5; 0.1 → 1.9375 → 1.94.
         let decoded = encoder.decode(&[10.0, 0.2, 0.7, 0.1, 0.9, -0.3]);
-        assert_eq!(decoded, vec![vec![Value::Number(2.5), Value::Category(1)], vec![Value::Number(1.94), Value::Category(0)]]);
+        assert_eq!(
+            decoded,
+            vec![
+                vec![Value::Number(2.5), Value::Category(1)],
+                vec![Value::Number(1.94), Value::Category(0)]
+            ]
+        );
         assert_eq!(encoder.format_value(0, Value::Number(2.5)), "2.50");
     }
 
@@ -414,8 +482,11 @@ mod tests {
     fn unknown_category_is_an_error() {
         let real = table("a,b,y\n1,u,p\n2,v,q\n", MissingPolicy::Refuse);
         let synthetic = table("a,b,y\n1,w,p\n", MissingPolicy::Refuse);
-        let encoder = TabularEncoder::fit(&real, &[0, 1]).unwrap_or_else(|err| panic!("{err}"));
+        let encoder = TabularEncoder::fit(&real, &[0, 1]).unwrap();
         let err = encoder.encode(&synthetic).err().map(|err| err.to_string()).unwrap_or_default();
-        assert_eq!(err, "mem.csv: column `b` has category `w`, which the fitted schema does not know (known: u, v)");
+        assert_eq!(
+            err,
+            "mem.csv: column `b` has category `w`, which the fitted schema does not know (known: u, v)"
+        );
     }
 }

@@ -16,7 +16,9 @@ pub fn python() -> Option<PathBuf> {
             panic!("FIELDSYNTH_REQUIRE_PYTHON=1 but FIELDSYNTH_PYTHON is not set; run tests/run")
         }
         None => {
-            eprintln!("note: FIELDSYNTH_PYTHON is not set, skipping the reference comparison (tests/run sets it up)");
+            eprintln!(
+                "note: FIELDSYNTH_PYTHON is not set, skipping the reference comparison (tests/run sets it up)"
+            );
             None
         }
     }

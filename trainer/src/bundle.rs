@@ -34,7 +34,10 @@ impl Staging {
             )));
         }
         if out.is_file() {
-            return Err(Error::Invalid(format!("{}: is a file; --out must name a bundle folder", out.display())));
+            return Err(Error::Invalid(format!(
+                "{}: is a file; --out must name a bundle folder",
+                out.display()
+            )));
         }
         let parent = match out.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
@@ -47,23 +50,37 @@ impl Staging {
                 parent.display()
             )));
         }
-        fs::create_dir_all(&parent)
-            .map_err(|err| Error::Invalid(format!("{}: cannot write a bundle here: {err}", out.display())))?;
-        let name = out.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".to_owned());
+        fs::create_dir_all(&parent).map_err(|err| {
+            Error::Invalid(format!("{}: cannot write a bundle here: {err}", out.display()))
+        })?;
+        let name = out
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bundle".to_owned());
         let dir = tempfile::Builder::new()
             .prefix(&format!(".{name}.staging-"))
             .tempdir_in(&parent)
-            .map_err(|err| Error::Invalid(format!("{}: cannot write a bundle here: {err}", out.display())))?;
+            .map_err(|err| {
+                Error::Invalid(format!("{}: cannot write a bundle here: {err}", out.display()))
+            })?;
         Ok(Staging { dir: Some(dir), out: out.to_owned(), replace })
     }
 
     fn path(&self) -> Result<&Path> {
-        self.dir.as_ref().map(tempfile::TempDir::path).ok_or_else(|| Error::Internal("staging folder already used".to_owned()))
+        self.dir
+            .as_ref()
+            .map(tempfile::TempDir::path)
+            .ok_or_else(|| Error::Internal("staging folder already used".to_owned()))
     }
 
     /// Writes the bundle's files, sets the manifest's model checksum, and moves the folder into
     /// place. Returns the manifest as written.
-    pub fn commit(mut self, mut manifest: Manifest, onnx: &[u8], weights: &HashMap<String, Tensor>) -> Result<Manifest> {
+    pub fn commit(
+        mut self,
+        mut manifest: Manifest,
+        onnx: &[u8],
+        weights: &HashMap<String, Tensor>,
+    ) -> Result<Manifest> {
         let dir = self.path()?.to_owned();
         manifest.model_sha256 = hex::encode(Sha256::digest(onnx));
         write_synced(&dir.join(MODEL_FILE), onnx)?;
@@ -74,7 +91,11 @@ impl Staging {
             edge_runtime::data::make_readable(&dir.join(file))?;
         }
         edge_runtime::data::make_readable(&dir)?;
-        let staged = self.dir.take().ok_or_else(|| Error::Internal("staging folder already used".to_owned()))?.keep();
+        let staged = self
+            .dir
+            .take()
+            .ok_or_else(|| Error::Internal("staging folder already used".to_owned()))?
+            .keep();
         if self.out.exists() && self.replace {
             let old = staged.with_extension("old");
             fs::rename(&self.out, &old).map_err(|err| Error::io(&self.out, err))?;

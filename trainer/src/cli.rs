@@ -10,7 +10,11 @@ use crate::commands;
 use crate::device::DeviceChoice;
 
 #[derive(Debug, Parser)]
-#[command(name = "synth-train", version, about = "Train class-conditional VAE, GAN and DDPM models and export them as ONNX bundles")]
+#[command(
+    name = "synth-train",
+    version,
+    about = "Train class-conditional VAE, GAN and DDPM models and export them as ONNX bundles"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

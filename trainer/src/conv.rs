@@ -44,7 +44,11 @@ impl Geometry {
     /// `position` in `0 .. H'·W'`, `input_index` into one sample's `[C, H, W]`.
     fn for_each_in_row(&self, row: usize, mut visit: impl FnMut(usize, usize)) {
         let (out_h, out_w) = (self.out_h(), self.out_w());
-        let (channel, ky, kx) = (row / (self.kernel * self.kernel), (row / self.kernel) % self.kernel, row % self.kernel);
+        let (channel, ky, kx) = (
+            row / (self.kernel * self.kernel),
+            (row / self.kernel) % self.kernel,
+            row % self.kernel,
+        );
         for oy in 0..out_h {
             let iy = (oy * self.stride + ky) as isize - self.padding as isize;
             if iy < 0 || iy >= self.height as isize {
@@ -55,13 +59,20 @@ impl Geometry {
                 if ix < 0 || ix >= self.width as isize {
                     continue;
                 }
-                visit(oy * out_w + ox, (channel * self.height + iy as usize) * self.width + ix as usize);
+                visit(
+                    oy * out_w + ox,
+                    (channel * self.height + iy as usize) * self.width + ix as usize,
+                );
             }
         }
     }
 }
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(values) = storage else {
         candle_core::bail!("{op}: expected f32 values");
     };
@@ -78,7 +89,11 @@ impl CustomOp1 for Im2Col {
         "fieldsynth-im2col"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let input = contiguous_f32(storage, layout, self.name())?;
         let geometry = self.0;
         let per_sample = geometry.channels * geometry.height * geometry.width;
@@ -94,7 +109,12 @@ impl CustomOp1 for Im2Col {
         Ok((CpuStorage::F32(cols), Shape::from((geometry.col_rows(), batch * n_out))))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_res.contiguous()?.apply_op1_no_bwd(&Col2Im(self.0))?))
     }
 }
@@ -106,7 +126,11 @@ impl CustomOp1 for Col2Im {
         "fieldsynth-col2im"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let cols = contiguous_f32(storage, layout, self.name())?;
         let geometry = self.0;
         let per_sample = geometry.channels * geometry.height * geometry.width;
@@ -115,11 +139,15 @@ impl CustomOp1 for Col2Im {
         let mut image = vec![0.0_f32; batch * per_sample];
         image.par_chunks_mut(per_sample).enumerate().for_each(|(sample, out)| {
             for row in 0..geometry.col_rows() {
-                let grads = &cols[(row * batch + sample) * n_out..(row * batch + sample + 1) * n_out];
+                let grads =
+                    &cols[(row * batch + sample) * n_out..(row * batch + sample + 1) * n_out];
                 geometry.for_each_in_row(row, |position, inp| out[inp] += grads[position]);
             }
         });
-        Ok((CpuStorage::F32(image), Shape::from((batch, geometry.channels, geometry.height, geometry.width))))
+        Ok((
+            CpuStorage::F32(image),
+            Shape::from((batch, geometry.channels, geometry.height, geometry.width)),
+        ))
     }
 }
 
@@ -134,7 +162,12 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Res
     let cols = x.contiguous()?.apply_op1(Im2Col(geometry))?;
     let kernel_matrix = weight.reshape((out_channels, geometry.col_rows()))?;
     // One GEMM for the whole batch: [O, C·k²] × [C·k², B·H'·W'] → [O, B, H', W'] → [B, O, H', W'].
-    let out = kernel_matrix.matmul(&cols)?.reshape((out_channels, batch, geometry.out_h(), geometry.out_w()))?;
+    let out = kernel_matrix.matmul(&cols)?.reshape((
+        out_channels,
+        batch,
+        geometry.out_h(),
+        geometry.out_w(),
+    ))?;
     Ok(out.transpose(0, 1)?.contiguous()?)
 }
 
@@ -151,22 +184,34 @@ mod tests {
         let device = Device::Cpu;
         for (stride, padding, height) in [(1, 1, 8), (2, 1, 8), (2, 1, 7), (1, 0, 5)] {
             let mut rng = models::rng::stream(stride as u64 * 10 + height as u64, "test/conv");
-            let x = Var::from_vec(models::rng::normal_f32(&mut rng, 2 * 3 * height * height), (2, 3, height, height), &device)?;
-            let w = Var::from_vec(models::rng::normal_f32(&mut rng, 4 * 3 * 9), (4, 3, 3, 3), &device)?;
+            let x = Var::from_vec(
+                models::rng::normal_f32(&mut rng, 2 * 3 * height * height),
+                (2, 3, height, height),
+                &device,
+            )?;
+            let w =
+                Var::from_vec(models::rng::normal_f32(&mut rng, 4 * 3 * 9), (4, 3, 3, 3), &device)?;
             let ours = conv2d(x.as_tensor(), w.as_tensor(), stride, padding)?;
             let theirs = x.as_tensor().conv2d(w.as_tensor(), padding, stride, 1, 1)?;
             assert_eq!(ours.dims(), theirs.dims());
             let forward_diff = (&ours - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(forward_diff < 1e-5, "forward {forward_diff}");
             // Gradients of a weighted sum, so every output position matters differently.
-            let weights = Tensor::from_vec(models::rng::normal_f32(&mut rng, ours.elem_count()), ours.dims(), &device)?;
+            let weights = Tensor::from_vec(
+                models::rng::normal_f32(&mut rng, ours.elem_count()),
+                ours.dims(),
+                &device,
+            )?;
             let grads_ours = (ours * &weights)?.sum_all()?.backward()?;
             let grads_theirs = (theirs * &weights)?.sum_all()?.backward()?;
             for var in [&x, &w] {
                 let (a, b) = (grads_ours.get(var.as_tensor()), grads_theirs.get(var.as_tensor()));
                 let (Some(a), Some(b)) = (a, b) else { panic!("missing gradient") };
                 let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-                assert!(diff < 1e-4, "gradient differs by {diff} (stride {stride}, padding {padding})");
+                assert!(
+                    diff < 1e-4,
+                    "gradient differs by {diff} (stride {stride}, padding {padding})"
+                );
             }
         }
         Ok(())

@@ -18,7 +18,9 @@ impl std::str::FromStr for DeviceChoice {
         match text {
             "cpu" => Ok(DeviceChoice::Cpu),
             "cuda" => Ok(DeviceChoice::Cuda),
-            other => Err(Error::Invalid(format!("invalid device `{other}`: expected `cpu` or `cuda`"))),
+            other => {
+                Err(Error::Invalid(format!("invalid device `{other}`: expected `cpu` or `cuda`")))
+            }
         }
     }
 }

@@ -21,7 +21,9 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
-    #[error("this synth-train was built without CUDA support; rebuild with `cargo build --release -p trainer --features cuda` (see README) or use --device cpu")]
+    #[error(
+        "this synth-train was built without CUDA support; rebuild with `cargo build --release -p trainer --features cuda` (see README) or use --device cpu"
+    )]
     NoCuda,
 
     /// A broken invariant inside the trainer (a bug, not bad input).

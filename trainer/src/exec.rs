@@ -19,32 +19,54 @@ pub fn forward(graph: &Graph, params: &Params, inputs: &[(&str, &Tensor)]) -> Re
     forward_with(graph, params, inputs, &mut |_, weight| Ok(weight.clone()))
 }
 
-pub fn forward_with(graph: &Graph, params: &Params, inputs: &[(&str, &Tensor)], weight_fn: &mut WeightFn<'_>) -> Result<Vec<Tensor>> {
+pub fn forward_with(
+    graph: &Graph,
+    params: &Params,
+    inputs: &[(&str, &Tensor)],
+    weight_fn: &mut WeightFn<'_>,
+) -> Result<Vec<Tensor>> {
     let mut values: HashMap<&str, Tensor> = HashMap::new();
     for input in &graph.inputs {
         let tensor = inputs
             .iter()
             .find(|(name, _)| *name == input.name)
             .map(|(_, tensor)| (*tensor).clone())
-            .ok_or_else(|| Error::Internal(format!("graph input `{}` was not given", input.name)))?;
+            .ok_or_else(|| {
+                Error::Internal(format!("graph input `{}` was not given", input.name))
+            })?;
         values.insert(input.name.as_str(), tensor);
     }
     for node in &graph.nodes {
         let args: Vec<&Tensor> = node
             .inputs
             .iter()
-            .map(|name| values.get(name.as_str()).ok_or_else(|| Error::Internal(format!("node `{}` reads unknown `{name}`", node.name))))
+            .map(|name| {
+                values.get(name.as_str()).ok_or_else(|| {
+                    Error::Internal(format!("node `{}` reads unknown `{name}`", node.name))
+                })
+            })
             .collect::<Result<_>>()?;
         let x = args[0];
         let out = match &node.op {
             Op::Linear { .. } => {
-                let weight = weight_fn(&format!("{}.weight", node.name), params.get(&format!("{}.weight", node.name))?)?;
+                let weight = weight_fn(
+                    &format!("{}.weight", node.name),
+                    params.get(&format!("{}.weight", node.name))?,
+                )?;
                 let bias = params.get(&format!("{}.bias", node.name))?;
                 x.matmul(&weight.t()?)?.broadcast_add(bias)?
             }
             Op::Conv2d { out_channels, stride, padding, .. } => {
-                let weight = weight_fn(&format!("{}.weight", node.name), params.get(&format!("{}.weight", node.name))?)?;
-                let bias = params.get(&format!("{}.bias", node.name))?.reshape((1, *out_channels, 1, 1))?;
+                let weight = weight_fn(
+                    &format!("{}.weight", node.name),
+                    params.get(&format!("{}.weight", node.name))?,
+                )?;
+                let bias = params.get(&format!("{}.bias", node.name))?.reshape((
+                    1,
+                    *out_channels,
+                    1,
+                    1,
+                ))?;
                 crate::conv::conv2d(x, &weight, *stride, *padding)?.broadcast_add(&bias)?
             }
             Op::Upsample2x => upsample2x(x)?,
@@ -71,7 +93,11 @@ pub fn forward_with(graph: &Graph, params: &Params, inputs: &[(&str, &Tensor)], 
                     .iter()
                     .map(|&(start, width, categorical)| {
                         let part = x.narrow(1, start, width)?;
-                        if categorical { candle_nn::ops::softmax(&part, D::Minus1) } else { Ok(part) }
+                        if categorical {
+                            candle_nn::ops::softmax(&part, D::Minus1)
+                        } else {
+                            Ok(part)
+                        }
                     })
                     .collect::<candle_core::Result<_>>()?;
                 Tensor::cat(&parts, 1)?
@@ -82,7 +108,12 @@ pub fn forward_with(graph: &Graph, params: &Params, inputs: &[(&str, &Tensor)], 
     graph
         .outputs
         .iter()
-        .map(|(name, _)| values.get(name.as_str()).cloned().ok_or_else(|| Error::Internal(format!("graph output `{name}` is not a node"))))
+        .map(|(name, _)| {
+            values
+                .get(name.as_str())
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("graph output `{name}` is not a node")))
+        })
         .collect()
 }
 

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use edge_runtime::data::{DataOptions, read_dataset};
-use models::manifest::{FORMAT_VERSION, Family, GraphSpec, Manifest, Provenance, Schema, SchemaColumn, SchemaKind, TensorSpec};
+use models::manifest::{
+    FORMAT_VERSION, Family, GraphSpec, Manifest, Provenance, Schema, SchemaColumn, SchemaKind,
+    TensorSpec,
+};
 use models::split::{Partition, SplitSpec, partition};
 use models::transform::{Encoder, one_hot};
 use models::{Dataset, Modality};
@@ -85,7 +88,12 @@ pub fn prepare(dataset: Dataset, split: &SplitSpec) -> Result<Prepared> {
         Dataset::Images(images) => Some(images.shape),
         Dataset::Table(_) => None,
     };
-    let spec = DataSpec { width: encoder.width(), n_classes: classes.len(), blocks: encoder.blocks(), image };
+    let spec = DataSpec {
+        width: encoder.width(),
+        n_classes: classes.len(),
+        blocks: encoder.blocks(),
+        image,
+    };
     let data = TrainData { x, y, n_rows: partition.train.len(), spec };
     Ok(Prepared { dataset, partition, encoder, data })
 }
@@ -107,10 +115,21 @@ pub fn fit(settings: &FitSettings, observer: &mut dyn FitObserver) -> Result<Fit
     }
     observer.start(hyper.epochs);
     let started = Instant::now();
-    let trained = train(settings.family, &prepared.data, &hyper, settings.train_seed, &device, &mut |stats| observer.epoch(stats))?;
+    let trained = train(
+        settings.family,
+        &prepared.data,
+        &hyper,
+        settings.train_seed,
+        &device,
+        &mut |stats| observer.epoch(stats),
+    )?;
     let wall_time_s = started.elapsed().as_secs_f64();
 
-    let onnx_bytes = onnx::export(&trained.graph, &trained.params.to_host()?, &format!("fieldsynth-{}", settings.family))?;
+    let onnx_bytes = onnx::export(
+        &trained.graph,
+        &trained.params.to_host()?,
+        &format!("fieldsynth-{}", settings.family),
+    )?;
     let manifest = manifest(settings, &prepared, &trained, &hyper, wall_time_s);
     let mut weights = trained.params.named_tensors(generator_role(settings.family));
     if let Some((_, companion)) = &trained.companion {
@@ -147,7 +166,9 @@ fn tensor_specs(entries: impl Iterator<Item = (String, Vec<usize>)>) -> Vec<Tens
 
 pub fn graph_spec(graph: &Graph, latent_dim: Option<usize>) -> GraphSpec {
     GraphSpec {
-        inputs: tensor_specs(graph.inputs.iter().map(|input| (input.name.clone(), input.dims.clone()))),
+        inputs: tensor_specs(
+            graph.inputs.iter().map(|input| (input.name.clone(), input.dims.clone())),
+        ),
         outputs: tensor_specs(graph.outputs.iter().cloned()),
         latent_dim,
         opset: onnx::OPSET,
@@ -158,10 +179,25 @@ pub fn graph_spec(graph: &Graph, latent_dim: Option<usize>) -> GraphSpec {
 pub fn schema(dataset: &Dataset, missing: models::MissingPolicy) -> Schema {
     match dataset {
         Dataset::Table(table) => {
-            let mut columns: Vec<SchemaColumn> =
-                table.features.iter().map(|column| SchemaColumn { name: column.name.clone(), kind: SchemaKind::from(column.kind()) }).collect();
-            columns.insert(table.label_position, SchemaColumn { name: table.label_name().to_owned(), kind: SchemaKind::Label });
-            Schema { label: table.label_name().to_owned(), classes: table.classes.clone(), columns, image: None, missing }
+            let mut columns: Vec<SchemaColumn> = table
+                .features
+                .iter()
+                .map(|column| SchemaColumn {
+                    name: column.name.clone(),
+                    kind: SchemaKind::from(column.kind()),
+                })
+                .collect();
+            columns.insert(
+                table.label_position,
+                SchemaColumn { name: table.label_name().to_owned(), kind: SchemaKind::Label },
+            );
+            Schema {
+                label: table.label_name().to_owned(),
+                classes: table.classes.clone(),
+                columns,
+                image: None,
+                missing,
+            }
         }
         Dataset::Images(images) => {
             let columns = images
@@ -170,15 +206,31 @@ pub fn schema(dataset: &Dataset, missing: models::MissingPolicy) -> Schema {
                 .flatten()
                 .map(|name| SchemaColumn {
                     name: name.clone(),
-                    kind: if *name == images.label_name { SchemaKind::Label } else { SchemaKind::Numeric },
+                    kind: if *name == images.label_name {
+                        SchemaKind::Label
+                    } else {
+                        SchemaKind::Numeric
+                    },
                 })
                 .collect();
-            Schema { label: images.label_name.clone(), classes: images.classes.clone(), columns, image: Some(images.shape), missing }
+            Schema {
+                label: images.label_name.clone(),
+                classes: images.classes.clone(),
+                columns,
+                image: Some(images.shape),
+                missing,
+            }
         }
     }
 }
 
-fn manifest(settings: &FitSettings, prepared: &Prepared, trained: &Trained, hyper: &Hyper, wall_time_s: f64) -> Manifest {
+fn manifest(
+    settings: &FitSettings,
+    prepared: &Prepared,
+    trained: &Trained,
+    hyper: &Hyper,
+    wall_time_s: f64,
+) -> Manifest {
     let dataset = &prepared.dataset;
     let missing = match dataset {
         Dataset::Table(table) => table.missing,
@@ -212,7 +264,8 @@ fn manifest(settings: &FitSettings, prepared: &Prepared, trained: &Trained, hype
             "{} ({} parameters): {}",
             match (settings.family, dataset.modality()) {
                 (Family::Vae, _) => "conditional VAE decoder",
-                (Family::Gan, _) => "conditional GAN generator (hinge loss, spectrally normalised critic)",
+                (Family::Gan, _) =>
+                    "conditional GAN generator (hinge loss, spectrally normalised critic)",
                 (Family::Ddpm, Modality::Tabular) => "conditional DDPM denoiser, MLP",
                 (Family::Ddpm, Modality::Image) => "conditional DDPM denoiser",
             },
@@ -223,5 +276,7 @@ fn manifest(settings: &FitSettings, prepared: &Prepared, trained: &Trained, hype
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }

@@ -12,14 +12,25 @@
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// `x · Wᵀ + b` on `[N, in]`.
-    Linear { in_dim: usize, out_dim: usize },
+    Linear {
+        in_dim: usize,
+        out_dim: usize,
+    },
     /// 2-D convolution on `[N, C, H, W]`, square kernel, same stride and padding on both axes.
-    Conv2d { in_channels: usize, out_channels: usize, kernel: usize, stride: usize, padding: usize },
+    Conv2d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
     /// Nearest-neighbour upsampling by 2 on `[N, C, H, W]` (ONNX `Resize`).
     Upsample2x,
     /// `x · sigmoid(x)`.
     Silu,
-    LeakyRelu { alpha: f32 },
+    LeakyRelu {
+        alpha: f32,
+    },
     Tanh,
     /// Concatenation along axis 1 of all inputs.
     Concat,
@@ -30,14 +41,20 @@ pub enum Op {
     /// `[N, F] → [N, 1]`: the sum of each row.
     RowSum,
     /// Reshape each sample to `dims` (batch kept).
-    Reshape { dims: Vec<usize> },
+    Reshape {
+        dims: Vec<usize>,
+    },
     /// `[N, ...] → [N, prod(...)]`.
     Flatten,
     /// Sinusoidal embedding of a `[N, 1]` timestep: `[sin(t·f), cos(t·f)]` with
     /// `f_i = exp(−ln(10000) · i / (dim/2))`, giving `[N, dim]`.
-    TimestepEmbedding { dim: usize },
+    TimestepEmbedding {
+        dim: usize,
+    },
     /// Softmax over each categorical block of a `[N, width]` row, other features unchanged.
-    BlockSoftmax { blocks: Vec<(usize, usize, bool)> },
+    BlockSoftmax {
+        blocks: Vec<(usize, usize, bool)>,
+    },
 }
 
 impl Op {
@@ -107,7 +124,11 @@ impl GraphBuilder {
     }
 
     pub fn node(&mut self, name: &str, op: Op, inputs: &[&str]) -> String {
-        self.nodes.push(Node { name: name.to_owned(), op, inputs: inputs.iter().map(|&input| input.to_owned()).collect() });
+        self.nodes.push(Node {
+            name: name.to_owned(),
+            op,
+            inputs: inputs.iter().map(|&input| input.to_owned()).collect(),
+        });
         name.to_owned()
     }
 
@@ -125,15 +146,29 @@ impl GraphBuilder {
         self.silu(&linear)
     }
 
-    pub fn conv(&mut self, name: &str, input: &str, in_channels: usize, out_channels: usize, stride: usize) -> String {
-        self.node(name, Op::Conv2d { in_channels, out_channels, kernel: 3, stride, padding: 1 }, &[input])
+    pub fn conv(
+        &mut self,
+        name: &str,
+        input: &str,
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+    ) -> String {
+        self.node(
+            name,
+            Op::Conv2d { in_channels, out_channels, kernel: 3, stride, padding: 1 },
+            &[input],
+        )
     }
 
     pub fn finish(self, outputs: &[(&str, &[usize])]) -> Graph {
         Graph {
             inputs: self.inputs,
             nodes: self.nodes,
-            outputs: outputs.iter().map(|(name, dims)| ((*name).to_owned(), dims.to_vec())).collect(),
+            outputs: outputs
+                .iter()
+                .map(|(name, dims)| ((*name).to_owned(), dims.to_vec()))
+                .collect(),
         }
     }
 }
@@ -146,7 +181,10 @@ impl Graph {
             .filter_map(|node| node.op.param_shapes().map(|shapes| (node, shapes)))
             .flat_map(|(node, (weight, bias))| {
                 let fan_in = node.op.fan_in();
-                [(format!("{}.weight", node.name), weight, fan_in), (format!("{}.bias", node.name), bias, fan_in)]
+                [
+                    (format!("{}.weight", node.name), weight, fan_in),
+                    (format!("{}.bias", node.name), bias, fan_in),
+                ]
             })
             .collect()
     }

@@ -34,7 +34,9 @@ impl DataSpec {
 
     /// The image shape when the convolutional networks apply.
     pub fn conv_image(&self) -> Option<ImageShape> {
-        self.image.filter(|shape| shape.height % 4 == 0 && shape.width % 4 == 0 && shape.height >= 8 && shape.width >= 8)
+        self.image.filter(|shape| {
+            shape.height % 4 == 0 && shape.width % 4 == 0 && shape.height >= 8 && shape.width >= 8
+        })
     }
 }
 
@@ -62,13 +64,22 @@ impl Widths {
                 self.latent_dim,
                 self.time_dim
             ),
-            None => format!("mlp: width {}, hidden {}, latent {}, time embedding {}", spec.width, self.hidden, self.latent_dim, self.time_dim),
+            None => format!(
+                "mlp: width {}, hidden {}, latent {}, time embedding {}",
+                spec.width, self.hidden, self.latent_dim, self.time_dim
+            ),
         }
     }
 }
 
 /// Linear to `out` then LeakyReLU(0.2), the discriminator's activation.
-fn leaky(builder: &mut GraphBuilder, name: &str, input: &str, in_dim: usize, out_dim: usize) -> String {
+fn leaky(
+    builder: &mut GraphBuilder,
+    name: &str,
+    input: &str,
+    in_dim: usize,
+    out_dim: usize,
+) -> String {
     let linear = builder.linear(name, input, in_dim, out_dim);
     builder.node(&format!("{name}.act"), Op::LeakyRelu { alpha: 0.2 }, &[&linear])
 }
@@ -100,7 +111,11 @@ pub fn generator(spec: &DataSpec, widths: &Widths, softmax_categories: bool) -> 
                 b.node("x", Op::Tanh, &[&h]);
             } else if softmax_categories && spec.blocks.iter().any(|block| block.categorical) {
                 let h = b.linear("g.out", &h, widths.hidden, spec.width);
-                let blocks = spec.blocks.iter().map(|block| (block.start, block.width, block.categorical)).collect();
+                let blocks = spec
+                    .blocks
+                    .iter()
+                    .map(|block| (block.start, block.width, block.categorical))
+                    .collect();
                 b.node("x", Op::BlockSoftmax { blocks }, &[&h]);
             } else {
                 b.linear("x", &h, widths.hidden, spec.width);
@@ -124,7 +139,12 @@ pub fn encoder(spec: &DataSpec, widths: &Widths) -> Graph {
             let h = b.silu(&h);
             let h = b.node("e.flat", Op::Flatten, &[&h]);
             let hy = b.node("e.hy", Op::Concat, &[&h, &y]);
-            b.dense("e.h", &hy, 2 * ch * (shape.height / 4) * (shape.width / 4) + spec.n_classes, widths.hidden)
+            b.dense(
+                "e.h",
+                &hy,
+                2 * ch * (shape.height / 4) * (shape.width / 4) + spec.n_classes,
+                widths.hidden,
+            )
         }
         None => {
             let xy = b.node("e.xy", Op::Concat, &[&x, &y]);
@@ -153,7 +173,13 @@ pub fn discriminator(spec: &DataSpec, widths: &Widths) -> Graph {
             let h = b.node("d.conv2.act", Op::LeakyRelu { alpha: 0.2 }, &[&h]);
             let h = b.node("d.flat", Op::Flatten, &[&h]);
             let hy = b.node("d.hy", Op::Concat, &[&h, &y]);
-            leaky(&mut b, "d.h", &hy, 2 * ch * (shape.height / 4) * (shape.width / 4) + spec.n_classes, widths.hidden)
+            leaky(
+                &mut b,
+                "d.h",
+                &hy,
+                2 * ch * (shape.height / 4) * (shape.width / 4) + spec.n_classes,
+                widths.hidden,
+            )
         }
         None => {
             let xy = b.node("d.xy", Op::Concat, &[&x, &y]);
@@ -209,7 +235,12 @@ pub fn denoiser(spec: &DataSpec, widths: &Widths) -> Graph {
         }
         None => {
             let joined = b.node("in", Op::Concat, &[&x_t, &temb, &y]);
-            let h = b.dense("h1", &joined, spec.width + widths.time_dim + spec.n_classes, widths.hidden);
+            let h = b.dense(
+                "h1",
+                &joined,
+                spec.width + widths.time_dim + spec.n_classes,
+                widths.hidden,
+            );
             let h = b.dense("h2", &h, widths.hidden, widths.hidden);
             let h = b.dense("h3", &h, widths.hidden, widths.hidden);
             b.linear("eps", &h, widths.hidden, spec.width);

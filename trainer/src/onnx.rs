@@ -22,8 +22,8 @@ use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
 use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
-    ValueInfoProto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, type_proto,
 };
 
 use crate::error::{Error, Result};
@@ -73,7 +73,14 @@ struct Writer {
 }
 
 impl Writer {
-    fn emit(&mut self, op_type: &str, name: &str, inputs: &[&str], output: &str, attributes: Vec<AttributeProto>) {
+    fn emit(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: Vec<AttributeProto>,
+    ) {
         self.nodes.push(NodeProto {
             op_type: op_type.to_owned(),
             name: name.to_owned(),
@@ -86,11 +93,14 @@ impl Writer {
 
     fn node(&mut self, name: &str, op: &Op, inputs: &[String]) -> Result<()> {
         let args: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let x = *args.first().ok_or_else(|| Error::Internal(format!("node `{name}` has no input")))?;
+        let x =
+            *args.first().ok_or_else(|| Error::Internal(format!("node `{name}` has no input")))?;
         let weight = format!("{name}.weight");
         let bias = format!("{name}.bias");
         match op {
-            Op::Linear { .. } => self.emit("Gemm", name, &[x, &weight, &bias], name, vec![int_attr("transB", 1)]),
+            Op::Linear { .. } => {
+                self.emit("Gemm", name, &[x, &weight, &bias], name, vec![int_attr("transB", 1)])
+            }
             Op::Conv2d { kernel, stride, padding, .. } => {
                 let (k, s, p) = (*kernel as i64, *stride as i64, *padding as i64);
                 self.emit(
@@ -98,7 +108,11 @@ impl Writer {
                     name,
                     &[x, &weight, &bias],
                     name,
-                    vec![ints_attr("kernel_shape", &[k, k]), ints_attr("pads", &[p, p, p, p]), ints_attr("strides", &[s, s])],
+                    vec![
+                        ints_attr("kernel_shape", &[k, k]),
+                        ints_attr("pads", &[p, p, p, p]),
+                        ints_attr("strides", &[s, s]),
+                    ],
                 );
             }
             Op::Upsample2x => {
@@ -121,7 +135,9 @@ impl Writer {
                 self.emit("Sigmoid", &sigmoid, &[x], &sigmoid, vec![]);
                 self.emit("Mul", name, &[x, &sigmoid], name, vec![]);
             }
-            Op::LeakyRelu { alpha } => self.emit("LeakyRelu", name, &[x], name, vec![float_attr("alpha", *alpha)]),
+            Op::LeakyRelu { alpha } => {
+                self.emit("LeakyRelu", name, &[x], name, vec![float_attr("alpha", *alpha)])
+            }
             Op::Tanh => self.emit("Tanh", name, &[x], name, vec![]),
             Op::Concat => self.emit("Concat", name, &args, name, vec![int_attr("axis", 1)]),
             Op::Add => self.emit("Add", name, &args, name, vec![]),
@@ -143,7 +159,11 @@ impl Writer {
                 let freqs = format!("{name}/freqs");
                 let angles = format!("{name}/angles");
                 let (sin, cos) = (format!("{name}/sin"), format!("{name}/cos"));
-                self.initializers.push(float_tensor(&freqs, &[1, dim / 2], &timestep_frequencies(*dim)));
+                self.initializers.push(float_tensor(
+                    &freqs,
+                    &[1, dim / 2],
+                    &timestep_frequencies(*dim),
+                ));
                 self.emit("Mul", &angles, &[x, &freqs], &angles, vec![]);
                 self.emit("Sin", &sin, &[&angles], &sin, vec![]);
                 self.emit("Cos", &cos, &[&angles], &cos, vec![]);
@@ -154,14 +174,21 @@ impl Writer {
                 self.initializers.push(int64_tensor(&axes, &[1]));
                 let mut parts = Vec::with_capacity(blocks.len());
                 for (idx, &(start, width, categorical)) in blocks.iter().enumerate() {
-                    let (starts, ends) = (format!("{name}/{idx}/start"), format!("{name}/{idx}/end"));
+                    let (starts, ends) =
+                        (format!("{name}/{idx}/start"), format!("{name}/{idx}/end"));
                     self.initializers.push(int64_tensor(&starts, &[start as i64]));
                     self.initializers.push(int64_tensor(&ends, &[(start + width) as i64]));
                     let slice = format!("{name}/{idx}/slice");
                     self.emit("Slice", &slice, &[x, &starts, &ends, &axes], &slice, vec![]);
                     if categorical {
                         let softmax = format!("{name}/{idx}/softmax");
-                        self.emit("Softmax", &softmax, &[&slice], &softmax, vec![int_attr("axis", 1)]);
+                        self.emit(
+                            "Softmax",
+                            &softmax,
+                            &[&slice],
+                            &softmax,
+                            vec![int_attr("axis", 1)],
+                        );
                         parts.push(softmax);
                     } else {
                         parts.push(slice);
@@ -176,8 +203,14 @@ impl Writer {
 }
 
 fn value_info(name: &str, dims: &[usize]) -> ValueInfoProto {
-    let mut shape = vec![Dimension { value: Some(dimension::Value::DimParam(BATCH_DIM.to_owned())), ..Dimension::default() }];
-    shape.extend(dims.iter().map(|&dim| Dimension { value: Some(dimension::Value::DimValue(dim as i64)), ..Dimension::default() }));
+    let mut shape = vec![Dimension {
+        value: Some(dimension::Value::DimParam(BATCH_DIM.to_owned())),
+        ..Dimension::default()
+    }];
+    shape.extend(dims.iter().map(|&dim| Dimension {
+        value: Some(dimension::Value::DimValue(dim as i64)),
+        ..Dimension::default()
+    }));
     ValueInfoProto {
         name: name.to_owned(),
         r#type: Some(TypeProto {
@@ -212,15 +245,30 @@ fn int64_tensor(name: &str, values: &[i64]) -> TensorProto {
 }
 
 fn int_attr(name: &str, value: i64) -> AttributeProto {
-    AttributeProto { name: name.to_owned(), r#type: AttributeType::Int as i32, i: value, ..AttributeProto::default() }
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Int as i32,
+        i: value,
+        ..AttributeProto::default()
+    }
 }
 
 fn float_attr(name: &str, value: f32) -> AttributeProto {
-    AttributeProto { name: name.to_owned(), r#type: AttributeType::Float as i32, f: value, ..AttributeProto::default() }
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Float as i32,
+        f: value,
+        ..AttributeProto::default()
+    }
 }
 
 fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.to_owned(), r#type: AttributeType::Ints as i32, ints: values.to_vec(), ..AttributeProto::default() }
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Ints as i32,
+        ints: values.to_vec(),
+        ..AttributeProto::default()
+    }
 }
 
 fn string_attr(name: &str, value: &str) -> AttributeProto {

@@ -44,10 +44,9 @@ impl Params {
     }
 
     pub fn get(&self, name: &str) -> Result<&Tensor> {
-        self.vars
-            .get(name)
-            .map(|var| var.as_tensor())
-            .ok_or_else(|| crate::error::Error::Internal(format!("no parameter `{name}` in the graph")))
+        self.vars.get(name).map(|var| var.as_tensor()).ok_or_else(|| {
+            crate::error::Error::Internal(format!("no parameter `{name}` in the graph"))
+        })
     }
 
     pub fn vars(&self) -> Vec<Var> {
@@ -70,7 +69,10 @@ impl Params {
 
     /// Tensors keyed `prefix.name`, for safetensors.
     pub fn named_tensors(&self, prefix: &str) -> HashMap<String, Tensor> {
-        self.names.iter().map(|name| (format!("{prefix}.{name}"), self.vars[name].as_tensor().clone())).collect()
+        self.names
+            .iter()
+            .map(|name| (format!("{prefix}.{name}"), self.vars[name].as_tensor().clone()))
+            .collect()
     }
 }
 
@@ -91,7 +93,11 @@ pub struct Ema {
 
 impl Ema {
     pub fn new(params: &Params, decay: f64) -> Result<Ema> {
-        let shadow = params.vars().iter().map(|var| Ok(var.as_tensor().detach().copy()?)).collect::<Result<_>>()?;
+        let shadow = params
+            .vars()
+            .iter()
+            .map(|var| Ok(var.as_tensor().detach().copy()?))
+            .collect::<Result<_>>()?;
         Ok(Ema { decay, updates: 0, shadow })
     }
 
@@ -127,7 +133,10 @@ mod tests {
     #[test]
     fn ema_warms_up_then_follows_the_fixed_decay() -> Result<()> {
         let var = Var::from_tensor(&Tensor::new(&[0.0f32], &Device::Cpu)?)?;
-        let params = Params { names: vec!["w".into()], vars: HashMap::from([("w".to_string(), var.clone())]) };
+        let params = Params {
+            names: vec!["w".into()],
+            vars: HashMap::from([("w".to_string(), var.clone())]),
+        };
         let mut ema = Ema::new(&params, 0.9)?;
         let mut expected = 0.0f64;
         for step in 0..40u32 {

@@ -36,7 +36,10 @@ pub struct StudyDataset {
 
 impl StudyDataset {
     pub fn new(path: &Path, options: DataOptions) -> StudyDataset {
-        let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "data".to_owned());
+        let name = path
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".to_owned());
         StudyDataset { path: path.to_owned(), options, name }
     }
 }
@@ -59,7 +62,9 @@ impl std::str::FromStr for Budget {
         match text {
             "quick" => Ok(Budget::Quick),
             "full" => Ok(Budget::Full),
-            other => Err(Error::Invalid(format!("invalid budget `{other}`: expected `quick` or `full`"))),
+            other => {
+                Err(Error::Invalid(format!("invalid budget `{other}`: expected `quick` or `full`")))
+            }
         }
     }
 }
@@ -99,7 +104,10 @@ pub struct Cell {
 impl Cell {
     /// `breast_cancer/vae/f0.25/s0`: the cell's identity in the logbook.
     pub fn key(&self, settings: &StudySettings) -> String {
-        format!("{}/{}/f{}/s{}", settings.datasets[self.dataset].name, self.family, self.fraction, self.seed)
+        format!(
+            "{}/{}/f{}/s{}",
+            settings.datasets[self.dataset].name, self.family, self.fraction, self.seed
+        )
     }
 
     /// The cell's file name stem: `breast_cancer-vae-f0.25-s0`.
@@ -141,7 +149,11 @@ pub trait StudyObserver {
 pub enum CellOutcome {
     /// Already done in an earlier run of the study.
     Skipped,
-    Done { train_seconds: f64, evaluate_seconds: f64, trained: bool },
+    Done {
+        train_seconds: f64,
+        evaluate_seconds: f64,
+        trained: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -169,8 +181,15 @@ pub fn cells(settings: &StudySettings) -> Vec<Cell> {
 }
 
 fn check(settings: &StudySettings) -> Result<()> {
-    if settings.datasets.is_empty() || settings.families.is_empty() || settings.fractions.is_empty() || settings.seeds == 0 {
-        return Err(Error::Invalid("the study grid is empty: give at least one dataset, family, fraction and seed".to_owned()));
+    if settings.datasets.is_empty()
+        || settings.families.is_empty()
+        || settings.fractions.is_empty()
+        || settings.seeds == 0
+    {
+        return Err(Error::Invalid(
+            "the study grid is empty: give at least one dataset, family, fraction and seed"
+                .to_owned(),
+        ));
     }
     for &fraction in &settings.fractions {
         SplitSpec::new(0, settings.holdout, fraction)?;
@@ -178,24 +197,34 @@ fn check(settings: &StudySettings) -> Result<()> {
     settings.device.check_available()?;
     for dataset in &settings.datasets {
         if !dataset.path.exists() {
-            return Err(Error::Invalid(format!("{}: no such file or folder", dataset.path.display())));
+            return Err(Error::Invalid(format!(
+                "{}: no such file or folder",
+                dataset.path.display()
+            )));
         }
     }
     Ok(())
 }
 
 /// Runs (or resumes) the grid.
-pub fn run_study(settings: &StudySettings, observer: &mut dyn StudyObserver) -> Result<StudySummary> {
+pub fn run_study(
+    settings: &StudySettings,
+    observer: &mut dyn StudyObserver,
+) -> Result<StudySummary> {
     check(settings)?;
     let started = Instant::now();
-    std::fs::create_dir_all(settings.out.join("models")).map_err(|err| Error::io(&settings.out, err))?;
-    std::fs::create_dir_all(settings.out.join("samples")).map_err(|err| Error::io(&settings.out, err))?;
+    std::fs::create_dir_all(settings.out.join("models"))
+        .map_err(|err| Error::io(&settings.out, err))?;
+    std::fs::create_dir_all(settings.out.join("samples"))
+        .map_err(|err| Error::io(&settings.out, err))?;
     let logbook = Logbook::open(&settings.out.join(DATABASE))?;
     let done: Vec<String> = logbook
         .runs()?
         .into_iter()
         .filter(|run| run.kind == "study" && run.status == edge_runtime::logbook::RunStatus::Done)
-        .filter_map(|run| serde_json::from_value::<CellParams>(run.params).ok().map(|params| params.cell))
+        .filter_map(|run| {
+            serde_json::from_value::<CellParams>(run.params).ok().map(|params| params.cell)
+        })
         .collect();
     let grid = cells(settings);
     let mut summary = StudySummary { cells: grid.len(), ..StudySummary::default() };
@@ -209,15 +238,26 @@ pub fn run_study(settings: &StudySettings, observer: &mut dyn StudyObserver) -> 
             pending.push(index);
         }
     }
-    let fail = |index: usize, err: Error| Error::Invalid(format!("study cell {}: {err}", grid[index].key(settings)));
+    let fail = |index: usize, err: Error| {
+        Error::Invalid(format!("study cell {}: {err}", grid[index].key(settings)))
+    };
     match &settings.trainer {
         Some(trainer) => {
             let mut plans = Vec::new();
             for &index in &pending {
-                plans.push((index, training_plan(settings, &grid[index]).map_err(|err| fail(index, err))?));
+                plans.push((
+                    index,
+                    training_plan(settings, &grid[index]).map_err(|err| fail(index, err))?,
+                ));
             }
-            let (ready, to_train): (Vec<_>, Vec<_>) = plans.into_iter().partition(|(_, plan)| plan.is_none());
-            let queue = std::sync::Mutex::new(to_train.into_iter().filter_map(|(index, plan)| plan.map(|plan| (index, plan))).collect::<std::collections::VecDeque<_>>());
+            let (ready, to_train): (Vec<_>, Vec<_>) =
+                plans.into_iter().partition(|(_, plan)| plan.is_none());
+            let queue = std::sync::Mutex::new(
+                to_train
+                    .into_iter()
+                    .filter_map(|(index, plan)| plan.map(|plan| (index, plan)))
+                    .collect::<std::collections::VecDeque<_>>(),
+            );
             let stop = std::sync::atomic::AtomicBool::new(false);
             let (sender, receiver) = std::sync::mpsc::channel::<(usize, Result<()>)>();
             std::thread::scope(|scope| -> Result<()> {
@@ -226,7 +266,11 @@ pub fn run_study(settings: &StudySettings, observer: &mut dyn StudyObserver) -> 
                     let (queue, stop) = (&queue, &stop);
                     scope.spawn(move || {
                         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                            let Some((index, plan)) = queue.lock().ok().and_then(|mut queue| queue.pop_front()) else { break };
+                            let Some((index, plan)) =
+                                queue.lock().ok().and_then(|mut queue| queue.pop_front())
+                            else {
+                                break;
+                            };
                             if sender.send((index, train_in_child(trainer, &plan))).is_err() {
                                 break;
                             }
@@ -236,13 +280,15 @@ pub fn run_study(settings: &StudySettings, observer: &mut dyn StudyObserver) -> 
                 drop(sender);
                 let outcome = (|| {
                     for (index, _) in &ready {
-                        let outcome = evaluate_and_log(settings, &grid[*index], &logbook, false).map_err(|err| fail(*index, err))?;
+                        let outcome = evaluate_and_log(settings, &grid[*index], &logbook, false)
+                            .map_err(|err| fail(*index, err))?;
                         observer.cell_finished(*index, &grid[*index].key(settings), &outcome);
                         summary.done += 1;
                     }
                     for (index, trained) in receiver {
                         trained.map_err(|err| fail(index, err))?;
-                        let outcome = evaluate_and_log(settings, &grid[index], &logbook, true).map_err(|err| fail(index, err))?;
+                        let outcome = evaluate_and_log(settings, &grid[index], &logbook, true)
+                            .map_err(|err| fail(index, err))?;
                         observer.cell_finished(index, &grid[index].key(settings), &outcome);
                         summary.done += 1;
                     }
@@ -263,7 +309,8 @@ pub fn run_study(settings: &StudySettings, observer: &mut dyn StudyObserver) -> 
                     }
                     None => false,
                 };
-                let outcome = evaluate_and_log(settings, cell, &logbook, trained).map_err(|err| fail(index, err))?;
+                let outcome = evaluate_and_log(settings, cell, &logbook, trained)
+                    .map_err(|err| fail(index, err))?;
                 observer.cell_finished(index, &cell.key(settings), &outcome);
                 summary.done += 1;
             }
@@ -283,8 +330,10 @@ fn training_plan(settings: &StudySettings, cell: &Cell) -> Result<Option<FitSett
     let split = SplitSpec::new(cell.seed, settings.holdout, cell.fraction)?;
     let data = edge_runtime::data::read_dataset(&dataset.path, &dataset.options)?;
     let prepared = crate::fit::prepare(data, &split)?;
-    let defaults = crate::train::Hyper::defaults(cell.family, &prepared.data.spec, prepared.data.n_rows);
-    let epochs = budget_epochs(settings, cell.family, prepared.data.n_rows, &prepared.data.spec).unwrap_or(defaults.epochs);
+    let defaults =
+        crate::train::Hyper::defaults(cell.family, &prepared.data.spec, prepared.data.n_rows);
+    let epochs = budget_epochs(settings, cell.family, prepared.data.n_rows, &prepared.data.spec)
+        .unwrap_or(defaults.epochs);
     Ok(Some(FitSettings {
         data: dataset.path.clone(),
         data_options: dataset.options.clone(),
@@ -305,10 +354,22 @@ fn train_in_child(trainer: &Path, plan: &FitSettings) -> Result<()> {
         .arg("fit")
         .arg("--data")
         .arg(&plan.data)
-        .args(["--family", plan.family.as_str(), "--device", &plan.device.to_string(), "--quiet", "--force"])
+        .args([
+            "--family",
+            plan.family.as_str(),
+            "--device",
+            &plan.device.to_string(),
+            "--quiet",
+            "--force",
+        ])
         .arg("--out")
         .arg(&plan.out)
-        .args(["--fraction", &plan.split.fraction.to_string(), "--holdout", &plan.split.holdout.to_string()])
+        .args([
+            "--fraction",
+            &plan.split.fraction.to_string(),
+            "--holdout",
+            &plan.split.holdout.to_string(),
+        ])
         .args(["--seed", &plan.train_seed.to_string()])
         .env("RAYON_NUM_THREADS", "1")
         .env("CANDLE_NUM_THREADS", "1");
@@ -319,13 +380,19 @@ fn train_in_child(trainer: &Path, plan: &FitSettings) -> Result<()> {
         command.args(["--label", label]);
     }
     if let Some(shape) = plan.data_options.image_shape {
-        command.args(["--image-shape", &format!("{}x{}x{}", shape.height, shape.width, shape.channels)]);
+        command.args([
+            "--image-shape",
+            &format!("{}x{}x{}", shape.height, shape.width, shape.channels),
+        ]);
     }
     let output = command.output().map_err(|err| Error::io(trainer, err))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("training failed: {}", String::from_utf8_lossy(&output.stderr).trim())))
+        Err(Error::Invalid(format!(
+            "training failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
     }
 }
 
@@ -340,7 +407,12 @@ impl FitObserver for Forward<'_> {
 }
 
 /// Epochs for a cell under the budget (`None`: the trainer's defaults).
-fn budget_epochs(settings: &StudySettings, family: Family, n_train: usize, spec: &crate::nets::DataSpec) -> Option<usize> {
+fn budget_epochs(
+    settings: &StudySettings,
+    family: Family,
+    n_train: usize,
+    spec: &crate::nets::DataSpec,
+) -> Option<usize> {
     if let Some(epochs) = settings.epochs {
         return Some(epochs);
     }
@@ -355,7 +427,12 @@ fn budget_epochs(settings: &StudySettings, family: Family, n_train: usize, spec:
 }
 
 /// Evaluates a trained cell and logs it as one run.
-fn evaluate_and_log(settings: &StudySettings, cell: &Cell, logbook: &Logbook, trained: bool) -> Result<CellOutcome> {
+fn evaluate_and_log(
+    settings: &StudySettings,
+    cell: &Cell,
+    logbook: &Logbook,
+    trained: bool,
+) -> Result<CellOutcome> {
     let dataset = &settings.datasets[cell.dataset];
     let key = cell.key(settings);
     let stem = cell.file_stem(settings);
@@ -363,9 +440,12 @@ fn evaluate_and_log(settings: &StudySettings, cell: &Cell, logbook: &Logbook, tr
     let evaluate_started = Instant::now();
     let bundle = Bundle::open(&bundle_dir)?;
     let manifest = &bundle.manifest;
-    let (train_seconds, final_loss) = (manifest.provenance.wall_time_s, manifest.provenance.final_loss);
-    let n_synthetic = settings.n_synthetic.unwrap_or(if manifest.schema.image.is_some() { 500 } else { 1000 });
-    let samples_file = format!("samples/{stem}.{}", if manifest.schema.image.is_some() { "png" } else { "csv" });
+    let (train_seconds, final_loss) =
+        (manifest.provenance.wall_time_s, manifest.provenance.final_loss);
+    let n_synthetic =
+        settings.n_synthetic.unwrap_or(if manifest.schema.image.is_some() { 500 } else { 1000 });
+    let samples_file =
+        format!("samples/{stem}.{}", if manifest.schema.image.is_some() { "png" } else { "csv" });
     let params = CellParams {
         cell: key.clone(),
         dataset: dataset.name.clone(),
@@ -384,18 +464,43 @@ fn evaluate_and_log(settings: &StudySettings, cell: &Cell, logbook: &Logbook, tr
         sampler: SamplerKind::Ddpm.to_string(),
         sampling_steps: manifest.schedule.map_or(1, |schedule| schedule.steps),
     };
-    logbook.register_model(&manifest.model_sha256, &serde_json::to_string(manifest).map_err(|err| Error::Internal(err.to_string()))?)?;
-    let run_id = logbook.start_run("study", Some(&manifest.model_sha256), &serde_json::to_value(&params).map_err(|err| Error::Internal(err.to_string()))?)?;
-    let result = evaluate_cell(settings, cell, &bundle, dataset, n_synthetic, &settings.out.join(&samples_file));
+    logbook.register_model(
+        &manifest.model_sha256,
+        &serde_json::to_string(manifest).map_err(|err| Error::Internal(err.to_string()))?,
+    )?;
+    let run_id = logbook.start_run(
+        "study",
+        Some(&manifest.model_sha256),
+        &serde_json::to_value(&params).map_err(|err| Error::Internal(err.to_string()))?,
+    )?;
+    let result = evaluate_cell(
+        settings,
+        cell,
+        &bundle,
+        dataset,
+        n_synthetic,
+        &settings.out.join(&samples_file),
+    );
     match result {
         Ok(mut metrics) => {
             // Training figures are single measurements on a side axis, not assessment figures:
             // their "interval" is the value itself.
             for (name, value) in [("train_seconds", train_seconds), ("final_loss", final_loss)] {
-                metrics.push(Metric { axis: "training".to_owned(), name: name.to_owned(), value, ci_low: value, ci_high: value, n: manifest.provenance.n_train as u64 });
+                metrics.push(Metric {
+                    axis: "training".to_owned(),
+                    name: name.to_owned(),
+                    value,
+                    ci_low: value,
+                    ci_high: value,
+                    n: manifest.provenance.n_train as u64,
+                });
             }
             logbook.finish_run(&run_id, &metrics)?;
-            Ok(CellOutcome::Done { train_seconds, evaluate_seconds: evaluate_started.elapsed().as_secs_f64(), trained })
+            Ok(CellOutcome::Done {
+                train_seconds,
+                evaluate_seconds: evaluate_started.elapsed().as_secs_f64(),
+                trained,
+            })
         }
         Err(err) => {
             logbook.fail_run(&run_id, &err.to_string())?;
@@ -405,10 +510,24 @@ fn evaluate_and_log(settings: &StudySettings, cell: &Cell, logbook: &Logbook, tr
 }
 
 /// Generates with the tract engine, evaluates on the six axes, and keeps the samples.
-fn evaluate_cell(settings: &StudySettings, cell: &Cell, bundle: &Bundle, dataset: &StudyDataset, n: usize, samples_path: &Path) -> Result<Vec<Metric>> {
+fn evaluate_cell(
+    settings: &StudySettings,
+    cell: &Cell,
+    bundle: &Bundle,
+    dataset: &StudyDataset,
+    n: usize,
+    samples_path: &Path,
+) -> Result<Vec<Metric>> {
     let real = real_for_bundle(bundle, &dataset.path)?;
     let mut generator = Generator::new(bundle, EngineKind::Tract, 0)?;
-    let sample_settings = SampleSettings { n, seed: cell.seed, classes: ClassChoice::Proportional, steps: None, sampler: SamplerKind::Ddpm, batch: 256 };
+    let sample_settings = SampleSettings {
+        n,
+        seed: cell.seed,
+        classes: ClassChoice::Proportional,
+        steps: None,
+        sampler: SamplerKind::Ddpm,
+        batch: 256,
+    };
     let samples = generator.generate(&sample_settings)?;
     let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;
     match &bundle.manifest.transform {
@@ -417,11 +536,17 @@ fn evaluate_cell(settings: &StudySettings, cell: &Cell, bundle: &Bundle, dataset
             for (idx, &label) in samples.labels.iter().enumerate() {
                 per_class[label as usize].push(idx);
             }
-            write_atomically(samples_path, &grid_png(pixels.shape, pixels, &samples, &per_class, 10)?)?;
+            write_atomically(
+                samples_path,
+                &grid_png(pixels.shape, pixels, &samples, &per_class, 10)?,
+            )?;
         }
-        Encoder::Tabular(_) => write_atomically(samples_path, &csv_bytes(&bundle.manifest, &samples)?)?,
+        Encoder::Tabular(_) => {
+            write_atomically(samples_path, &csv_bytes(&bundle.manifest, &samples)?)?
+        }
     }
-    let eval_settings = EvalSettings { seed: cell.seed, replicates: settings.bootstrap, ..EvalSettings::default() };
+    let eval_settings =
+        EvalSettings { seed: cell.seed, replicates: settings.bootstrap, ..EvalSettings::default() };
     let (assessment, _) = assess(&real, &synthetic, &eval_settings)?;
     for skipped in &assessment.skipped {
         eprintln!("{}: {} skipped: {}", dataset.name, skipped.name, skipped.reason);

@@ -127,7 +127,14 @@ pub struct Trained {
 /// Called after every epoch.
 pub type OnEpoch<'a> = dyn FnMut(&EpochStats) + 'a;
 
-pub fn train(family: Family, data: &TrainData, hyper: &Hyper, seed: u64, device: &Device, on_epoch: &mut OnEpoch<'_>) -> Result<Trained> {
+pub fn train(
+    family: Family,
+    data: &TrainData,
+    hyper: &Hyper,
+    seed: u64,
+    device: &Device,
+    on_epoch: &mut OnEpoch<'_>,
+) -> Result<Trained> {
     if data.n_rows == 0 {
         return Err(Error::Invalid("the train part is empty".to_owned()));
     }
@@ -168,7 +175,10 @@ impl<'a> Batches<'a> {
                 }
                 let mut x_dims = vec![rows.len()];
                 x_dims.extend(self.data.spec.sample_dims());
-                Ok((Tensor::from_vec(x, x_dims, self.device)?, Tensor::from_vec(y, (rows.len(), k), self.device)?))
+                Ok((
+                    Tensor::from_vec(x, x_dims, self.device)?,
+                    Tensor::from_vec(y, (rows.len(), k), self.device)?,
+                ))
             })
             .collect()
     }
@@ -189,7 +199,12 @@ fn adamw(vars: Vec<Var>, lr: f64, beta1: f64) -> Result<AdamW> {
 
 /// Per-sample reconstruction negative log-likelihood, summed over features: `[B]`.
 /// Numeric features (and pixels): Gaussian with learned log-scale; one-hot blocks: cross-entropy.
-fn reconstruction_nll(spec: &DataSpec, x: &Tensor, x_hat: &Tensor, log_scale: &Tensor) -> Result<Tensor> {
+fn reconstruction_nll(
+    spec: &DataSpec,
+    x: &Tensor,
+    x_hat: &Tensor,
+    log_scale: &Tensor,
+) -> Result<Tensor> {
     let batch = x.dim(0)?;
     let x = x.reshape((batch, spec.width))?;
     let x_hat = x_hat.reshape((batch, spec.width))?;
@@ -250,13 +265,17 @@ fn train_vae(
             let x_hat = forward(&decoder_graph, &decoder, &[("z", &z), ("y", &y)])?.remove(0);
             let nll = reconstruction_nll(spec, &x, &x_hat, log_scale.as_tensor())?;
             // KL(N(μ, σ²) ‖ N(0, 1)) per sample.
-            let kl = ((mu.sqr()? + logvar.exp()?)? - logvar)?.affine(1.0, -1.0)?.sum(1)?.affine(0.5, 0.0)?;
+            let kl = ((mu.sqr()? + logvar.exp()?)? - logvar)?
+                .affine(1.0, -1.0)?
+                .sum(1)?
+                .affine(0.5, 0.0)?;
             let loss = (nll + kl)?.mean_all()?;
             optimiser.backward_step(&loss)?;
             sum += scalar(&loss)? * batch as f64;
             count += batch;
         }
-        let stats = EpochStats { epoch, loss: sum / count as f64, generator_loss: None, moment_gap: None };
+        let stats =
+            EpochStats { epoch, loss: sum / count as f64, generator_loss: None, moment_gap: None };
         check_finite(&stats)?;
         on_epoch(&stats);
         history.push(stats);
@@ -279,7 +298,10 @@ struct SpectralNorm {
 
 impl SpectralNorm {
     fn new(seed: u64) -> Self {
-        SpectralNorm { u: std::collections::HashMap::new(), rng: rng::stream(seed, "train/gan/spectral") }
+        SpectralNorm {
+            u: std::collections::HashMap::new(),
+            rng: rng::stream(seed, "train/gan/spectral"),
+        }
     }
 
     /// `W / σ(W)` with `σ` from one power iteration on the detached weight; gradients flow
@@ -331,14 +353,18 @@ fn train_gan(
         for (x, y) in batches.epoch()? {
             let batch = x.dim(0)?;
             let score = |input: &Tensor, spectral: &mut SpectralNorm| -> Result<Tensor> {
-                Ok(forward_with(&critic_graph, &critic, &[("x", input), ("y", &y)], &mut |name, weight| {
-                    spectral.normalise(name, weight)
-                })?
+                Ok(forward_with(
+                    &critic_graph,
+                    &critic,
+                    &[("x", input), ("y", &y)],
+                    &mut |name, weight| spectral.normalise(name, weight),
+                )?
                 .remove(0))
             };
             // Critic step on real and (detached) generated samples.
             let z = normal(&mut noise, &[batch, latent], device)?;
-            let fake = forward(&generator_graph, &generator, &[("z", &z), ("y", &y)])?.remove(0).detach();
+            let fake =
+                forward(&generator_graph, &generator, &[("z", &z), ("y", &y)])?.remove(0).detach();
             let real_term = score(&x, &mut spectral)?.affine(-1.0, 1.0)?.relu()?.mean_all()?;
             let fake_term = score(&fake, &mut spectral)?.affine(1.0, 1.0)?.relu()?.mean_all()?;
             let loss_d = (real_term + fake_term)?;
@@ -389,7 +415,11 @@ impl Moments {
         let (mean, std) = column_moments(&data.x, data.spec.width);
         let n = data.n_rows.min(512);
         let z = normal(&mut rng::stream(seed, "train/gan/moments"), &[n, latent], device)?;
-        let y = Tensor::from_vec(data.y[..n * data.spec.n_classes].to_vec(), (n, data.spec.n_classes), device)?;
+        let y = Tensor::from_vec(
+            data.y[..n * data.spec.n_classes].to_vec(),
+            (n, data.spec.n_classes),
+            device,
+        )?;
         Ok(Moments { mean, std, z, y, width: data.spec.width })
     }
 
@@ -440,7 +470,10 @@ fn train_ddpm(
     for epoch in 0..hyper.epochs {
         // Cosine decay of the learning rate to a tenth over training.
         let progress = epoch as f64 / total_epochs;
-        optimiser.set_learning_rate(hyper.learning_rate * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())));
+        optimiser.set_learning_rate(
+            hyper.learning_rate
+                * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())),
+        );
         let (mut sum, mut count) = (0.0, 0);
         for (x0, y) in batches.epoch()? {
             let batch = x0.dim(0)?;
@@ -448,26 +481,40 @@ fn train_ddpm(
             let mut coef_dims = vec![batch];
             coef_dims.extend(std::iter::repeat_n(1, x0.rank() - 1));
             let signal: Vec<f32> = t.iter().map(|&step| alpha_bars[step].sqrt() as f32).collect();
-            let sigma: Vec<f32> = t.iter().map(|&step| (1.0 - alpha_bars[step]).sqrt() as f32).collect();
+            let sigma: Vec<f32> =
+                t.iter().map(|&step| (1.0 - alpha_bars[step]).sqrt() as f32).collect();
             let signal = Tensor::from_vec(signal, coef_dims.as_slice(), device)?;
             let sigma = Tensor::from_vec(sigma, coef_dims.as_slice(), device)?;
             let eps = normal(&mut noise, x0.dims(), device)?;
             let x_t = (x0.broadcast_mul(&signal)? + eps.broadcast_mul(&sigma)?)?;
-            let t = Tensor::from_vec(t.iter().map(|&step| step as f32).collect::<Vec<_>>(), (batch, 1), device)?;
-            let eps_hat = forward(&graph, &params, &[("x_t", &x_t), ("t", &t), ("y", &y)])?.remove(0);
+            let t = Tensor::from_vec(
+                t.iter().map(|&step| step as f32).collect::<Vec<_>>(),
+                (batch, 1),
+                device,
+            )?;
+            let eps_hat =
+                forward(&graph, &params, &[("x_t", &x_t), ("t", &t), ("y", &y)])?.remove(0);
             let loss = (eps_hat - eps)?.sqr()?.mean_all()?;
             optimiser.backward_step(&loss)?;
             ema.update(&params)?;
             sum += scalar(&loss)? * batch as f64;
             count += batch;
         }
-        let stats = EpochStats { epoch, loss: sum / count as f64, generator_loss: None, moment_gap: None };
+        let stats =
+            EpochStats { epoch, loss: sum / count as f64, generator_loss: None, moment_gap: None };
         check_finite(&stats)?;
         on_epoch(&stats);
         history.push(stats);
     }
     ema.apply(&params)?;
-    Ok(Trained { family: Family::Ddpm, graph, params, companion: None, schedule: Some(schedule), history })
+    Ok(Trained {
+        family: Family::Ddpm,
+        graph,
+        params,
+        companion: None,
+        schedule: Some(schedule),
+        history,
+    })
 }
 
 fn check_finite(stats: &EpochStats) -> Result<()> {

@@ -11,9 +11,9 @@ use candle_core::{Device, Tensor};
 use edge_runtime::data::{DataOptions, read_dataset};
 use edge_runtime::engine::tract::TractEngine;
 use edge_runtime::engine::{Engine, TensorIn};
+use models::ImageShape;
 use models::manifest::Family;
 use models::split::SplitSpec;
-use models::ImageShape;
 use trainer::exec::forward;
 use trainer::fit::prepare;
 use trainer::train::{Hyper, Trained, train};
@@ -33,7 +33,12 @@ struct Case {
 }
 
 fn breast_cancer() -> Case {
-    Case { data: "breast_cancer.csv", options: DataOptions { label: Some("diagnosis".into()), ..DataOptions::default() }, epochs: 12, fraction: 1.0 }
+    Case {
+        data: "breast_cancer.csv",
+        options: DataOptions { label: Some("diagnosis".into()), ..DataOptions::default() },
+        epochs: 12,
+        fraction: 1.0,
+    }
 }
 
 fn digits() -> Case {
@@ -50,16 +55,21 @@ fn digits() -> Case {
 }
 
 fn train_case(case: &Case, family: Family) -> (Trained, trainer::nets::DataSpec) {
-    let dataset = read_dataset(&fixture(case.data), &case.options).unwrap_or_else(|err| panic!("{err}"));
-    let prepared = prepare(dataset, &SplitSpec { seed: 0, holdout: 0.2, fraction: case.fraction }).unwrap_or_else(|err| panic!("{err}"));
+    let dataset = read_dataset(&fixture(case.data), &case.options).unwrap();
+    let prepared =
+        prepare(dataset, &SplitSpec { seed: 0, holdout: 0.2, fraction: case.fraction }).unwrap();
     let mut hyper = Hyper::defaults(family, &prepared.data.spec, prepared.data.n_rows);
     hyper.epochs = case.epochs;
-    let trained = train(family, &prepared.data, &hyper, 0, &Device::Cpu, &mut |_| {}).unwrap_or_else(|err| panic!("{err}"));
+    let trained = train(family, &prepared.data, &hyper, 0, &Device::Cpu, &mut |_| {}).unwrap();
     (trained, prepared.data.spec)
 }
 
 /// Random graph inputs for a batch: z and noisy x ~ N(0, 1), t integer steps, y one-hot.
-fn inputs(trained: &Trained, n_classes: usize, batch: usize) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+fn inputs(
+    trained: &Trained,
+    n_classes: usize,
+    batch: usize,
+) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut rng = models::rng::stream(11, "test/inputs");
     trained
         .graph
@@ -70,7 +80,10 @@ fn inputs(trained: &Trained, n_classes: usize, batch: usize) -> Vec<(String, Vec
             shape.extend(&input.dims);
             let n: usize = shape.iter().product();
             let data = match input.name.as_str() {
-                "y" => models::transform::one_hot(&(0..batch).map(|row| (row % n_classes) as u32).collect::<Vec<_>>(), n_classes),
+                "y" => models::transform::one_hot(
+                    &(0..batch).map(|row| (row % n_classes) as u32).collect::<Vec<_>>(),
+                    n_classes,
+                ),
                 "t" => (0..batch).map(|row| ((row * 37) % 200) as f32).collect(),
                 _ => models::rng::normal_f32(&mut rng, n),
             };
@@ -93,26 +106,36 @@ fn check(case: &Case, family: Family) {
     match family {
         // Adversarial losses do not measure progress; the gap between generated and real moments does.
         Family::Gan => {
-            let (before, after) = (first.moment_gap.unwrap_or(f64::NAN), last.moment_gap.unwrap_or(f64::NAN));
+            let (before, after) =
+                (first.moment_gap.unwrap_or(f64::NAN), last.moment_gap.unwrap_or(f64::NAN));
             assert!(after < before, "{label}: moment gap should fall, {before} → {after}");
         }
-        _ => assert!(last.loss < first.loss, "{label}: loss should fall, {} → {}", first.loss, last.loss),
+        _ => assert!(
+            last.loss < first.loss,
+            "{label}: loss should fall, {} → {}",
+            first.loss,
+            last.loss
+        ),
     }
 
-    let bytes = trainer::onnx::export(&trained.graph, &trained.params.to_host().unwrap_or_else(|e| panic!("{e}")), "test")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let bytes =
+        trainer::onnx::export(&trained.graph, &trained.params.to_host().unwrap(), "test").unwrap();
     let batch = 7;
     let feeds = inputs(&trained, spec.n_classes, batch);
     let tensors: Vec<(String, Tensor)> = feeds
         .iter()
-        .map(|(name, shape, data)| (name.clone(), Tensor::from_vec(data.clone(), shape.as_slice(), &Device::Cpu).unwrap_or_else(|e| panic!("{e}"))))
+        .map(|(name, shape, data)| {
+            (name.clone(), Tensor::from_vec(data.clone(), shape.as_slice(), &Device::Cpu).unwrap())
+        })
         .collect();
-    let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(name, tensor)| (name.as_str(), tensor)).collect();
-    let candle_out = forward(&trained.graph, &trained.params, &named).unwrap_or_else(|e| panic!("{e}")).remove(0);
-    let candle_out: Vec<f32> = candle_out.flatten_all().and_then(|t| t.to_vec1()).unwrap_or_else(|e| panic!("{e}"));
+    let named: Vec<(&str, &Tensor)> =
+        tensors.iter().map(|(name, tensor)| (name.as_str(), tensor)).collect();
+    let candle_out = forward(&trained.graph, &trained.params, &named).unwrap().remove(0);
+    let candle_out: Vec<f32> = candle_out.flatten_all().and_then(|t| t.to_vec1()).unwrap();
 
     let mut engine = TractEngine::from_onnx(&bytes, 1).unwrap_or_else(|e| panic!("{label}: {e}"));
-    let tract_inputs: Vec<TensorIn<'_>> = feeds.iter().map(|(_, shape, data)| TensorIn { data, shape }).collect();
+    let tract_inputs: Vec<TensorIn<'_>> =
+        feeds.iter().map(|(_, shape, data)| TensorIn { data, shape }).collect();
     let tract_out = engine.run(&tract_inputs).unwrap_or_else(|e| panic!("{label}: {e}"));
     let diff = max_abs_diff(&candle_out, &tract_out);
     assert!(diff <= TOLERANCE, "{label}: tract differs from candle by {diff}");
@@ -126,27 +149,45 @@ fn check(case: &Case, family: Family) {
             (one, data[row..2 * row].to_vec())
         })
         .collect();
-    let single: Vec<TensorIn<'_>> = one_row.iter().map(|(shape, data)| TensorIn { data, shape }).collect();
+    let single: Vec<TensorIn<'_>> =
+        one_row.iter().map(|(shape, data)| TensorIn { data, shape }).collect();
     let row_out = engine.run(&single).unwrap_or_else(|e| panic!("{label}: {e}"));
     let width = tract_out.len() / batch;
-    assert!(max_abs_diff(&row_out, &tract_out[width..2 * width]) <= TOLERANCE, "{label}: batch of one differs");
+    assert!(
+        max_abs_diff(&row_out, &tract_out[width..2 * width]) <= TOLERANCE,
+        "{label}: batch of one differs"
+    );
 
     let Some(python) = python::python() else { return };
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let model_path = dir.path().join("model.onnx");
-    std::fs::write(&model_path, &bytes).unwrap_or_else(|e| panic!("{e}"));
-    let json = serde_json::json!(feeds
-        .iter()
-        .map(|(name, shape, data)| (name.clone(), serde_json::json!({"shape": shape, "data": data})))
-        .collect::<serde_json::Map<_, _>>());
+    std::fs::write(&model_path, &bytes).unwrap();
+    let json = serde_json::json!(
+        feeds
+            .iter()
+            .map(|(name, shape, data)| (
+                name.clone(),
+                serde_json::json!({"shape": shape, "data": data})
+            ))
+            .collect::<serde_json::Map<_, _>>()
+    );
     let inputs_path = dir.path().join("inputs.json");
-    std::fs::write(&inputs_path, json.to_string()).unwrap_or_else(|e| panic!("{e}"));
-    let stdout = python::run(&python, "onnx_check.py", &[&model_path.to_string_lossy(), &inputs_path.to_string_lossy()]);
-    let reply: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    let ort_out: Vec<f32> = reply["output"].as_array().map(|values| values.iter().map(|v| v.as_f64().unwrap_or(f64::NAN) as f32).collect()).unwrap_or_default();
+    std::fs::write(&inputs_path, json.to_string()).unwrap();
+    let stdout = python::run(
+        &python,
+        "onnx_check.py",
+        &[&model_path.to_string_lossy(), &inputs_path.to_string_lossy()],
+    );
+    let reply: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let ort_out: Vec<f32> = reply["output"]
+        .as_array()
+        .map(|values| values.iter().map(|v| v.as_f64().unwrap_or(f64::NAN) as f32).collect())
+        .unwrap_or_default();
     let diff = max_abs_diff(&ort_out, &tract_out);
     assert!(diff <= TOLERANCE, "{label}: onnxruntime differs from tract by {diff}");
-    let input_names: Vec<&str> = trained.graph.inputs.iter().map(|input| input.name.as_str()).collect();
+    let input_names: Vec<&str> =
+        trained.graph.inputs.iter().map(|input| input.name.as_str()).collect();
     assert_eq!(reply["inputs"], serde_json::json!(input_names), "{label}");
 }
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::bundle::Bundle;
 use crate::cli::BenchArgs;
-use crate::data::write_atomically;
 use crate::commands::record::run_recorded;
+use crate::data::write_atomically;
 use crate::memory::peak_rss_mb;
 use crate::metrics::Metric;
 use crate::metrics::intervals::{bootstrap, nearest_rank};
@@ -50,18 +50,29 @@ pub struct BenchReport {
 }
 
 /// Runs the benchmark grid on an opened generator.
-pub fn bench(bundle: &Bundle, generator: &mut Generator, repeats: usize, steps: Option<&[usize]>, threads: usize) -> crate::Result<BenchReport> {
+pub fn bench(
+    bundle: &Bundle,
+    generator: &mut Generator,
+    repeats: usize,
+    steps: Option<&[usize]>,
+    threads: usize,
+) -> crate::Result<BenchReport> {
     let mut configs: Vec<(usize, Option<usize>, SamplerKind)> = Vec::new();
     match bundle.manifest.schedule {
         None => configs.extend(BATCH_SIZES.iter().map(|&batch| (batch, None, SamplerKind::Ddpm))),
         Some(schedule) => {
             let default_steps = [10, 50, schedule.steps];
-            let mut step_counts: Vec<usize> = steps.unwrap_or(&default_steps).iter().map(|&k| k.clamp(1, schedule.steps)).collect();
+            let mut step_counts: Vec<usize> = steps
+                .unwrap_or(&default_steps)
+                .iter()
+                .map(|&k| k.clamp(1, schedule.steps))
+                .collect();
             step_counts.sort_unstable();
             step_counts.dedup();
             for &batch in &BATCH_SIZES {
                 for &k in &step_counts {
-                    let sampler = if k == schedule.steps { SamplerKind::Ddpm } else { SamplerKind::Ddim };
+                    let sampler =
+                        if k == schedule.steps { SamplerKind::Ddpm } else { SamplerKind::Ddim };
                     configs.push((batch, Some(k), sampler));
                 }
             }
@@ -69,14 +80,23 @@ pub fn bench(bundle: &Bundle, generator: &mut Generator, repeats: usize, steps: 
     }
     let mut results = Vec::with_capacity(configs.len());
     for (batch, steps, sampler) in configs {
-        let settings = SampleSettings { n: batch, seed: 0, classes: ClassChoice::Proportional, steps, sampler, batch };
+        let settings = SampleSettings {
+            n: batch,
+            seed: 0,
+            classes: ClassChoice::Proportional,
+            steps,
+            sampler,
+            batch,
+        };
         // Two warm-up runs, then timed runs until `repeats` or about two seconds.
         for _ in 0..2 {
             generator.generate(&settings)?;
         }
         let mut times: Vec<Duration> = Vec::with_capacity(repeats);
         let started = Instant::now();
-        while times.len() < repeats.max(3) && (times.len() < 3 || started.elapsed() < Duration::from_secs(2)) {
+        while times.len() < repeats.max(3)
+            && (times.len() < 3 || started.elapsed() < Duration::from_secs(2))
+        {
             let run = Instant::now();
             generator.generate(&settings)?;
             times.push(run.elapsed());
@@ -85,17 +105,21 @@ pub fn bench(bundle: &Bundle, generator: &mut Generator, repeats: usize, steps: 
         times_ms.sort_by(f64::total_cmp);
         let (p50_ms, p95_ms) = (nearest_rank(&times_ms, 0.50), nearest_rank(&times_ms, 0.95));
         let purpose = format!("bench/batch{batch}/steps{steps:?}/{sampler}");
-        let (p50_ms_low, p50_ms_high) = bootstrap(&[times_ms.len()], 1000, BOOTSTRAP_SEED, &purpose, p50_ms, |idx| {
-            let mut resample: Vec<f64> = idx[0].iter().map(|&i| times_ms[i]).collect();
-            resample.sort_by(f64::total_cmp);
-            nearest_rank(&resample, 0.5)
-        });
+        let (p50_ms_low, p50_ms_high) =
+            bootstrap(&[times_ms.len()], 1000, BOOTSTRAP_SEED, &purpose, p50_ms, |idx| {
+                let mut resample: Vec<f64> = idx[0].iter().map(|&i| times_ms[i]).collect();
+                resample.sort_by(f64::total_cmp);
+                nearest_rank(&resample, 0.5)
+            });
         results.push(BenchResult {
             batch,
             steps,
             sampler: steps.map(|_| sampler.to_string()),
             samples_per_second: batch as f64 * 1e3 / p50_ms.max(1e-9),
-            samples_per_second_ci95: (batch as f64 * 1e3 / p50_ms_high.max(1e-9), batch as f64 * 1e3 / p50_ms_low.max(1e-9)),
+            samples_per_second_ci95: (
+                batch as f64 * 1e3 / p50_ms_high.max(1e-9),
+                batch as f64 * 1e3 / p50_ms_low.max(1e-9),
+            ),
             p50_ms,
             p50_ms_ci95: (p50_ms_low, p50_ms_high),
             p95_ms,
@@ -130,10 +154,22 @@ pub fn bench_metrics(report: &BenchReport) -> Vec<Metric> {
         if let (Some(steps), Some(sampler)) = (result.steps, &result.sampler) {
             config.push_str(&format!(".steps{steps}.{sampler}"));
         }
-        metrics.push(efficiency(format!("samples_per_second.{config}"), result.samples_per_second, result.samples_per_second_ci95, result.repeats));
-        metrics.push(efficiency(format!("p50_ms.{config}"), result.p50_ms, result.p50_ms_ci95, result.repeats));
+        metrics.push(efficiency(
+            format!("samples_per_second.{config}"),
+            result.samples_per_second,
+            result.samples_per_second_ci95,
+            result.repeats,
+        ));
+        metrics.push(efficiency(
+            format!("p50_ms.{config}"),
+            result.p50_ms,
+            result.p50_ms_ci95,
+            result.repeats,
+        ));
     }
-    if let Some(peak) = report.results.iter().filter_map(|result| result.peak_rss_mb).reduce(f64::max) {
+    if let Some(peak) =
+        report.results.iter().filter_map(|result| result.peak_rss_mb).reduce(f64::max)
+    {
         metrics.push(efficiency("peak_rss_mb".to_owned(), peak, (peak, peak), 1));
     }
     let size_kib = report.bundle_size_bytes as f64 / 1024.0;
@@ -165,7 +201,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         threads,
         report.bundle_size_bytes as f64 / 1024.0
     );
-    println!("{:>6} {:>6} {:>8} {:>14} {:>10} {:>10} {:>10}", "batch", "steps", "sampler", "samples/s", "p50 ms", "p95 ms", "peak MiB");
+    println!(
+        "{:>6} {:>6} {:>8} {:>14} {:>10} {:>10} {:>10}",
+        "batch", "steps", "sampler", "samples/s", "p50 ms", "p95 ms", "peak MiB"
+    );
     for result in &report.results {
         println!(
             "{:>6} {:>6} {:>8} {:>14.1} {:>10.3} {:>10.3} {:>10.1}",

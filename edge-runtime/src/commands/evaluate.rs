@@ -13,7 +13,9 @@ use crate::bundle::Bundle;
 use crate::cli::EvaluateArgs;
 use crate::commands::record::run_recorded;
 use crate::data::write_atomically;
-use crate::metrics::{Assessment, EvalSettings, Metric, Skipped, efficiency_metrics, format_table, sort_by_axis};
+use crate::metrics::{
+    Assessment, EvalSettings, Metric, Skipped, efficiency_metrics, format_table, sort_by_axis,
+};
 use crate::output::synthetic_dataset;
 use crate::sampler::{ClassChoice, Generator, SampleSettings};
 
@@ -26,7 +28,12 @@ pub struct Report<'a> {
 }
 
 pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
-    let settings = EvalSettings { k: args.k, seed: args.seed, replicates: args.bootstrap, ..EvalSettings::default() };
+    let settings = EvalSettings {
+        k: args.k,
+        seed: args.seed,
+        replicates: args.bootstrap,
+        ..EvalSettings::default()
+    };
     let path = |path: &Option<std::path::PathBuf>| path.as_ref().map(|p| p.display().to_string());
     let params = serde_json::json!({
         "model": path(&args.model),
@@ -42,7 +49,13 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         "sampler": args.sampling.sampler.to_string(),
         "engine": args.sampling.engine.engine.to_string(),
     });
-    let (assessment, summary) = match (&args.model, &args.real, &args.real_train, &args.real_holdout, &args.synthetic) {
+    let (assessment, summary) = match (
+        &args.model,
+        &args.real,
+        &args.real_train,
+        &args.real_holdout,
+        &args.synthetic,
+    ) {
         (Some(model), Some(real), None, None, None) => {
             let bundle = Bundle::open(model)?;
             run_recorded(args.db.as_deref(), "evaluate", Some(&bundle), &params, || {
@@ -52,7 +65,10 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
             })?
         }
         (None, None, Some(train), Some(holdout), Some(synthetic)) => {
-            let label = args.label.as_deref().context("--label is required with --real-train / --real-holdout / --synthetic")?;
+            let label = args
+                .label
+                .as_deref()
+                .context("--label is required with --real-train / --real-holdout / --synthetic")?;
             run_recorded(args.db.as_deref(), "evaluate", None, &params, || {
                 let real = real_from_files(train, holdout, label, args.image_shape)?;
                 let synthetic_data = read_synthetic(synthetic, &real)?;
@@ -71,18 +87,26 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
     );
     print!("{}", format_table(&assessment.metrics, &assessment.skipped));
     if let Some(path) = &args.json {
-        let report = Report { data: summary, metrics: &assessment.metrics, skipped: &assessment.skipped };
-        write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+        let report =
+            Report { data: summary, metrics: &assessment.metrics, skipped: &assessment.skipped };
+        write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn evaluate_bundle(bundle: &Bundle, real: &Path, args: &EvaluateArgs, settings: &EvalSettings) -> anyhow::Result<(Assessment, DataSummary)> {
+fn evaluate_bundle(
+    bundle: &Bundle,
+    real: &Path,
+    args: &EvaluateArgs,
+    settings: &EvalSettings,
+) -> anyhow::Result<(Assessment, DataSummary)> {
     if args.n == 0 {
         bail!("invalid --n 0: expected at least 1 sample");
     }
     let real_data = real_for_bundle(bundle, real)?;
-    let mut generator = Generator::new(bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;
+    let mut generator =
+        Generator::new(bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;
     let sample_settings = SampleSettings {
         n: args.n,
         seed: args.seed,
@@ -94,7 +118,11 @@ fn evaluate_bundle(bundle: &Bundle, real: &Path, args: &EvaluateArgs, settings: 
     let samples = generator.generate(&sample_settings)?;
     let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;
     let (mut assessment, summary) = assess(&real_data, &synthetic, settings)?;
-    assessment.metrics.extend(efficiency_metrics(&samples.batch_times, settings.seed, settings.replicates));
+    assessment.metrics.extend(efficiency_metrics(
+        &samples.batch_times,
+        settings.seed,
+        settings.replicates,
+    ));
     sort_by_axis(&mut assessment.metrics);
     Ok((assessment, summary))
 }

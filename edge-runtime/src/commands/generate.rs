@@ -36,13 +36,21 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         (Some(_), Some(real)) => Some(real_for_bundle(&bundle, real)?),
         _ => None,
     };
-    let mut generator = Generator::new(&bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;
+    let mut generator =
+        Generator::new(&bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;
     let classes = match (&args.class, args.balanced) {
         (Some(name), _) => ClassChoice::Single(generator.class_index(name)?),
         (None, true) => ClassChoice::Balanced,
         (None, false) => ClassChoice::Proportional,
     };
-    let settings = SampleSettings { n: args.n, seed: args.seed, classes, steps: args.sampling.steps, sampler: args.sampling.sampler, batch: args.sampling.batch };
+    let settings = SampleSettings {
+        n: args.n,
+        seed: args.seed,
+        classes,
+        steps: args.sampling.steps,
+        sampler: args.sampling.sampler,
+        batch: args.sampling.batch,
+    };
     let params = serde_json::json!({
         "model": args.model.display().to_string(),
         "n": args.n,
@@ -63,18 +71,24 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         let mut metrics = efficiency_metrics(&samples.batch_times, args.seed, 200);
         if let (Some(policy), Some(real)) = (&policy, &real) {
             let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;
-            let eval_settings = EvalSettings { seed: args.seed, axes: policy.axes(), ..EvalSettings::default() };
+            let eval_settings =
+                EvalSettings { seed: args.seed, axes: policy.axes(), ..EvalSettings::default() };
             let (assessment, _) = assess(real, &synthetic, &eval_settings)?;
             let verdict = policy.judge(&assessment);
-            let lines: Vec<String> =
-                verdict.failed.iter().map(|line| format!("  FAIL {line}")).chain(verdict.passed.iter().map(|line| format!("  pass {line}"))).collect();
+            let lines: Vec<String> = verdict
+                .failed
+                .iter()
+                .map(|line| format!("  FAIL {line}"))
+                .chain(verdict.passed.iter().map(|line| format!("  pass {line}")))
+                .collect();
             if !verdict.allows_release() {
                 return Err(GateRefused(lines.join("\n")).into());
             }
             println!("release gate: passed\n{}", lines.join("\n"));
             metrics.extend(assessment.metrics);
         }
-        write_samples(&bundle.manifest, &samples, &args.out).with_context(|| format!("writing {}", args.out.display()))?;
+        write_samples(&bundle.manifest, &samples, &args.out)
+            .with_context(|| format!("writing {}", args.out.display()))?;
         if let Some(path) = &args.encoded_out {
             write_encoded(&samples, path).with_context(|| format!("writing {}", path.display()))?;
         }
@@ -111,7 +125,11 @@ struct EncodedSamples<'a> {
 }
 
 fn write_encoded(samples: &Samples, path: &Path) -> anyhow::Result<()> {
-    let encoded = EncodedSamples { width: samples.width, labels: &samples.labels, rows: samples.x.chunks_exact(samples.width).collect() };
+    let encoded = EncodedSamples {
+        width: samples.width,
+        labels: &samples.labels,
+        rows: samples.x.chunks_exact(samples.width).collect(),
+    };
     write_atomically(path, serde_json::to_string(&encoded)?.as_bytes())?;
     Ok(())
 }

@@ -24,11 +24,16 @@ pub struct LogArgs {
 
 pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
     if !args.db.is_file() {
-        anyhow::bail!("{}: no logbook there; expected the file given to --db by generate, bench or evaluate", args.db.display());
+        anyhow::bail!(
+            "{}: no logbook there; expected the file given to --db by generate, bench or evaluate",
+            args.db.display()
+        );
     }
     let logbook = Logbook::open(&args.db)?;
     if let Some(id) = &args.run {
-        let run = logbook.find_run(id)?.ok_or_else(|| anyhow::anyhow!("{}: no run with id {id}", args.db.display()))?;
+        let run = logbook
+            .find_run(id)?
+            .ok_or_else(|| anyhow::anyhow!("{}: no run with id {id}", args.db.display()))?;
         print_run(&run)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -37,7 +42,10 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         println!("no runs in {}", args.db.display());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<8}  {:<19}  {:<8}  {:<7}  {:<12}  headline figures", "run", "started (UTC)", "kind", "status", "model");
+    println!(
+        "{:<8}  {:<19}  {:<8}  {:<7}  {:<12}  headline figures",
+        "run", "started (UTC)", "kind", "status", "model"
+    );
     for run in &runs {
         let figures: Vec<String> = run.headline_metrics.iter().map(describe).collect();
         let figures = match (&run.message, figures.is_empty()) {
@@ -68,7 +76,10 @@ fn print_run(run: &RunRecord) -> anyhow::Result<()> {
     if let Some(message) = &run.message {
         println!("message   {message}");
     }
-    println!("params    {}", serde_json::to_string_pretty(&run.params)?.replace('\n', "\n          "));
+    println!(
+        "params    {}",
+        serde_json::to_string_pretty(&run.params)?.replace('\n', "\n          ")
+    );
     for metric in &run.metrics {
         println!("  {}", describe(metric));
     }

@@ -22,9 +22,16 @@ pub fn run_recorded<T>(
     };
     let logbook = Logbook::open(db)?;
     if let Some(bundle) = bundle {
-        logbook.register_model(&bundle.manifest.model_sha256, &serde_json::to_string(&bundle.manifest)?)?;
+        logbook.register_model(
+            &bundle.manifest.model_sha256,
+            &serde_json::to_string(&bundle.manifest)?,
+        )?;
     }
-    let run_id = logbook.start_run(kind, bundle.map(|bundle| bundle.manifest.model_sha256.as_str()), params)?;
+    let run_id = logbook.start_run(
+        kind,
+        bundle.map(|bundle| bundle.manifest.model_sha256.as_str()),
+        params,
+    )?;
     match work() {
         Ok((result, metrics)) => {
             logbook.finish_run(&run_id, &metrics)?;

@@ -19,7 +19,13 @@ pub struct ReportArgs {
 }
 
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    write_report(&args.db, &args.out).with_context(|| format!("writing the report of {} into {}", args.db.display(), args.out.display()))?;
-    println!("report: {} and {}", args.out.join(HTML_FILE).display(), args.out.join(MARKDOWN_FILE).display());
+    write_report(&args.db, &args.out).with_context(|| {
+        format!("writing the report of {} into {}", args.db.display(), args.out.display())
+    })?;
+    println!(
+        "report: {} and {}",
+        args.out.join(HTML_FILE).display(),
+        args.out.join(MARKDOWN_FILE).display()
+    );
     Ok(ExitCode::SUCCESS)
 }

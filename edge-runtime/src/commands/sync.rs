@@ -20,7 +20,12 @@ pub struct SyncArgs {
     #[arg(long)]
     pub db: PathBuf,
     /// The hub, such as http://192.168.1.10:8750.
-    #[arg(long, required_unless_present = "to_dir", conflicts_with = "to_dir", requires = "token_file")]
+    #[arg(
+        long,
+        required_unless_present = "to_dir",
+        conflicts_with = "to_dir",
+        requires = "token_file"
+    )]
     pub to: Option<String>,
     /// Write batch files into this existing folder instead (a USB stick for a site with no link).
     #[arg(long)]
@@ -43,7 +48,9 @@ enum Destination {
 
 pub fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
     let destination = match (&args.to, &args.to_dir, &args.token_file) {
-        (Some(url), None, Some(token_file)) => Destination::Hub(HubClient::new(url, Token::read(token_file)?)?),
+        (Some(url), None, Some(token_file)) => {
+            Destination::Hub(HubClient::new(url, Token::read(token_file)?)?)
+        }
         (None, Some(dir), _) => Destination::Folder(dir.clone()),
         _ => anyhow::bail!("expected either --to URL with --token-file FILE, or --to-dir DIR"),
     };
@@ -61,16 +68,29 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
             let report = sync::push_to_hub(&logbook, &hub, args.batch_runs, &stop)?;
             print_report(&report, hub.base_url());
         }
-        (Destination::Hub(hub), Some(interval)) => sync_periodically(&logbook, &hub, args.batch_runs, interval, &stop)?,
+        (Destination::Hub(hub), Some(interval)) => {
+            sync_periodically(&logbook, &hub, args.batch_runs, interval, &stop)?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Syncs, then waits `interval`; while the hub is unreachable waits less, doubling from
 /// [`sync::FIRST_RETRY`]. A refused token or batch ends the loop with the error.
-fn sync_periodically(logbook: &Logbook, hub: &HubClient, batch_runs: usize, interval: Duration, stop: &AtomicBool) -> anyhow::Result<()> {
+fn sync_periodically(
+    logbook: &Logbook,
+    hub: &HubClient,
+    batch_runs: usize,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
     let mut failures = 0_u32;
-    eprintln!("syncing {} to {} every {}s until SIGTERM", logbook.path().display(), hub.base_url(), interval.as_secs());
+    eprintln!(
+        "syncing {} to {} every {}s until SIGTERM",
+        logbook.path().display(),
+        hub.base_url(),
+        interval.as_secs()
+    );
     loop {
         match sync::push_to_hub(logbook, hub, batch_runs, stop) {
             Ok(report) => {
@@ -85,7 +105,9 @@ fn sync_periodically(logbook: &Logbook, hub: &HubClient, batch_runs: usize, inte
             }
             Err(err) => return Err(err.into()),
         }
-        if stop.load(Ordering::SeqCst) || sync::sleep_unless_stopped(sync::next_delay(interval, failures), stop) {
+        if stop.load(Ordering::SeqCst)
+            || sync::sleep_unless_stopped(sync::next_delay(interval, failures), stop)
+        {
             eprintln!("stopping on signal");
             return Ok(());
         }

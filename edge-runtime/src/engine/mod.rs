@@ -76,7 +76,9 @@ impl std::str::FromStr for EngineKind {
             "ort" => Ok(EngineKind::ORT),
             "ort-cuda" => Ok(EngineKind::Ort(OrtProvider::Cuda)),
             "ort-tensorrt" => Ok(EngineKind::Ort(OrtProvider::TensorRt)),
-            other => Err(Error::Invalid(format!("invalid engine `{other}`: expected tract, ort, ort-cuda or ort-tensorrt"))),
+            other => Err(Error::Invalid(format!(
+                "invalid engine `{other}`: expected tract, ort, ort-cuda or ort-tensorrt"
+            ))),
         }
     }
 }

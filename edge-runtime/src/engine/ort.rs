@@ -64,10 +64,14 @@ impl OrtEngine {
                 engine_error(format!("cannot use ONNX Runtime's {} execution provider (does the library at ORT_DYLIB_PATH include it, and is the GPU visible?): {err}", provider_name(provider)))
             })?;
         }
-        let session = builder
-            .commit_from_memory(&bundle.model)
-            .map_err(|err| Error::bundle(&bundle.model_path(), format!("ONNX Runtime cannot load the model: {err}")))?;
-        let input_names = bundle.manifest.graph.inputs.iter().map(|input| input.name.clone()).collect();
+        let session = builder.commit_from_memory(&bundle.model).map_err(|err| {
+            Error::bundle(
+                &bundle.model_path(),
+                format!("ONNX Runtime cannot load the model: {err}"),
+            )
+        })?;
+        let input_names =
+            bundle.manifest.graph.inputs.iter().map(|input| input.name.clone()).collect();
         Ok(OrtEngine { session, input_names, provider })
     }
 }
@@ -76,7 +80,10 @@ fn execution_providers(provider: OrtProvider) -> Vec<ExecutionProviderDispatch> 
     match provider {
         OrtProvider::Cpu => Vec::new(),
         OrtProvider::Cuda => vec![ep::CUDA::default().build().error_on_failure()],
-        OrtProvider::TensorRt => vec![ep::TensorRT::default().build().error_on_failure(), ep::CUDA::default().build().error_on_failure()],
+        OrtProvider::TensorRt => vec![
+            ep::TensorRT::default().build().error_on_failure(),
+            ep::CUDA::default().build().error_on_failure(),
+        ],
     }
 }
 
@@ -94,9 +101,11 @@ impl Engine for OrtEngine {
     }
 
     fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>> {
-        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
+        let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
+            Vec::with_capacity(inputs.len());
         for (name, input) in self.input_names.iter().zip(inputs) {
-            let tensor = TensorRef::from_array_view((input.shape.to_vec(), input.data)).map_err(engine_error)?;
+            let tensor = TensorRef::from_array_view((input.shape.to_vec(), input.data))
+                .map_err(engine_error)?;
             values.push((Cow::Borrowed(name.as_str()), tensor.into()));
         }
         let outputs = self.session.run(values).map_err(engine_error)?;

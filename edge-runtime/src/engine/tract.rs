@@ -28,15 +28,19 @@ fn engine_error(err: impl std::fmt::Display) -> Error {
 
 impl TractEngine {
     pub fn load(bundle: &Bundle, threads: usize) -> Result<TractEngine> {
-        Self::from_onnx(&bundle.model, threads)
-            .map_err(|err| Error::bundle(&bundle.model_path(), format!("tract cannot load the model: {err}")))
+        Self::from_onnx(&bundle.model, threads).map_err(|err| {
+            Error::bundle(&bundle.model_path(), format!("tract cannot load the model: {err}"))
+        })
     }
 
     /// Builds the engine from ONNX bytes that were already verified.
     pub fn from_onnx(model: &[u8], threads: usize) -> Result<TractEngine> {
         let plan = optimised_plan(model).map_err(engine_error)?;
         let threads = super::resolve_threads(threads);
-        let states = (0..threads).map(|_| State::new(&plan)).collect::<TractResult<Vec<_>>>().map_err(engine_error)?;
+        let states = (0..threads)
+            .map(|_| State::new(&plan))
+            .collect::<TractResult<Vec<_>>>()
+            .map_err(engine_error)?;
         Ok(TractEngine { states })
     }
 }
@@ -45,7 +49,11 @@ fn optimised_plan(model: &[u8]) -> TractResult<Arc<Plan>> {
     onnx().model_for_read(&mut Cursor::new(model))?.into_optimized()?.into_runnable()
 }
 
-fn run_state(state: &mut State, inputs: &[TensorIn<'_>], rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+fn run_state(
+    state: &mut State,
+    inputs: &[TensorIn<'_>],
+    rows: std::ops::Range<usize>,
+) -> Result<Vec<f32>> {
     let values: TVec<TValue> = inputs
         .iter()
         .map(|input| {
@@ -53,7 +61,8 @@ fn run_state(state: &mut State, inputs: &[TensorIn<'_>], rows: std::ops::Range<u
             let row_len = input.data.len() / batch;
             let mut shape = input.shape.to_vec();
             shape[0] = rows.len();
-            Tensor::from_shape(&shape, &input.data[rows.start * row_len..rows.end * row_len]).map(TValue::from)
+            Tensor::from_shape(&shape, &input.data[rows.start * row_len..rows.end * row_len])
+                .map(TValue::from)
         })
         .collect::<TractResult<_>>()
         .map_err(engine_error)?;
@@ -79,7 +88,9 @@ impl Engine for TractEngine {
         let results: Vec<Result<Vec<f32>>> = self.states[..workers]
             .par_iter_mut()
             .enumerate()
-            .map(|(idx, state)| run_state(state, inputs, idx * chunk..((idx + 1) * chunk).min(batch)))
+            .map(|(idx, state)| {
+                run_state(state, inputs, idx * chunk..((idx + 1) * chunk).min(batch))
+            })
             .collect();
         let mut out = Vec::new();
         for part in results {

@@ -30,7 +30,8 @@ use crate::metrics::Metric;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The axes in the order reports list them; a run's first metric on each is its headline.
-pub const AXES: [&str; 6] = ["fidelity", "diversity", "efficiency", "utility", "robustness", "privacy"];
+pub const AXES: [&str; 6] =
+    ["fidelity", "diversity", "efficiency", "utility", "robustness", "privacy"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,7 +167,10 @@ pub struct SyncRows {
 
 impl SyncRows {
     pub fn is_empty(&self) -> bool {
-        self.devices.is_empty() && self.models.is_empty() && self.runs.is_empty() && self.metrics.is_empty()
+        self.devices.is_empty()
+            && self.models.is_empty()
+            && self.runs.is_empty()
+            && self.metrics.is_empty()
     }
 
     pub fn n_settled_runs(&self) -> usize {
@@ -196,7 +200,11 @@ impl fmt::Display for ApplySummary {
         write!(
             f,
             "{} new device(s), {} new model(s), {} new run(s), {} run(s) settled, {} new metric(s)",
-            self.devices_added, self.models_added, self.runs_added, self.runs_settled, self.metrics_added
+            self.devices_added,
+            self.models_added,
+            self.runs_added,
+            self.runs_settled,
+            self.metrics_added
         )
     }
 }
@@ -209,7 +217,10 @@ pub struct Logbook {
 
 impl fmt::Debug for Logbook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Logbook").field("path", &self.path).field("device_id", &self.device_id).finish()
+        f.debug_struct("Logbook")
+            .field("path", &self.path)
+            .field("device_id", &self.device_id)
+            .finish()
     }
 }
 
@@ -218,23 +229,35 @@ impl Logbook {
     /// open it records this device (a new UUID and the hostname).
     pub fn open(path: &Path) -> Result<Logbook> {
         let failure = |message: String| Error::Logbook { path: path.to_owned(), message };
-        let mut connection = Connection::open(path).map_err(|err| failure(format!("cannot open: {err}")))?;
-        connection.busy_timeout(BUSY_TIMEOUT).map_err(|err| failure(format!("cannot set the busy timeout: {err}")))?;
+        let mut connection =
+            Connection::open(path).map_err(|err| failure(format!("cannot open: {err}")))?;
+        connection
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|err| failure(format!("cannot set the busy timeout: {err}")))?;
         let journal_mode: String = connection
             .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(|err| failure(format!("is not a SQLite logbook (switching to WAL failed: {err})")))?;
+            .map_err(|err| {
+                failure(format!("is not a SQLite logbook (switching to WAL failed: {err})"))
+            })?;
         if !journal_mode.eq_ignore_ascii_case("wal") {
-            return Err(failure(format!("journal mode is `{journal_mode}`; expected WAL (is the file on a filesystem without shared memory?)")));
+            return Err(failure(format!(
+                "journal mode is `{journal_mode}`; expected WAL (is the file on a filesystem without shared memory?)"
+            )));
         }
         // FULL, not NORMAL: in WAL mode NORMAL cannot corrupt the file, but a power cut may undo
         // the last commits, and a run reported done must stay done.
-        connection.pragma_update(None, "synchronous", "FULL").map_err(|err| failure(format!("cannot set synchronous: {err}")))?;
-        connection.pragma_update(None, "foreign_keys", true).map_err(|err| failure(format!("cannot enable foreign keys: {err}")))?;
+        connection
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|err| failure(format!("cannot set synchronous: {err}")))?;
+        connection
+            .pragma_update(None, "foreign_keys", true)
+            .map_err(|err| failure(format!("cannot enable foreign keys: {err}")))?;
         // Writers take the lock when the transaction begins, so two processes never deadlock
         // upgrading read locks; the busy timeout makes the second one wait.
         connection.set_transaction_behavior(TransactionBehavior::Immediate);
         schema::migrate(&connection, path)?;
-        let device_id = own_device(&connection).map_err(|err| failure(format!("cannot record this device: {err}")))?;
+        let device_id = own_device(&connection)
+            .map_err(|err| failure(format!("cannot record this device: {err}")))?;
         Ok(Logbook { connection, path: path.to_owned(), device_id })
     }
 
@@ -254,10 +277,12 @@ impl Logbook {
     /// Records a bundle by the SHA-256 of its `model.onnx`; a bundle already known is left as it is.
     pub fn register_model(&self, bundle_sha256: &str, manifest_json: &str) -> Result<()> {
         let context = || format!("registering model {bundle_sha256}");
-        if bundle_sha256.len() != 64 || !bundle_sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        if bundle_sha256.len() != 64 || !bundle_sha256.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
             return Err(self.failure(context(), "expected a SHA-256 as 64 hexadecimal digits"));
         }
-        serde_json::from_str::<serde::de::IgnoredAny>(manifest_json).map_err(|err| self.failure(context(), format!("the manifest is not JSON: {err}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(manifest_json)
+            .map_err(|err| self.failure(context(), format!("the manifest is not JSON: {err}")))?;
         self.connection
             .execute(
                 "INSERT OR IGNORE INTO models (sha256, manifest, registered_at) VALUES (?1, ?2, ?3)",
@@ -269,7 +294,12 @@ impl Logbook {
 
     /// Commits a `running` row for a new run and returns its UUID. The model, if given, must have
     /// been registered.
-    pub fn start_run(&self, kind: &str, model_sha256: Option<&str>, params: &serde_json::Value) -> Result<String> {
+    pub fn start_run(
+        &self,
+        kind: &str,
+        model_sha256: Option<&str>,
+        params: &serde_json::Value,
+    ) -> Result<String> {
         let run_id = uuid::Uuid::new_v4().to_string();
         let model_id = model_sha256.map(str::to_ascii_lowercase);
         let context = || format!("starting a {kind} run");
@@ -280,7 +310,10 @@ impl Logbook {
                 .optional()
                 .map_err(|err| self.failure(context(), err))?;
             if known.is_none() {
-                return Err(self.failure(context(), format!("model {model_id} is not registered; register the bundle first")));
+                return Err(self.failure(
+                    context(),
+                    format!("model {model_id} is not registered; register the bundle first"),
+                ));
             }
         }
         self.connection
@@ -297,7 +330,9 @@ impl Logbook {
     pub fn finish_run(&self, run_id: &str, metrics: &[Metric]) -> Result<()> {
         let context = || format!("finishing run {run_id}");
         for metric in metrics {
-            for (field, value) in [("value", metric.value), ("ci_low", metric.ci_low), ("ci_high", metric.ci_high)] {
+            for (field, value) in
+                [("value", metric.value), ("ci_low", metric.ci_low), ("ci_high", metric.ci_high)]
+            {
                 if !value.is_finite() {
                     return Err(self.failure(
                         context(),
@@ -306,7 +341,8 @@ impl Logbook {
                 }
             }
         }
-        let transaction = self.connection.unchecked_transaction().map_err(|err| self.failure(context(), err))?;
+        let transaction =
+            self.connection.unchecked_transaction().map_err(|err| self.failure(context(), err))?;
         self.settle_run(&transaction, run_id, RunStatus::Done, None)?;
         {
             let mut insert = transaction
@@ -314,8 +350,28 @@ impl Logbook {
                 .map_err(|err| self.failure(context(), err))?;
             for metric in metrics {
                 sql_count(metric.n)
-                    .and_then(|n| insert.execute(params![run_id, metric.axis, metric.name, metric.value, metric.ci_low, metric.ci_high, n]))
-                    .map_err(|err| self.failure(format!("{}: recording metric {}/{}", context(), metric.axis, metric.name), err))?;
+                    .and_then(|n| {
+                        insert.execute(params![
+                            run_id,
+                            metric.axis,
+                            metric.name,
+                            metric.value,
+                            metric.ci_low,
+                            metric.ci_high,
+                            n
+                        ])
+                    })
+                    .map_err(|err| {
+                        self.failure(
+                            format!(
+                                "{}: recording metric {}/{}",
+                                context(),
+                                metric.axis,
+                                metric.name
+                            ),
+                            err,
+                        )
+                    })?;
             }
         }
         transaction.commit().map_err(|err| self.failure(context(), err))
@@ -326,7 +382,13 @@ impl Logbook {
         self.settle_run(&self.connection, run_id, RunStatus::Failed, Some(message))
     }
 
-    fn settle_run(&self, connection: &Connection, run_id: &str, status: RunStatus, message: Option<&str>) -> Result<()> {
+    fn settle_run(
+        &self,
+        connection: &Connection,
+        run_id: &str,
+        status: RunStatus,
+        message: Option<&str>,
+    ) -> Result<()> {
         let context = || format!("marking run {run_id} {status}");
         let changed = connection
             .execute(
@@ -356,9 +418,12 @@ impl Logbook {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut statement = self
             .connection
-            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1"))
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1"
+            ))
             .map_err(|err| self.failure(context, err))?;
-        let runs = statement.query_map([limit], run_from_row).map_err(|err| self.failure(context, err))?;
+        let runs =
+            statement.query_map([limit], run_from_row).map_err(|err| self.failure(context, err))?;
         let mut summaries = Vec::new();
         for run in runs {
             let run = run.map_err(|err| self.failure(context, err))?;
@@ -383,10 +448,14 @@ impl Logbook {
         let context = format!("looking up run {id_prefix}");
         let mut statement = self
             .connection
-            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"))
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
+            ))
             .map_err(|err| self.failure(&context, err))?;
-        let mut found: Vec<RunRecord> =
-            statement.query_map([id_prefix], run_from_row).and_then(Iterator::collect).map_err(|err| self.failure(&context, err))?;
+        let mut found: Vec<RunRecord> = statement
+            .query_map([id_prefix], run_from_row)
+            .and_then(Iterator::collect)
+            .map_err(|err| self.failure(&context, err))?;
         match found.len() {
             0 => Ok(None),
             1 => {
@@ -394,7 +463,9 @@ impl Logbook {
                 run.metrics = self.metrics_of(&run.id)?;
                 Ok(Some(run))
             }
-            _ => Err(self.failure(&context, "more than one run starts with it; give more of the id")),
+            _ => {
+                Err(self.failure(&context, "more than one run starts with it; give more of the id"))
+            }
         }
     }
 
@@ -404,9 +475,13 @@ impl Logbook {
         let mut metrics_by_run: HashMap<String, Vec<Metric>> = HashMap::new();
         let mut statement = self
             .connection
-            .prepare("SELECT run_id, axis, name, value, ci_low, ci_high, n FROM metrics ORDER BY rowid")
+            .prepare(
+                "SELECT run_id, axis, name, value, ci_low, ci_high, n FROM metrics ORDER BY rowid",
+            )
             .map_err(|err| self.failure(context, err))?;
-        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, metric_from_row(row, 1)?))).map_err(|err| self.failure(context, err))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, metric_from_row(row, 1)?)))
+            .map_err(|err| self.failure(context, err))?;
         for row in rows {
             let (run_id, metric) = row.map_err(|err| self.failure(context, err))?;
             metrics_by_run.entry(run_id).or_default().push(metric);
@@ -415,7 +490,10 @@ impl Logbook {
             .connection
             .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at, id"))
             .map_err(|err| self.failure(context, err))?;
-        let mut runs: Vec<RunRecord> = statement.query_map([], run_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))?;
+        let mut runs: Vec<RunRecord> = statement
+            .query_map([], run_from_row)
+            .and_then(Iterator::collect)
+            .map_err(|err| self.failure(context, err))?;
         for run in &mut runs {
             run.metrics = metrics_by_run.remove(&run.id).unwrap_or_default();
         }
@@ -424,19 +502,34 @@ impl Logbook {
 
     pub fn models(&self) -> Result<Vec<ModelRecord>> {
         let context = "listing models";
-        let mut statement =
-            self.connection.prepare("SELECT sha256, manifest, registered_at FROM models ORDER BY registered_at, sha256").map_err(|err| self.failure(context, err))?;
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT sha256, manifest, registered_at FROM models ORDER BY registered_at, sha256",
+            )
+            .map_err(|err| self.failure(context, err))?;
         statement
-            .query_map([], |row| Ok(ModelRecord { sha256: row.get(0)?, manifest_json: row.get(1)?, registered_at: row.get(2)? }))
+            .query_map([], |row| {
+                Ok(ModelRecord {
+                    sha256: row.get(0)?,
+                    manifest_json: row.get(1)?,
+                    registered_at: row.get(2)?,
+                })
+            })
             .and_then(Iterator::collect)
             .map_err(|err| self.failure(context, err))
     }
 
     pub fn devices(&self) -> Result<Vec<DeviceRecord>> {
         let context = "listing devices";
-        let mut statement =
-            self.connection.prepare("SELECT id, hostname, first_seen FROM devices ORDER BY first_seen, id").map_err(|err| self.failure(context, err))?;
-        statement.query_map([], device_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, hostname, first_seen FROM devices ORDER BY first_seen, id")
+            .map_err(|err| self.failure(context, err))?;
+        statement
+            .query_map([], device_from_row)
+            .and_then(Iterator::collect)
+            .map_err(|err| self.failure(context, err))
     }
 
     /// The lines of `PRAGMA integrity_check`: `["ok"]` for a sound file.
@@ -458,7 +551,10 @@ impl Logbook {
             .connection
             .prepare_cached("SELECT axis, name, value, ci_low, ci_high, n FROM metrics WHERE run_id = ?1 ORDER BY rowid")
             .map_err(|err| self.failure(context(), err))?;
-        statement.query_map([run_id], |row| metric_from_row(row, 0)).and_then(Iterator::collect).map_err(|err| self.failure(context(), err))
+        statement
+            .query_map([run_id], |row| metric_from_row(row, 0))
+            .and_then(Iterator::collect)
+            .map_err(|err| self.failure(context(), err))
     }
 
     /// The next rows a sync should send: up to `max_runs` settled runs not yet synced (oldest
@@ -476,14 +572,20 @@ impl Logbook {
                      ORDER BY started_at, id LIMIT ?1"
                 ))
                 .map_err(|err| self.failure(context, err))?;
-            statement.query_map([max_runs], run_row_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))?
+            statement
+                .query_map([max_runs], run_row_from_row)
+                .and_then(Iterator::collect)
+                .map_err(|err| self.failure(context, err))?
         };
         if include_running {
             let mut statement = self
                 .connection
                 .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY started_at, id"))
                 .map_err(|err| self.failure(context, err))?;
-            let running: Vec<RunRow> = statement.query_map([], run_row_from_row).and_then(Iterator::collect).map_err(|err| self.failure(context, err))?;
+            let running: Vec<RunRow> = statement
+                .query_map([], run_row_from_row)
+                .and_then(Iterator::collect)
+                .map_err(|err| self.failure(context, err))?;
             runs.extend(running);
         }
         let mut metrics = Vec::new();
@@ -498,8 +600,10 @@ impl Logbook {
                 n: metric.n,
             }));
         }
-        let wanted_devices: BTreeSet<&str> = runs.iter().map(|run| run.device_id.as_str()).collect();
-        let wanted_models: BTreeSet<&str> = runs.iter().filter_map(|run| run.model_sha256.as_deref()).collect();
+        let wanted_devices: BTreeSet<&str> =
+            runs.iter().map(|run| run.device_id.as_str()).collect();
+        let wanted_models: BTreeSet<&str> =
+            runs.iter().filter_map(|run| run.model_sha256.as_deref()).collect();
         let unsynced = |kind: &str| -> Result<BTreeSet<String>> {
             let mut statement = self
                 .connection
@@ -508,7 +612,10 @@ impl Logbook {
                     key = if kind == "model" { "sha256" } else { "id" }
                 ))
                 .map_err(|err| self.failure(context, err))?;
-            statement.query_map([kind], |row| row.get(0)).and_then(Iterator::collect).map_err(|err| self.failure(context, err))
+            statement
+                .query_map([kind], |row| row.get(0))
+                .and_then(Iterator::collect)
+                .map_err(|err| self.failure(context, err))
         };
         let mut device_ids = unsynced("device")?;
         device_ids.extend(wanted_devices.into_iter().map(str::to_owned));
@@ -518,7 +625,11 @@ impl Logbook {
         for id in &device_ids {
             devices.push(
                 self.connection
-                    .query_row("SELECT id, hostname, first_seen FROM devices WHERE id = ?1", [id], device_from_row)
+                    .query_row(
+                        "SELECT id, hostname, first_seen FROM devices WHERE id = ?1",
+                        [id],
+                        device_from_row,
+                    )
                     .map_err(|err| self.failure(context, err))?,
             );
         }
@@ -526,9 +637,18 @@ impl Logbook {
         for sha256 in &model_ids {
             let (manifest, registered_at): (String, String) = self
                 .connection
-                .query_row("SELECT manifest, registered_at FROM models WHERE sha256 = ?1", [sha256], |row| Ok((row.get(0)?, row.get(1)?)))
+                .query_row(
+                    "SELECT manifest, registered_at FROM models WHERE sha256 = ?1",
+                    [sha256],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
                 .map_err(|err| self.failure(context, err))?;
-            let manifest = RawValue::from_string(manifest).map_err(|err| self.failure(format!("model {sha256}"), format!("stored manifest is not JSON: {err}")))?;
+            let manifest = RawValue::from_string(manifest).map_err(|err| {
+                self.failure(
+                    format!("model {sha256}"),
+                    format!("stored manifest is not JSON: {err}"),
+                )
+            })?;
             models.push(ModelRow { sha256: sha256.clone(), manifest, registered_at });
         }
         Ok(SyncRows { devices, models, runs, metrics })
@@ -538,7 +658,8 @@ impl Logbook {
     /// its devices, models and settled runs are not sent again. Running runs stay unsynced.
     pub fn mark_synced(&self, rows: &SyncRows, batch_sha256: &str) -> Result<()> {
         let context = "marking rows synced";
-        let transaction = self.connection.unchecked_transaction().map_err(|err| self.failure(context, err))?;
+        let transaction =
+            self.connection.unchecked_transaction().map_err(|err| self.failure(context, err))?;
         {
             let mut insert = transaction
                 .prepare_cached("INSERT OR IGNORE INTO synced (row_kind, row_key, batch_sha256, synced_at) VALUES (?1, ?2, ?3, ?4)")
@@ -549,9 +670,16 @@ impl Logbook {
                 .iter()
                 .map(|device| ("device", device.id.as_str()))
                 .chain(rows.models.iter().map(|model| ("model", model.sha256.as_str())))
-                .chain(rows.runs.iter().filter(|run| run.status.is_settled()).map(|run| ("run", run.id.as_str())));
+                .chain(
+                    rows.runs
+                        .iter()
+                        .filter(|run| run.status.is_settled())
+                        .map(|run| ("run", run.id.as_str())),
+                );
             for (kind, key) in keys {
-                insert.execute(params![kind, key, batch_sha256, now]).map_err(|err| self.failure(context, err))?;
+                insert
+                    .execute(params![kind, key, batch_sha256, now])
+                    .map_err(|err| self.failure(context, err))?;
             }
         }
         transaction.commit().map_err(|err| self.failure(context, err))
@@ -567,14 +695,22 @@ impl Logbook {
         let mut summary = ApplySummary::default();
         let transaction = self.connection.unchecked_transaction().map_err(fail)?;
         {
-            let mut insert_device = transaction.prepare_cached("INSERT OR IGNORE INTO devices (id, hostname, first_seen) VALUES (?1, ?2, ?3)").map_err(fail)?;
+            let mut insert_device = transaction
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO devices (id, hostname, first_seen) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(fail)?;
             for device in &rows.devices {
-                summary.devices_added += insert_device.execute(params![device.id, device.hostname, device.first_seen]).map_err(fail)?;
+                summary.devices_added += insert_device
+                    .execute(params![device.id, device.hostname, device.first_seen])
+                    .map_err(fail)?;
             }
             let mut insert_model =
                 transaction.prepare_cached("INSERT OR IGNORE INTO models (sha256, manifest, registered_at) VALUES (?1, ?2, ?3)").map_err(fail)?;
             for model in &rows.models {
-                summary.models_added += insert_model.execute(params![model.sha256, model.manifest.get(), model.registered_at]).map_err(fail)?;
+                summary.models_added += insert_model
+                    .execute(params![model.sha256, model.manifest.get(), model.registered_at])
+                    .map_err(fail)?;
             }
             let mut insert_run = transaction
                 .prepare_cached(
@@ -601,7 +737,9 @@ impl Logbook {
                     .map_err(fail)?;
                 summary.runs_added += added;
                 if added == 0 && run.status.is_settled() {
-                    summary.runs_settled += settle_run.execute(params![run.id, run.status.as_str(), run.finished_at, run.message]).map_err(fail)?;
+                    summary.runs_settled += settle_run
+                        .execute(params![run.id, run.status.as_str(), run.finished_at, run.message])
+                        .map_err(fail)?;
                 }
             }
             let mut insert_metric = transaction
@@ -609,7 +747,17 @@ impl Logbook {
                 .map_err(fail)?;
             for metric in &rows.metrics {
                 summary.metrics_added += sql_count(metric.n)
-                    .and_then(|n| insert_metric.execute(params![metric.run_id, metric.axis, metric.name, metric.value, metric.ci_low, metric.ci_high, n]))
+                    .and_then(|n| {
+                        insert_metric.execute(params![
+                            metric.run_id,
+                            metric.axis,
+                            metric.name,
+                            metric.value,
+                            metric.ci_low,
+                            metric.ci_high,
+                            n
+                        ])
+                    })
                     .map_err(fail)?;
             }
         }
@@ -631,8 +779,14 @@ fn own_device(connection: &Connection) -> rusqlite::Result<String> {
         Some(device_id) => device_id,
         None => {
             let device_id = uuid::Uuid::new_v4().to_string();
-            transaction.execute("INSERT INTO devices (id, hostname, first_seen) VALUES (?1, ?2, ?3)", params![device_id, hostname(), timestamp::now()])?;
-            transaction.execute("INSERT INTO this_device (singleton, device_id) VALUES (1, ?1)", [&device_id])?;
+            transaction.execute(
+                "INSERT INTO devices (id, hostname, first_seen) VALUES (?1, ?2, ?3)",
+                params![device_id, hostname(), timestamp::now()],
+            )?;
+            transaction.execute(
+                "INSERT INTO this_device (singleton, device_id) VALUES (1, ?1)",
+                [&device_id],
+            )?;
             device_id
         }
     };
@@ -644,27 +798,64 @@ fn own_device(connection: &Connection) -> rusqlite::Result<String> {
 fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok().map(|text| text.trim().to_owned()).filter(|name| !name.is_empty()))
+        .find_map(|path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .map(|text| text.trim().to_owned())
+                .filter(|name| !name.is_empty())
+        })
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|name| !name.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-const RUN_COLUMNS: &str = "id, device_id, model_id, kind, params, started_at, finished_at, status, message";
+const RUN_COLUMNS: &str =
+    "id, device_id, model_id, kind, params, started_at, finished_at, status, message";
 
 fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<RunStatus> {
     let text: String = row.get(index)?;
-    text.parse().map_err(|message: String| rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, message.into()))
+    text.parse().map_err(|message: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            index,
+            rusqlite::types::Type::Text,
+            message.into(),
+        )
+    })
 }
 
 /// A run as listed: [`run_row_from_row`] with its params parsed into a JSON value.
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let RunRow { id, device_id, model_sha256, kind, params, started_at, finished_at, status, message } = run_row_from_row(row)?;
-    let params = serde_json::from_str(params.get()).map_err(|err| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into()))?;
-    Ok(RunRecord { id, device_id, model_sha256, kind, params, started_at, finished_at, status, message, metrics: Vec::new() })
+    let RunRow {
+        id,
+        device_id,
+        model_sha256,
+        kind,
+        params,
+        started_at,
+        finished_at,
+        status,
+        message,
+    } = run_row_from_row(row)?;
+    let params = serde_json::from_str(params.get()).map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into())
+    })?;
+    Ok(RunRecord {
+        id,
+        device_id,
+        model_sha256,
+        kind,
+        params,
+        started_at,
+        finished_at,
+        status,
+        message,
+        metrics: Vec::new(),
+    })
 }
 
 fn run_row_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
-    let params = RawValue::from_string(row.get(4)?).map_err(|err| rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into()))?;
+    let params = RawValue::from_string(row.get(4)?).map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into())
+    })?;
     Ok(RunRow {
         id: row.get(0)?,
         device_id: row.get(1)?,
@@ -685,8 +876,13 @@ fn metric_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Metric> {
         value: row.get(first + 2)?,
         ci_low: row.get(first + 3)?,
         ci_high: row.get(first + 4)?,
-        n: u64::try_from(row.get::<_, i64>(first + 5)?)
-            .map_err(|err| rusqlite::Error::FromSqlConversionFailure(first + 5, rusqlite::types::Type::Integer, err.into()))?,
+        n: u64::try_from(row.get::<_, i64>(first + 5)?).map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(
+                first + 5,
+                rusqlite::types::Type::Integer,
+                err.into(),
+            )
+        })?,
     })
 }
 
@@ -714,12 +910,20 @@ mod tests {
     use super::*;
 
     fn metric(axis: &str, name: &str) -> Metric {
-        Metric { axis: axis.to_owned(), name: name.to_owned(), value: 1.0, ci_low: 0.5, ci_high: 1.5, n: 10 }
+        Metric {
+            axis: axis.to_owned(),
+            name: name.to_owned(),
+            value: 1.0,
+            ci_low: 0.5,
+            ci_high: 1.5,
+            n: 10,
+        }
     }
 
     fn check(metrics: &[Metric], expected: &[(&str, &str)]) {
         let headlines = headline_metrics(metrics);
-        let got: Vec<(&str, &str)> = headlines.iter().map(|metric| (metric.axis.as_str(), metric.name.as_str())).collect();
+        let got: Vec<(&str, &str)> =
+            headlines.iter().map(|metric| (metric.axis.as_str(), metric.name.as_str())).collect();
         assert_eq!(got, expected);
     }
 
@@ -727,7 +931,13 @@ mod tests {
     fn headline_is_the_first_metric_of_each_axis_in_axis_order() {
         check(&[], &[]);
         check(
-            &[metric("privacy", "dcr"), metric("fidelity", "ks"), metric("fidelity", "tv"), metric("custom", "x"), metric("efficiency", "sps")],
+            &[
+                metric("privacy", "dcr"),
+                metric("fidelity", "ks"),
+                metric("fidelity", "tv"),
+                metric("custom", "x"),
+                metric("efficiency", "sps"),
+            ],
             &[("fidelity", "ks"), ("efficiency", "sps"), ("privacy", "dcr"), ("custom", "x")],
         );
     }

@@ -83,7 +83,9 @@ pub fn migrate(connection: &Connection, path: &Path) -> Result<()> {
         return Ok(());
     }
     // Check again under the write lock: another process may be migrating the same file.
-    let transaction = connection.unchecked_transaction().map_err(|err| failure(format!("cannot start the migration: {err}")))?;
+    let transaction = connection
+        .unchecked_transaction()
+        .map_err(|err| failure(format!("cannot start the migration: {err}")))?;
     let found: i64 = transaction
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(|err| failure(format!("is not a readable SQLite logbook: {err}")))?;
@@ -96,12 +98,14 @@ pub fn migrate(connection: &Connection, path: &Path) -> Result<()> {
         return Err(failure(format!("has schema version {found}; expected 0 to {SCHEMA_VERSION}")));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        transaction.execute_batch(sql).map_err(|err| failure(format!("migration to schema version {} failed: {err}", index + 1)))?;
+        transaction.execute_batch(sql).map_err(|err| {
+            failure(format!("migration to schema version {} failed: {err}", index + 1))
+        })?;
     }
     if found < SCHEMA_VERSION {
-        transaction
-            .pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|err| failure(format!("cannot record schema version {SCHEMA_VERSION}: {err}")))?;
+        transaction.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|err| {
+            failure(format!("cannot record schema version {SCHEMA_VERSION}: {err}"))
+        })?;
     }
     transaction.commit().map_err(|err| failure(format!("cannot commit the migration: {err}")))
 }

@@ -33,7 +33,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
@@ -49,7 +50,8 @@ mod tests {
     use super::*;
 
     fn check(seconds_since_epoch: u64, millis: u64, expected: &str) {
-        let time = UNIX_EPOCH + Duration::from_secs(seconds_since_epoch) + Duration::from_millis(millis);
+        let time =
+            UNIX_EPOCH + Duration::from_secs(seconds_since_epoch) + Duration::from_millis(millis);
         assert_eq!(rfc3339_utc(time), expected, "{seconds_since_epoch} s");
     }
 

@@ -61,14 +61,20 @@ fn sqrt_psd(matrix: DMatrix<f64>) -> DMatrix<f64> {
     &eigen.eigenvectors * DMatrix::from_diagonal(&roots) * eigen.eigenvectors.transpose()
 }
 
-pub fn frechet_distance(real: &Rows<'_>, synthetic: &Rows<'_>, real_subset: Option<&[usize]>, synthetic_subset: Option<&[usize]>) -> f64 {
+pub fn frechet_distance(
+    real: &Rows<'_>,
+    synthetic: &Rows<'_>,
+    real_subset: Option<&[usize]>,
+    synthetic_subset: Option<&[usize]>,
+) -> f64 {
     let (mean_r, cov_r) = mean_and_covariance(real, real_subset);
     let (mean_s, cov_s) = mean_and_covariance(synthetic, synthetic_subset);
     let mean_term: f64 = mean_r.iter().zip(&mean_s).map(|(a, b)| (a - b).powi(2)).sum();
     let root_r = sqrt_psd(cov_r.clone());
     let product = &root_r * &cov_s * &root_r;
     let symmetric = (&product + product.transpose()) * 0.5;
-    let trace_sqrt: f64 = SymmetricEigen::new(symmetric).eigenvalues.iter().map(|value| value.max(0.0).sqrt()).sum();
+    let trace_sqrt: f64 =
+        SymmetricEigen::new(symmetric).eigenvalues.iter().map(|value| value.max(0.0).sqrt()).sum();
     mean_term + cov_r.trace() + cov_s.trace() - 2.0 * trace_sqrt
 }
 
@@ -91,7 +97,13 @@ pub fn ks_statistic(a: &mut [f64], b: &mut [f64]) -> f64 {
 }
 
 /// `1 − KS` per numeric column, `1 − TV` per categorical block, averaged over columns.
-pub fn column_shape_similarity(real: &Rows<'_>, synthetic: &Rows<'_>, blocks: &[Block], real_idx: &[usize], synthetic_idx: &[usize]) -> f64 {
+pub fn column_shape_similarity(
+    real: &Rows<'_>,
+    synthetic: &Rows<'_>,
+    blocks: &[Block],
+    real_idx: &[usize],
+    synthetic_idx: &[usize],
+) -> f64 {
     let mut scores = Vec::new();
     for block in blocks {
         if block.categorical {
@@ -107,8 +119,10 @@ pub fn column_shape_similarity(real: &Rows<'_>, synthetic: &Rows<'_>, blocks: &[
             scores.push(1.0 - 0.5 * p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum::<f64>());
         } else {
             for col in block.start..block.start + block.width {
-                let mut a: Vec<f64> = real_idx.iter().map(|&r| f64::from(real.row(r)[col])).collect();
-                let mut b: Vec<f64> = synthetic_idx.iter().map(|&r| f64::from(synthetic.row(r)[col])).collect();
+                let mut a: Vec<f64> =
+                    real_idx.iter().map(|&r| f64::from(real.row(r)[col])).collect();
+                let mut b: Vec<f64> =
+                    synthetic_idx.iter().map(|&r| f64::from(synthetic.row(r)[col])).collect();
                 scores.push(1.0 - ks_statistic(&mut a, &mut b));
             }
         }
@@ -135,7 +149,12 @@ fn correlations(rows: &Rows<'_>, idx: &[usize]) -> Vec<f64> {
     out
 }
 
-pub fn correlation_difference(real: &Rows<'_>, synthetic: &Rows<'_>, real_idx: &[usize], synthetic_idx: &[usize]) -> f64 {
+pub fn correlation_difference(
+    real: &Rows<'_>,
+    synthetic: &Rows<'_>,
+    real_idx: &[usize],
+    synthetic_idx: &[usize],
+) -> f64 {
     let (a, b) = (correlations(real, real_idx), correlations(synthetic, synthetic_idx));
     if a.is_empty() {
         return 0.0;
@@ -144,29 +163,47 @@ pub fn correlation_difference(real: &Rows<'_>, synthetic: &Rows<'_>, real_idx: &
 }
 
 /// Out-of-fold detector scores for a balanced real/synthetic sample: `(scores, is_real)`.
-pub fn detection_scores(real: &Rows<'_>, synthetic: &Rows<'_>, seed: u64) -> Result<(Vec<f64>, Vec<bool>)> {
+pub fn detection_scores(
+    real: &Rows<'_>,
+    synthetic: &Rows<'_>,
+    seed: u64,
+) -> Result<(Vec<f64>, Vec<bool>)> {
     let size = real.n_rows.min(synthetic.n_rows).min(2000);
     let pick = |rows: &Rows<'_>, purpose: &str| {
         let mut order: Vec<usize> = (0..rows.n_rows).collect();
         models::rng::shuffle(&mut models::rng::stream(seed, purpose), &mut order);
         order.truncate(size);
-        order.iter().map(|&r| rows.row(r).iter().map(|&x| f64::from(x)).collect::<Vec<f64>>()).collect::<Vec<_>>()
+        order
+            .iter()
+            .map(|&r| rows.row(r).iter().map(|&x| f64::from(x)).collect::<Vec<f64>>())
+            .collect::<Vec<_>>()
     };
-    let mut samples: Vec<(Vec<f64>, bool)> = pick(real, "detection/real").into_iter().map(|row| (row, true)).collect();
+    let mut samples: Vec<(Vec<f64>, bool)> =
+        pick(real, "detection/real").into_iter().map(|row| (row, true)).collect();
     samples.extend(pick(synthetic, "detection/synthetic").into_iter().map(|row| (row, false)));
     models::rng::shuffle(&mut models::rng::stream(seed, "detection/folds"), &mut samples);
     const FOLDS: usize = 5;
     let mut scores = vec![0.0; samples.len()];
     for fold in 0..FOLDS {
-        let (train, test): (Vec<usize>, Vec<usize>) = (0..samples.len()).partition(|idx| idx % FOLDS != fold);
+        let (train, test): (Vec<usize>, Vec<usize>) =
+            (0..samples.len()).partition(|idx| idx % FOLDS != fold);
         let x: Vec<Vec<f64>> = train.iter().map(|&i| samples[i].0.clone()).collect();
         let y: Vec<f64> = train.iter().map(|&i| if samples[i].1 { 1.0 } else { 0.0 }).collect();
-        let matrix = DenseMatrix::from_2d_vec(&x).map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
-        let parameters = XGRegressorParameters::default().with_n_estimators(40).with_max_depth(3).with_learning_rate(0.3).with_seed(seed);
-        let model = XGRegressor::fit(&matrix, &y, parameters).map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
+        let matrix = DenseMatrix::from_2d_vec(&x)
+            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
+        let parameters = XGRegressorParameters::default()
+            .with_n_estimators(40)
+            .with_max_depth(3)
+            .with_learning_rate(0.3)
+            .with_seed(seed);
+        let model = XGRegressor::fit(&matrix, &y, parameters)
+            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
         let test_x: Vec<Vec<f64>> = test.iter().map(|&i| samples[i].0.clone()).collect();
-        let test_matrix = DenseMatrix::from_2d_vec(&test_x).map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
-        let predicted = model.predict(&test_matrix).map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
+        let test_matrix = DenseMatrix::from_2d_vec(&test_x)
+            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
+        let predicted = model
+            .predict(&test_matrix)
+            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
         for (&i, score) in test.iter().zip(predicted) {
             scores[i] = score;
         }
@@ -175,7 +212,13 @@ pub fn detection_scores(real: &Rows<'_>, synthetic: &Rows<'_>, seed: u64) -> Res
 }
 
 /// All distribution-level fidelity metrics, with bootstrap intervals.
-pub fn fidelity_metrics(real: Rows<'_>, synthetic: Rows<'_>, blocks: &[Block], seed: u64, replicates: usize) -> Result<Vec<Metric>> {
+pub fn fidelity_metrics(
+    real: Rows<'_>,
+    synthetic: Rows<'_>,
+    blocks: &[Block],
+    seed: u64,
+    replicates: usize,
+) -> Result<Vec<Metric>> {
     let real_all: Vec<usize> = (0..real.n_rows).collect();
     let syn_all: Vec<usize> = (0..synthetic.n_rows).collect();
     let n_total = (real.n_rows + synthetic.n_rows) as u64;
@@ -184,38 +227,66 @@ pub fn fidelity_metrics(real: Rows<'_>, synthetic: Rows<'_>, blocks: &[Block], s
     let mut metrics = Vec::new();
 
     let fd = frechet_distance(&real, &synthetic, None, None);
-    let fd_replicates = affordable_replicates(replicates, 4.0 * dim.powi(3) + (real.n_rows + synthetic.n_rows) as f64 * dim * dim);
-    let (low, high) = bootstrap(&groups, fd_replicates, seed, "frechet_distance", fd, |idx| frechet_distance(&real, &synthetic, Some(&idx[0]), Some(&idx[1])));
+    let fd_replicates = affordable_replicates(
+        replicates,
+        4.0 * dim.powi(3) + (real.n_rows + synthetic.n_rows) as f64 * dim * dim,
+    );
+    let (low, high) = bootstrap(&groups, fd_replicates, seed, "frechet_distance", fd, |idx| {
+        frechet_distance(&real, &synthetic, Some(&idx[0]), Some(&idx[1]))
+    });
     metrics.push(Metric::new(Axis::Fidelity, "frechet_distance", fd, low, high, n_total));
 
     let shape = column_shape_similarity(&real, &synthetic, blocks, &real_all, &syn_all);
-    let (low, high) = bootstrap(&groups, replicates, seed, "column_shape_similarity", shape, |idx| {
-        column_shape_similarity(&real, &synthetic, blocks, &idx[0], &idx[1])
-    });
+    let (low, high) =
+        bootstrap(&groups, replicates, seed, "column_shape_similarity", shape, |idx| {
+            column_shape_similarity(&real, &synthetic, blocks, &idx[0], &idx[1])
+        });
     metrics.push(Metric::new(Axis::Fidelity, "column_shape_similarity", shape, low, high, n_total));
 
     let corr = correlation_difference(&real, &synthetic, &real_all, &syn_all);
-    let corr_replicates = affordable_replicates(replicates, (real.n_rows + synthetic.n_rows) as f64 * dim * dim);
-    let (low, high) = bootstrap(&groups, corr_replicates, seed, "correlation_difference", corr, |idx| {
-        correlation_difference(&real, &synthetic, &idx[0], &idx[1])
-    });
+    let corr_replicates =
+        affordable_replicates(replicates, (real.n_rows + synthetic.n_rows) as f64 * dim * dim);
+    let (low, high) =
+        bootstrap(&groups, corr_replicates, seed, "correlation_difference", corr, |idx| {
+            correlation_difference(&real, &synthetic, &idx[0], &idx[1])
+        });
     metrics.push(Metric::new(Axis::Fidelity, "correlation_difference", corr, low, high, n_total));
 
     let (scores, is_real) = detection_scores(&real, &synthetic, seed)?;
     let auc = roc_auc(&scores, &is_real);
-    let real_scores: Vec<f64> = scores.iter().zip(&is_real).filter(|(_, r)| **r).map(|(s, _)| *s).collect();
-    let syn_scores: Vec<f64> = scores.iter().zip(&is_real).filter(|(_, r)| !**r).map(|(s, _)| *s).collect();
-    let (low, high) = bootstrap(&[real_scores.len(), syn_scores.len()], replicates, seed, "detection_auc", auc, |idx| {
-        let s: Vec<f64> = idx[0].iter().map(|&i| real_scores[i]).chain(idx[1].iter().map(|&i| syn_scores[i])).collect();
-        let p: Vec<bool> = idx[0].iter().map(|_| true).chain(idx[1].iter().map(|_| false)).collect();
-        roc_auc(&s, &p)
-    });
+    let real_scores: Vec<f64> =
+        scores.iter().zip(&is_real).filter(|(_, r)| **r).map(|(s, _)| *s).collect();
+    let syn_scores: Vec<f64> =
+        scores.iter().zip(&is_real).filter(|(_, r)| !**r).map(|(s, _)| *s).collect();
+    let (low, high) = bootstrap(
+        &[real_scores.len(), syn_scores.len()],
+        replicates,
+        seed,
+        "detection_auc",
+        auc,
+        |idx| {
+            let s: Vec<f64> = idx[0]
+                .iter()
+                .map(|&i| real_scores[i])
+                .chain(idx[1].iter().map(|&i| syn_scores[i]))
+                .collect();
+            let p: Vec<bool> =
+                idx[0].iter().map(|_| true).chain(idx[1].iter().map(|_| false)).collect();
+            roc_auc(&s, &p)
+        },
+    );
     metrics.push(Metric::new(Axis::Fidelity, "detection_auc", auc, low, high, scores.len() as u64));
     Ok(metrics)
 }
 
 /// Total variation distance between the label distributions.
-pub fn class_balance_tv(real: &[u32], synthetic: &[u32], n_classes: usize, real_idx: &[usize], synthetic_idx: &[usize]) -> f64 {
+pub fn class_balance_tv(
+    real: &[u32],
+    synthetic: &[u32],
+    n_classes: usize,
+    real_idx: &[usize],
+    synthetic_idx: &[usize],
+) -> f64 {
     let distribution = |labels: &[u32], idx: &[usize]| {
         let mut counts = vec![0.0; n_classes];
         for &i in idx {
@@ -227,12 +298,36 @@ pub fn class_balance_tv(real: &[u32], synthetic: &[u32], n_classes: usize, real_
     0.5 * p.iter().zip(&q).map(|(a, b)| (a - b).abs()).sum::<f64>()
 }
 
-pub fn class_balance_metric(real: &[u32], synthetic: &[u32], n_classes: usize, seed: u64, replicates: usize) -> Metric {
-    let value = class_balance_tv(real, synthetic, n_classes, &(0..real.len()).collect::<Vec<_>>(), &(0..synthetic.len()).collect::<Vec<_>>());
-    let (low, high) = bootstrap(&[real.len(), synthetic.len()], replicates, seed, "class_balance_tv", value, |idx| {
-        class_balance_tv(real, synthetic, n_classes, &idx[0], &idx[1])
-    });
-    Metric::new(Axis::Diversity, "class_balance_tv", value, low, high, (real.len() + synthetic.len()) as u64)
+pub fn class_balance_metric(
+    real: &[u32],
+    synthetic: &[u32],
+    n_classes: usize,
+    seed: u64,
+    replicates: usize,
+) -> Metric {
+    let value = class_balance_tv(
+        real,
+        synthetic,
+        n_classes,
+        &(0..real.len()).collect::<Vec<_>>(),
+        &(0..synthetic.len()).collect::<Vec<_>>(),
+    );
+    let (low, high) = bootstrap(
+        &[real.len(), synthetic.len()],
+        replicates,
+        seed,
+        "class_balance_tv",
+        value,
+        |idx| class_balance_tv(real, synthetic, n_classes, &idx[0], &idx[1]),
+    );
+    Metric::new(
+        Axis::Diversity,
+        "class_balance_tv",
+        value,
+        low,
+        high,
+        (real.len() + synthetic.len()) as u64,
+    )
 }
 
 #[cfg(test)]
@@ -248,8 +343,10 @@ mod tests {
 
     #[test]
     fn frechet_of_identical_sets_is_zero_and_of_shifted_sets_is_the_shift() {
-        let data: Vec<f32> = models::rng::normal_f32(&mut models::rng::stream(1, "test/fd"), 400 * 3);
-        let shifted: Vec<f32> = data.iter().enumerate().map(|(i, x)| if i % 3 == 0 { x + 2.0 } else { *x }).collect();
+        let data: Vec<f32> =
+            models::rng::normal_f32(&mut models::rng::stream(1, "test/fd"), 400 * 3);
+        let shifted: Vec<f32> =
+            data.iter().enumerate().map(|(i, x)| if i % 3 == 0 { x + 2.0 } else { *x }).collect();
         let (a, b) = (Rows::new(&data, 3), Rows::new(&shifted, 3));
         assert!(frechet_distance(&a, &a, None, None).abs() < 1e-9);
         // Shifting in f32 perturbs the covariance by rounding only.

@@ -30,7 +30,14 @@ pub fn wilson(successes: u64, n: u64) -> (f64, f64) {
 /// Statistics that resampling biases (the Fréchet distance, KS-based similarity, a total
 /// variation near 0) would otherwise get intervals that miss their own estimate; when even the
 /// corrected interval misses `point`, it is widened to include it.
-pub fn bootstrap<F>(groups: &[usize], replicates: usize, seed: u64, purpose: &str, point: f64, statistic: F) -> (f64, f64)
+pub fn bootstrap<F>(
+    groups: &[usize],
+    replicates: usize,
+    seed: u64,
+    purpose: &str,
+    point: f64,
+    statistic: F,
+) -> (f64, f64)
 where
     F: Fn(&[Vec<usize>]) -> f64 + Sync,
 {
@@ -38,7 +45,10 @@ where
         .into_par_iter()
         .map(|replicate| {
             let mut rng = models::rng::stream(seed, &format!("bootstrap/{purpose}/{replicate}"));
-            let resampled: Vec<Vec<usize>> = groups.iter().map(|&n| (0..n).map(|_| rng.random_range(0..n.max(1))).collect()).collect();
+            let resampled: Vec<Vec<usize>> = groups
+                .iter()
+                .map(|&n| (0..n).map(|_| rng.random_range(0..n.max(1))).collect())
+                .collect();
             statistic(&resampled)
         })
         .filter(|value| value.is_finite())
@@ -48,7 +58,8 @@ where
     }
     values.sort_by(f64::total_cmp);
     let count = values.len() as f64;
-    let below = values.iter().filter(|&&value| value < point).count() as f64 + 0.5 * values.iter().filter(|&&value| value == point).count() as f64;
+    let below = values.iter().filter(|&&value| value < point).count() as f64
+        + 0.5 * values.iter().filter(|&&value| value == point).count() as f64;
     let z0 = normal_quantile((below / count).clamp(1.0 / (count + 1.0), count / (count + 1.0)));
     let low = quantile_sorted(&values, normal_cdf(2.0 * z0 - Z_95));
     let high = quantile_sorted(&values, normal_cdf(2.0 * z0 + Z_95));
@@ -64,7 +75,10 @@ pub fn normal_cdf(x: f64) -> f64 {
         + t * (1.000_023_68
             + t * (0.374_091_96
                 + t * (0.096_784_18
-                    + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let erfc = t * polynomial.exp();
     if x >= 0.0 { 1.0 - 0.5 * erfc } else { 0.5 * erfc }
 }
@@ -72,10 +86,35 @@ pub fn normal_cdf(x: f64) -> f64 {
 /// The standard normal quantile function (Acklam's rational approximation, relative error
 /// below 1.2e-9).
 pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969_683_028_665_376e1, 2.209_460_984_245_205e2, -2.759_285_104_469_687e2, 1.383_577_518_672_69e2, -3.066_479_806_614_716e1, 2.506_628_277_459_239];
-    const B: [f64; 5] = [-5.447_609_879_822_406e1, 1.615_858_368_580_409e2, -1.556_989_798_598_866e2, 6.680_131_188_771_972e1, -1.328_068_155_288_572e1];
-    const C: [f64; 6] = [-7.784_894_002_430_293e-3, -3.223_964_580_411_365e-1, -2.400_758_277_161_838, -2.549_732_539_343_734, 4.374_664_141_464_968, 2.938_163_982_698_783];
-    const D: [f64; 4] = [7.784_695_709_041_462e-3, 3.224_671_290_700_398e-1, 2.445_134_137_142_996, 3.754_408_661_907_416];
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
     let p_low = 0.024_25;
     if p <= 0.0 {
         return f64::NEG_INFINITY;
@@ -85,7 +124,8 @@ pub fn normal_quantile(p: f64) -> f64 {
     }
     if p < p_low {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - p_low {
         let q = p - 0.5;
         let r = q * q;
@@ -148,7 +188,8 @@ pub fn roc_auc(scores: &[f64], positive: &[bool]) -> f64 {
             end += 1;
         }
         let average_rank = (start + 1 + end) as f64 / 2.0;
-        rank_sum_pos += average_rank * order[start..end].iter().filter(|&&idx| positive[idx]).count() as f64;
+        rank_sum_pos +=
+            average_rank * order[start..end].iter().filter(|&&idx| positive[idx]).count() as f64;
         start = end;
     }
     (rank_sum_pos - (n_pos * (n_pos + 1)) as f64 / 2.0) / (n_pos as f64 * n_neg as f64)
@@ -218,7 +259,8 @@ mod tests {
     #[test]
     fn bootstrap_of_a_mean_covers_it_and_is_reproducible() {
         let data: Vec<f64> = (0..400).map(|i| (i % 17) as f64).collect();
-        let stat = |idx: &[Vec<usize>]| idx[0].iter().map(|&i| data[i]).sum::<f64>() / idx[0].len() as f64;
+        let stat =
+            |idx: &[Vec<usize>]| idx[0].iter().map(|&i| data[i]).sum::<f64>() / idx[0].len() as f64;
         let m = mean(&data);
         let a = bootstrap(&[data.len()], 300, 5, "mean", m, stat);
         let b = bootstrap(&[data.len()], 300, 5, "mean", m, stat);

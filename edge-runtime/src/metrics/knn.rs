@@ -48,7 +48,8 @@ impl<'a> Rows<'a> {
 
     fn view(&self, rows: Range<usize>) -> ArrayView2<'a, f32> {
         let data = &self.data[rows.start * self.dim..rows.end * self.dim];
-        ArrayView2::from_shape((rows.len(), self.dim), data).expect("a block holds rows × dim values by construction")
+        ArrayView2::from_shape((rows.len(), self.dim), data)
+            .expect("a block holds rows × dim values by construction")
     }
 
     fn squared_norms(&self) -> Vec<f32> {
@@ -95,7 +96,11 @@ impl Candidates {
     }
 
     fn worst(&self) -> f32 {
-        if self.items.len() < self.capacity { f32::INFINITY } else { self.items.last().map_or(f32::INFINITY, |item| item.0) }
+        if self.items.len() < self.capacity {
+            f32::INFINITY
+        } else {
+            self.items.last().map_or(f32::INFINITY, |item| item.0)
+        }
     }
 
     fn offer(&mut self, distance: f32, index: u32) {
@@ -120,8 +125,11 @@ impl Candidates {
 
     /// The `k` exact nearest among the candidates.
     fn resolve(&self, query: &[f32], reference: &Rows<'_>, k: usize) -> Vec<(f64, u32)> {
-        let mut exact: Vec<(f64, u32)> =
-            self.items.iter().map(|&(_, idx)| (exact_squared(query, reference.row(idx as usize)).sqrt(), idx)).collect();
+        let mut exact: Vec<(f64, u32)> = self
+            .items
+            .iter()
+            .map(|&(_, idx)| (exact_squared(query, reference.row(idx as usize)).sqrt(), idx))
+            .collect();
         exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         exact.truncate(k);
         exact
@@ -147,7 +155,9 @@ impl Tile<'_> {
         let norms = &self.reference_norms[self.col_start..self.col_start + self.columns];
         let dots = &self.dots[offset * self.columns..(offset + 1) * self.columns];
         out.clear();
-        out.extend(dots.iter().zip(norms).map(|(dot, norm)| (query_norm + norm - 2.0 * dot).max(0.0)));
+        out.extend(
+            dots.iter().zip(norms).map(|(dot, norm)| (query_norm + norm - 2.0 * dot).max(0.0)),
+        );
     }
 }
 
@@ -178,7 +188,14 @@ fn screen(
         }
         general_mat_mul(1.0, &q_view, &r_view.t(), 0.0, &mut products);
         let dots = products.as_slice().expect("a fresh array is contiguous");
-        visit(&Tile { row_start: range.start, col_start, columns, dots, query_norms, reference_norms });
+        visit(&Tile {
+            row_start: range.start,
+            col_start,
+            columns,
+            dots,
+            query_norms,
+            reference_norms,
+        });
     }
 }
 
@@ -199,51 +216,55 @@ pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
     // lists that start empty and must be merged: with four runs per worker those cold lists and
     // the merge made the self pass 1.5x slower per pair than a cross pass (measured 10,000 x 64).
     let n_runs = rayon::current_num_threads().min(starts.len()).max(1);
-    let runs: Vec<Vec<usize>> = (0..n_runs).map(|run| starts.iter().copied().skip(run).step_by(n_runs).collect()).collect();
-    let partials: Vec<RunPartial> = runs
-        .par_iter()
-        .map(|run| {
-            let mut row_lists = Vec::new();
-            let mut column_lists = vec![Candidates::new(capacity); n];
-            let mut column_worst = vec![f32::INFINITY; n];
-            let mut row = Vec::with_capacity(REFERENCE_BLOCK);
-            for &start in run {
-                let range = start..(start + QUERY_BLOCK).min(n);
-                let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(capacity)).collect();
-                screen(&rows, &norms, &rows, &norms, range.clone(), start..n, |tile| {
-                    for (offset, list) in lists.iter_mut().enumerate() {
-                        let i = tile.row_start + offset;
-                        tile.fill_row(offset, &mut row);
-                        let mut worst = list.worst();
-                        for (chunk_idx, chunk) in row.chunks(CHUNK).enumerate() {
-                            let j0 = tile.col_start + chunk_idx * CHUNK;
-                            let others = &column_worst[j0..j0 + chunk.len()];
-                            if !chunk.iter().zip(others).fold(false, |any, (&d2, &other)| any | (d2 < worst) | (d2 < other)) {
-                                continue;
-                            }
-                            for (col, &d2) in chunk.iter().enumerate() {
-                                let j = j0 + col;
-                                if j == i {
+    let runs: Vec<Vec<usize>> =
+        (0..n_runs).map(|run| starts.iter().copied().skip(run).step_by(n_runs).collect()).collect();
+    let partials: Vec<RunPartial> =
+        runs.par_iter()
+            .map(|run| {
+                let mut row_lists = Vec::new();
+                let mut column_lists = vec![Candidates::new(capacity); n];
+                let mut column_worst = vec![f32::INFINITY; n];
+                let mut row = Vec::with_capacity(REFERENCE_BLOCK);
+                for &start in run {
+                    let range = start..(start + QUERY_BLOCK).min(n);
+                    let mut lists: Vec<Candidates> =
+                        range.clone().map(|_| Candidates::new(capacity)).collect();
+                    screen(&rows, &norms, &rows, &norms, range.clone(), start..n, |tile| {
+                        for (offset, list) in lists.iter_mut().enumerate() {
+                            let i = tile.row_start + offset;
+                            tile.fill_row(offset, &mut row);
+                            let mut worst = list.worst();
+                            for (chunk_idx, chunk) in row.chunks(CHUNK).enumerate() {
+                                let j0 = tile.col_start + chunk_idx * CHUNK;
+                                let others = &column_worst[j0..j0 + chunk.len()];
+                                if !chunk.iter().zip(others).fold(false, |any, (&d2, &other)| {
+                                    any | (d2 < worst) | (d2 < other)
+                                }) {
                                     continue;
                                 }
-                                if d2 < worst {
-                                    list.offer(d2, j as u32);
-                                    worst = list.worst();
-                                }
-                                // Pairs inside the row block reach `j` through its own row.
-                                if j >= range.end && d2 < column_worst[j] {
-                                    column_lists[j].offer(d2, i as u32);
-                                    column_worst[j] = column_lists[j].worst();
+                                for (col, &d2) in chunk.iter().enumerate() {
+                                    let j = j0 + col;
+                                    if j == i {
+                                        continue;
+                                    }
+                                    if d2 < worst {
+                                        list.offer(d2, j as u32);
+                                        worst = list.worst();
+                                    }
+                                    // Pairs inside the row block reach `j` through its own row.
+                                    if j >= range.end && d2 < column_worst[j] {
+                                        column_lists[j].offer(d2, i as u32);
+                                        column_worst[j] = column_lists[j].worst();
+                                    }
                                 }
                             }
                         }
-                    }
-                });
-                row_lists.extend(range.zip(lists));
-            }
-            (row_lists, column_lists)
-        })
-        .collect();
+                    });
+                    row_lists.extend(range.zip(lists));
+                }
+                (row_lists, column_lists)
+            })
+            .collect();
     let mut merged: Vec<Candidates> = vec![Candidates::new(capacity); n];
     for (row_lists, column_lists) in &partials {
         for (i, list) in row_lists {
@@ -253,8 +274,13 @@ pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
             merged[i].merge(list);
         }
     }
-    let resolved: Vec<Vec<(f64, u32)>> = merged.par_iter().enumerate().map(|(i, list)| list.resolve(rows.row(i), &rows, k)).collect();
-    let mut neighbours = Neighbours { k, distance: Vec::with_capacity(n * k), index: Vec::with_capacity(n * k) };
+    let resolved: Vec<Vec<(f64, u32)>> = merged
+        .par_iter()
+        .enumerate()
+        .map(|(i, list)| list.resolve(rows.row(i), &rows, k))
+        .collect();
+    let mut neighbours =
+        Neighbours { k, distance: Vec::with_capacity(n * k), index: Vec::with_capacity(n * k) };
     for row in &resolved {
         push_row(&mut neighbours, row);
     }
@@ -295,7 +321,11 @@ struct Balls {
 impl Balls {
     fn new(radii: Option<&[f64]>, norms: &[f32], other_max_norm: f32) -> Balls {
         let Some(radii) = radii else {
-            return Balls { radius_sq: vec![f64::NEG_INFINITY; norms.len()], sure: vec![f32::NEG_INFINITY; norms.len()], unsure: vec![f32::NEG_INFINITY; norms.len()] };
+            return Balls {
+                radius_sq: vec![f64::NEG_INFINITY; norms.len()],
+                sure: vec![f32::NEG_INFINITY; norms.len()],
+                unsure: vec![f32::NEG_INFINITY; norms.len()],
+            };
         };
         let mut balls = Balls { radius_sq: Vec::new(), sure: Vec::new(), unsure: Vec::new() };
         for (radius, norm) in radii.iter().zip(norms) {
@@ -323,27 +353,41 @@ struct BSide {
 
 /// One pass over all pairs of `a` and `b` computing nearest neighbours both ways and, when radii
 /// are given, strict ball membership both ways (`d(a, b) < r`).
-pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<&[f64]>, b_radius: Option<&[f64]>) -> Cross {
+pub fn cross(
+    a: Rows<'_>,
+    b: Rows<'_>,
+    k_a: usize,
+    k_b: usize,
+    a_radius: Option<&[f64]>,
+    b_radius: Option<&[f64]>,
+) -> Cross {
     let (k_a, k_b) = (k_a.clamp(1, MAX_CANDIDATES), k_b.clamp(1, MAX_CANDIDATES));
     let a_norms = a.squared_norms();
     let b_norms = b.squared_norms();
     let max_norm = |norms: &[f32]| norms.iter().copied().fold(0.0_f32, f32::max);
     let a_balls = Balls::new(a_radius, &a_norms, max_norm(&b_norms));
     let b_balls = Balls::new(b_radius, &b_norms, max_norm(&a_norms));
-    let exact_inside = |i: usize, j: usize, radius_sq: f64| exact_squared(a.row(i), b.row(j)) < radius_sq;
+    let exact_inside =
+        |i: usize, j: usize, radius_sq: f64| exact_squared(a.row(i), b.row(j)) < radius_sq;
 
     // Each worker takes a contiguous run of query blocks with one b-side state: as few states to
     // merge as there are workers (a state per block made the merge cost more than the
     // distances; two per worker still cost a third more than one, measured 10,000 x 64).
     let starts: Vec<usize> = (0..a.n_rows).step_by(QUERY_BLOCK).collect();
-    let runs: Vec<&[usize]> = starts.chunks(starts.len().div_ceil(rayon::current_num_threads()).max(1)).collect();
-    let new_side = || BSide { lists: vec![Candidates::new(k_b + MARGIN); b.n_rows], worst: vec![f32::INFINITY; b.n_rows], hit: vec![false; b.n_rows] };
+    let runs: Vec<&[usize]> =
+        starts.chunks(starts.len().div_ceil(rayon::current_num_threads()).max(1)).collect();
+    let new_side = || BSide {
+        lists: vec![Candidates::new(k_b + MARGIN); b.n_rows],
+        worst: vec![f32::INFINITY; b.n_rows],
+        hit: vec![false; b.n_rows],
+    };
     let partials: Vec<(Vec<ARow>, BSide)> = runs
         .par_iter()
         .map(|run| {
             run.iter().fold((Vec::new(), new_side()), |(mut a_rows, mut side), &start| {
                 let range = start..(start + QUERY_BLOCK).min(a.n_rows);
-                let mut lists: Vec<Candidates> = range.clone().map(|_| Candidates::new(k_a + MARGIN)).collect();
+                let mut lists: Vec<Candidates> =
+                    range.clone().map(|_| Candidates::new(k_a + MARGIN)).collect();
                 let mut counts = vec![0_u32; range.len()];
                 let mut row = Vec::with_capacity(REFERENCE_BLOCK);
                 screen(&a, &a_norms, &b, &b_norms, range.clone(), 0..b.n_rows, |tile| {
@@ -354,10 +398,16 @@ pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<
                         let mut worst = list.worst();
                         for (chunk_idx, chunk) in row.chunks(CHUNK).enumerate() {
                             let j0 = tile.col_start + chunk_idx * CHUNK;
-                            let (b_worst, b_unsure) = (&side.worst[j0..j0 + chunk.len()], &b_balls.unsure[j0..j0 + chunk.len()]);
-                            let interesting = chunk.iter().zip(b_worst).zip(b_unsure).fold(false, |any, ((&d2, &bw), &bu)| {
-                                any | (d2 < worst) | (d2 < bw) | (d2 < bu) | (d2 < a_unsure)
-                            });
+                            let (b_worst, b_unsure) = (
+                                &side.worst[j0..j0 + chunk.len()],
+                                &b_balls.unsure[j0..j0 + chunk.len()],
+                            );
+                            let interesting = chunk.iter().zip(b_worst).zip(b_unsure).fold(
+                                false,
+                                |any, ((&d2, &bw), &bu)| {
+                                    any | (d2 < worst) | (d2 < bw) | (d2 < bu) | (d2 < a_unsure)
+                                },
+                            );
                             if !interesting {
                                 continue;
                             }
@@ -371,10 +421,17 @@ pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<
                                     side.lists[j].offer(d2, i as u32);
                                     side.worst[j] = side.lists[j].worst();
                                 }
-                                if d2 < b_balls.sure[j] || (d2 < b_balls.unsure[j] && exact_inside(i, j, b_balls.radius_sq[j])) {
+                                if d2 < b_balls.sure[j]
+                                    || (d2 < b_balls.unsure[j]
+                                        && exact_inside(i, j, b_balls.radius_sq[j]))
+                                {
                                     counts[offset] += 1;
                                 }
-                                if !side.hit[j] && (d2 < a_sure || (d2 < a_unsure && exact_inside(i, j, a_balls.radius_sq[i]))) {
+                                if !side.hit[j]
+                                    && (d2 < a_sure
+                                        || (d2 < a_unsure
+                                            && exact_inside(i, j, a_balls.radius_sq[i])))
+                                {
                                     side.hit[j] = true;
                                 }
                             }
@@ -389,7 +446,11 @@ pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<
         })
         .collect();
 
-    let mut a_nearest = Neighbours { k: k_a, distance: Vec::with_capacity(a.n_rows * k_a), index: Vec::with_capacity(a.n_rows * k_a) };
+    let mut a_nearest = Neighbours {
+        k: k_a,
+        distance: Vec::with_capacity(a.n_rows * k_a),
+        index: Vec::with_capacity(a.n_rows * k_a),
+    };
     let mut a_in_b_balls = Vec::with_capacity(a.n_rows);
     let mut b_lists = vec![Candidates::new(k_b + MARGIN); b.n_rows];
     let mut b_in_some_a_ball = vec![false; b.n_rows];
@@ -403,7 +464,11 @@ pub fn cross(a: Rows<'_>, b: Rows<'_>, k_a: usize, k_b: usize, a_radius: Option<
             b_in_some_a_ball[j] |= side.hit[j];
         }
     }
-    let mut b_nearest = Neighbours { k: k_b, distance: Vec::with_capacity(b.n_rows * k_b), index: Vec::with_capacity(b.n_rows * k_b) };
+    let mut b_nearest = Neighbours {
+        k: k_b,
+        distance: Vec::with_capacity(b.n_rows * k_b),
+        index: Vec::with_capacity(b.n_rows * k_b),
+    };
     for (j, list) in b_lists.iter().enumerate() {
         push_row(&mut b_nearest, &list.resolve(b.row(j), &a, k_b));
     }
@@ -421,7 +486,10 @@ mod tests {
     fn brute_nearest(q: &Rows<'_>, r: &Rows<'_>, k: usize, same: bool) -> Vec<Vec<f64>> {
         (0..q.n_rows)
             .map(|i| {
-                let mut d: Vec<f64> = (0..r.n_rows).filter(|&j| !(same && i == j)).map(|j| exact_squared(q.row(i), r.row(j)).sqrt()).collect();
+                let mut d: Vec<f64> = (0..r.n_rows)
+                    .filter(|&j| !(same && i == j))
+                    .map(|j| exact_squared(q.row(i), r.row(j)).sqrt())
+                    .collect();
                 d.sort_by(f64::total_cmp);
                 d.truncate(k);
                 d
@@ -464,7 +532,9 @@ mod tests {
         let b_radius: Vec<f64> = (0..b.n_rows).map(|j| 0.7 + (j % 5) as f64 * 0.1).collect();
         let got = cross(a, b, 2, 1, Some(&a_radius), Some(&b_radius));
         for i in 0..a.n_rows {
-            let count = (0..b.n_rows).filter(|&j| exact_squared(a.row(i), b.row(j)).sqrt() < b_radius[j]).count();
+            let count = (0..b.n_rows)
+                .filter(|&j| exact_squared(a.row(i), b.row(j)).sqrt() < b_radius[j])
+                .count();
             assert_eq!(got.a_in_b_balls[i] as usize, count, "a {i}");
         }
         for j in 0..b.n_rows {

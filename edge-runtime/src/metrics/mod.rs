@@ -33,7 +33,14 @@ pub enum Axis {
 }
 
 impl Axis {
-    pub const ALL: [Axis; 6] = [Axis::Fidelity, Axis::Diversity, Axis::Efficiency, Axis::Utility, Axis::Robustness, Axis::Privacy];
+    pub const ALL: [Axis; 6] = [
+        Axis::Fidelity,
+        Axis::Diversity,
+        Axis::Efficiency,
+        Axis::Utility,
+        Axis::Robustness,
+        Axis::Privacy,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -68,7 +75,14 @@ impl Metric {
     /// A share of `n` with its Wilson interval.
     pub fn proportion(axis: Axis, name: &str, successes: u64, n: u64) -> Metric {
         let (low, high) = wilson(successes, n);
-        Metric::new(axis, name, if n == 0 { f64::NAN } else { successes as f64 / n as f64 }, low, high, n)
+        Metric::new(
+            axis,
+            name,
+            if n == 0 { f64::NAN } else { successes as f64 / n as f64 },
+            low,
+            high,
+            n,
+        )
     }
 }
 
@@ -124,16 +138,30 @@ impl Default for EvalSettings {
 
 fn check(input: &EvalInput<'_>, k: usize) -> Result<()> {
     let dim = input.train.x.dim;
-    for (set, data) in [("real train", &input.train), ("real hold-out", &input.holdout), ("synthetic", &input.synthetic)] {
+    for (set, data) in [
+        ("real train", &input.train),
+        ("real hold-out", &input.holdout),
+        ("synthetic", &input.synthetic),
+    ] {
         if data.x.dim != dim {
-            return Err(Error::Invalid(format!("the {set} data has {} features, the real train part {dim}", data.x.dim)));
+            return Err(Error::Invalid(format!(
+                "the {set} data has {} features, the real train part {dim}",
+                data.x.dim
+            )));
         }
         if data.labels.len() != data.x.n_rows {
-            return Err(Error::Invalid(format!("the {set} data has {} rows but {} labels", data.x.n_rows, data.labels.len())));
+            return Err(Error::Invalid(format!(
+                "the {set} data has {} rows but {} labels",
+                data.x.n_rows,
+                data.labels.len()
+            )));
         }
         if let Some(position) = data.x.data.iter().position(|value| !value.is_finite()) {
             let (row, col) = (position / dim.max(1), position % dim.max(1));
-            let feature = input.feature_names.get(col).map_or_else(|| format!("feature {col}"), |name| format!("`{name}`"));
+            let feature = input
+                .feature_names
+                .get(col)
+                .map_or_else(|| format!("feature {col}"), |name| format!("`{name}`"));
             return Err(Error::Invalid(format!(
                 "the {set} data has a non-finite value ({}) in row {}, {feature}; every value must be a finite number",
                 data.x.data[position],
@@ -141,16 +169,26 @@ fn check(input: &EvalInput<'_>, k: usize) -> Result<()> {
             )));
         }
         if let Some(label) = data.labels.iter().find(|&&label| label as usize >= input.n_classes) {
-            return Err(Error::Invalid(format!("the {set} data has label index {label}, but there are {} classes", input.n_classes)));
+            return Err(Error::Invalid(format!(
+                "the {set} data has label index {label}, but there are {} classes",
+                input.n_classes
+            )));
         }
     }
-    for (set, rows) in [("real train", input.train.x.n_rows), ("synthetic", input.synthetic.x.n_rows)] {
+    for (set, rows) in
+        [("real train", input.train.x.n_rows), ("synthetic", input.synthetic.x.n_rows)]
+    {
         if rows < k + 1 {
-            return Err(Error::Invalid(format!("k-NN metrics with k = {k} need at least {} rows; the {set} set has {rows}", k + 1)));
+            return Err(Error::Invalid(format!(
+                "k-NN metrics with k = {k} need at least {} rows; the {set} set has {rows}",
+                k + 1
+            )));
         }
     }
     if input.holdout.x.n_rows == 0 {
-        return Err(Error::Invalid("the real hold-out is empty; utility and privacy need held-out rows".to_owned()));
+        return Err(Error::Invalid(
+            "the real hold-out is empty; utility and privacy need held-out rows".to_owned(),
+        ));
     }
     Ok(())
 }
@@ -169,28 +207,72 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
     let mut assessment = Assessment::default();
     let (seed, replicates) = (settings.seed, settings.replicates);
     if wants(Axis::Fidelity) || wants(Axis::Diversity) || wants(Axis::Privacy) {
-        let metrics = neighbours::neighbour_metrics(input.train.x, input.holdout.x, input.synthetic.x, settings.k, seed, replicates);
-        assessment.metrics.extend(metrics.into_iter().filter(|metric| settings.axes.iter().any(|axis| axis.as_str() == metric.axis)));
+        let metrics = neighbours::neighbour_metrics(
+            input.train.x,
+            input.holdout.x,
+            input.synthetic.x,
+            settings.k,
+            seed,
+            replicates,
+        );
+        assessment.metrics.extend(
+            metrics
+                .into_iter()
+                .filter(|metric| settings.axes.iter().any(|axis| axis.as_str() == metric.axis)),
+        );
     }
     if wants(Axis::Fidelity) {
-        assessment.metrics.extend(fidelity::fidelity_metrics(input.train.x, input.synthetic.x, input.blocks, seed, replicates)?);
+        assessment.metrics.extend(fidelity::fidelity_metrics(
+            input.train.x,
+            input.synthetic.x,
+            input.blocks,
+            seed,
+            replicates,
+        )?);
     }
     if wants(Axis::Diversity) {
-        assessment.metrics.push(fidelity::class_balance_metric(input.train.labels, input.synthetic.labels, input.n_classes, seed, replicates));
+        assessment.metrics.push(fidelity::class_balance_metric(
+            input.train.labels,
+            input.synthetic.labels,
+            input.n_classes,
+            seed,
+            replicates,
+        ));
     }
     if wants(Axis::Utility) || wants(Axis::Robustness) {
-        let (real_classes, synthetic_classes) = (distinct_classes(input.train.labels), distinct_classes(input.synthetic.labels));
+        let (real_classes, synthetic_classes) =
+            (distinct_classes(input.train.labels), distinct_classes(input.synthetic.labels));
         if real_classes < 2 || synthetic_classes < 2 {
             let reason = format!(
                 "a classifier needs two classes or more; the real train part has {real_classes} and the synthetic set {synthetic_classes}"
             );
-            for name in ["tstr_accuracy", "trtr_accuracy", "tstr_perturbed_accuracy_ratio", "tstr_adversarial_accuracy"] {
+            for name in [
+                "tstr_accuracy",
+                "trtr_accuracy",
+                "tstr_perturbed_accuracy_ratio",
+                "tstr_adversarial_accuracy",
+            ] {
                 assessment.skipped.push(Skipped { name: name.to_owned(), reason: reason.clone() });
             }
         } else {
-            let utility_settings = utility::UtilitySettings { seed, replicates, forest_trees: settings.forest_trees, image: input.image };
-            let metrics = utility::utility_metrics(input.train, input.holdout, input.synthetic, input.n_classes, &utility_settings)?;
-            assessment.metrics.extend(metrics.into_iter().filter(|metric| settings.axes.iter().any(|axis| axis.as_str() == metric.axis)));
+            let utility_settings = utility::UtilitySettings {
+                seed,
+                replicates,
+                forest_trees: settings.forest_trees,
+                image: input.image,
+            };
+            let metrics = utility::utility_metrics(
+                input.train,
+                input.holdout,
+                input.synthetic,
+                input.n_classes,
+                &utility_settings,
+            )?;
+            assessment.metrics.extend(
+                metrics
+                    .into_iter()
+                    .filter(|metric| settings.axes.iter().any(|axis| axis.as_str() == metric.axis)),
+            );
         }
     }
     set_aside_undefined(&mut assessment);
@@ -202,26 +284,36 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
 /// an AUC whose resamples lack a class) to `skipped`, saying why: they are reported, not stored
 /// as numbers that mean nothing.
 pub fn set_aside_undefined(assessment: &mut Assessment) {
-    let (kept, undefined): (Vec<Metric>, Vec<Metric>) =
-        std::mem::take(&mut assessment.metrics).into_iter().partition(|m| m.value.is_finite() && m.ci_low.is_finite() && m.ci_high.is_finite());
+    let (kept, undefined): (Vec<Metric>, Vec<Metric>) = std::mem::take(&mut assessment.metrics)
+        .into_iter()
+        .partition(|m| m.value.is_finite() && m.ci_low.is_finite() && m.ci_high.is_finite());
     assessment.metrics = kept;
     for metric in undefined {
         assessment.skipped.push(Skipped {
             name: metric.name,
-            reason: format!("undefined on this data (value {}, interval [{}, {}])", metric.value, metric.ci_low, metric.ci_high),
+            reason: format!(
+                "undefined on this data (value {}, interval [{}, {}])",
+                metric.value, metric.ci_low, metric.ci_high
+            ),
         });
     }
 }
 
 /// Stable order: by axis as in [`Axis::ALL`], then as computed.
 pub fn sort_by_axis(metrics: &mut [Metric]) {
-    let rank = |metric: &Metric| Axis::ALL.iter().position(|axis| axis.as_str() == metric.axis).unwrap_or(Axis::ALL.len());
+    let rank = |metric: &Metric| {
+        Axis::ALL.iter().position(|axis| axis.as_str() == metric.axis).unwrap_or(Axis::ALL.len())
+    };
     metrics.sort_by_key(rank);
 }
 
 /// `samples_per_second` and `ms_per_sample` of a generation run from its per-batch timings
 /// (samples, duration), with bootstrap intervals over batches.
-pub fn efficiency_metrics(batches: &[(usize, Duration)], seed: u64, replicates: usize) -> Vec<Metric> {
+pub fn efficiency_metrics(
+    batches: &[(usize, Duration)],
+    seed: u64,
+    replicates: usize,
+) -> Vec<Metric> {
     let rate = |idx: &[usize]| {
         let samples: usize = idx.iter().map(|&i| batches[i].0).sum();
         let seconds: f64 = idx.iter().map(|&i| batches[i].1.as_secs_f64()).sum();
@@ -230,7 +322,10 @@ pub fn efficiency_metrics(batches: &[(usize, Duration)], seed: u64, replicates: 
     let all: Vec<usize> = (0..batches.len()).collect();
     let n: u64 = batches.iter().map(|(samples, _)| *samples as u64).sum();
     let value = rate(&all);
-    let (low, high) = bootstrap(&[batches.len()], replicates, seed, "samples_per_second", value, |idx| rate(&idx[0]));
+    let (low, high) =
+        bootstrap(&[batches.len()], replicates, seed, "samples_per_second", value, |idx| {
+            rate(&idx[0])
+        });
     vec![
         Metric::new(Axis::Efficiency, "samples_per_second", value, low, high, n),
         Metric::new(Axis::Efficiency, "ms_per_sample", 1e3 / value, 1e3 / high, 1e3 / low, n),
@@ -240,7 +335,10 @@ pub fn efficiency_metrics(batches: &[(usize, Duration)], seed: u64, replicates: 
 /// A plain-text table of the metrics, grouped by axis.
 pub fn format_table(metrics: &[Metric], skipped: &[Skipped]) -> String {
     let width = metrics.iter().map(|metric| metric.name.len()).max().unwrap_or(10).max(10);
-    let mut out = format!("{:<11} {:<width$} {:>12}  {:>27}  {:>7}\n", "axis", "metric", "value", "95% interval", "n");
+    let mut out = format!(
+        "{:<11} {:<width$} {:>12}  {:>27}  {:>7}\n",
+        "axis", "metric", "value", "95% interval", "n"
+    );
     let mut last_axis = "";
     for metric in metrics {
         let axis = if metric.axis == last_axis { "" } else { metric.axis.as_str() };

@@ -20,7 +20,14 @@ use super::knn::{Rows, cross, nearest_within};
 use super::{Axis, Metric};
 
 /// Passes over the three sets; see the module documentation.
-pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>, k: usize, seed: u64, replicates: usize) -> Vec<Metric> {
+pub fn neighbour_metrics(
+    train: Rows<'_>,
+    holdout: Rows<'_>,
+    synthetic: Rows<'_>,
+    k: usize,
+    seed: u64,
+    replicates: usize,
+) -> Vec<Metric> {
     let real_radius = nearest_within(train, k).column(k - 1);
     let synthetic_radius = nearest_within(synthetic, k).column(k - 1);
     let to_train = cross(synthetic, train, 2, 1, Some(&synthetic_radius), Some(&real_radius));
@@ -33,15 +40,20 @@ pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>
     let counts = &to_train.a_in_b_balls;
     let precise = counts.iter().filter(|&&count| count > 0).count() as u64;
     metrics.push(Metric::proportion(Axis::Fidelity, "precision", precise, n_syn));
-    let density_of = |rows: &[usize]| rows.iter().map(|&j| f64::from(counts[j])).sum::<f64>() / (k as f64 * rows.len() as f64);
+    let density_of = |rows: &[usize]| {
+        rows.iter().map(|&j| f64::from(counts[j])).sum::<f64>() / (k as f64 * rows.len() as f64)
+    };
     let all_synthetic: Vec<usize> = (0..synthetic.n_rows).collect();
     let density = density_of(&all_synthetic);
-    let (low, high) = bootstrap(&[synthetic.n_rows], replicates, seed, "density", density, |idx| density_of(&idx[0]));
+    let (low, high) = bootstrap(&[synthetic.n_rows], replicates, seed, "density", density, |idx| {
+        density_of(&idx[0])
+    });
     metrics.push(Metric::new(Axis::Fidelity, "density", density, low, high, n_syn));
     let recalled = to_train.b_in_some_a_ball.iter().filter(|&&hit| hit).count() as u64;
     metrics.push(Metric::proportion(Axis::Diversity, "recall", recalled, n_real));
     let nearest_synthetic_to_train = to_train.b_nearest.column(0);
-    let covered = nearest_synthetic_to_train.iter().zip(&real_radius).filter(|(d, r)| d < r).count() as u64;
+    let covered =
+        nearest_synthetic_to_train.iter().zip(&real_radius).filter(|(d, r)| d < r).count() as u64;
     metrics.push(Metric::proportion(Axis::Diversity, "coverage", covered, n_real));
 
     // Privacy.
@@ -62,7 +74,11 @@ pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>
     let closer = dcr_train.iter().zip(&dcr_holdout).filter(|(t, h)| t < h).count() as u64;
     metrics.push(Metric::proportion(Axis::Privacy, "closer_to_train_share", closer, n_syn));
 
-    let ratios: Vec<f64> = dcr_train.iter().zip(&second).map(|(&d1, &d2)| if d1 == 0.0 { 0.0 } else { d1 / d2 }).collect();
+    let ratios: Vec<f64> = dcr_train
+        .iter()
+        .zip(&second)
+        .map(|(&d1, &d2)| if d1 == 0.0 { 0.0 } else { d1 / d2 })
+        .collect();
     metrics.push(statistic_of(&ratios, "nndr_mean", &mean));
     let copies = dcr_train.iter().filter(|&&d| d == 0.0).count() as u64;
     metrics.push(Metric::proportion(Axis::Privacy, "exact_copy_rate", copies, n_syn));
@@ -71,15 +87,24 @@ pub fn neighbour_metrics(train: Rows<'_>, holdout: Rows<'_>, synthetic: Rows<'_>
     let non_members: Vec<f64> = to_holdout.b_nearest.column(0).iter().map(|d| -d).collect();
     let auc_of = |members: &[f64], non_members: &[f64]| {
         let scores: Vec<f64> = members.iter().chain(non_members).copied().collect();
-        let positive: Vec<bool> = members.iter().map(|_| true).chain(non_members.iter().map(|_| false)).collect();
+        let positive: Vec<bool> =
+            members.iter().map(|_| true).chain(non_members.iter().map(|_| false)).collect();
         roc_auc(&scores, &positive)
     };
     let auc = auc_of(&members, &non_members);
-    let (low, high) = bootstrap(&[members.len(), non_members.len()], replicates, seed, "mia_auc", auc, |idx| {
-        let m: Vec<f64> = idx[0].iter().map(|&i| members[i]).collect();
-        let h: Vec<f64> = idx[1].iter().map(|&i| non_members[i]).collect();
-        auc_of(&m, &h)
-    });
-    metrics.push(Metric::new(Axis::Privacy, "mia_auc", auc, low, high, (members.len() + non_members.len()) as u64));
+    let (low, high) =
+        bootstrap(&[members.len(), non_members.len()], replicates, seed, "mia_auc", auc, |idx| {
+            let m: Vec<f64> = idx[0].iter().map(|&i| members[i]).collect();
+            let h: Vec<f64> = idx[1].iter().map(|&i| non_members[i]).collect();
+            auc_of(&m, &h)
+        });
+    metrics.push(Metric::new(
+        Axis::Privacy,
+        "mia_auc",
+        auc,
+        low,
+        high,
+        (members.len() + non_members.len()) as u64,
+    ));
     metrics
 }

@@ -14,7 +14,9 @@
 //! regression's own cross-entropy loss — for two classes the exact worst case of a linear model.
 
 use rand::RngExt;
-use smartcore::ensemble::random_forest_classifier::{RandomForestClassifier, RandomForestClassifierParameters};
+use smartcore::ensemble::random_forest_classifier::{
+    RandomForestClassifier, RandomForestClassifierParameters,
+};
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use super::intervals::bootstrap;
@@ -44,7 +46,13 @@ impl LinearModel {
         self.bias
             .iter()
             .enumerate()
-            .map(|(class, b)| b + self.weights[class * self.dim..(class + 1) * self.dim].iter().zip(row).map(|(w, x)| w * f64::from(*x)).sum::<f64>())
+            .map(|(class, b)| {
+                b + self.weights[class * self.dim..(class + 1) * self.dim]
+                    .iter()
+                    .zip(row)
+                    .map(|(w, x)| w * f64::from(*x))
+                    .sum::<f64>()
+            })
             .collect()
     }
 
@@ -57,16 +65,22 @@ impl LinearModel {
     pub fn adversarial(&self, row: &[f32], label: u32, epsilon: f32) -> Vec<f32> {
         let logits = self.logits(row);
         let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let exp: Vec<f64> = logits.iter().map(|l| if l.is_finite() { (l - top).exp() } else { 0.0 }).collect();
+        let exp: Vec<f64> =
+            logits.iter().map(|l| if l.is_finite() { (l - top).exp() } else { 0.0 }).collect();
         let total: f64 = exp.iter().sum();
         let mut gradient = vec![0.0; self.dim];
         for (class, e) in exp.iter().enumerate() {
             let coefficient = e / total - if class as u32 == label { 1.0 } else { 0.0 };
-            for (g, w) in gradient.iter_mut().zip(&self.weights[class * self.dim..(class + 1) * self.dim]) {
+            for (g, w) in
+                gradient.iter_mut().zip(&self.weights[class * self.dim..(class + 1) * self.dim])
+            {
                 *g += coefficient * w;
             }
         }
-        row.iter().zip(&gradient).map(|(x, g)| x + epsilon * g.signum() as f32 * f32::from(*g != 0.0)).collect()
+        row.iter()
+            .zip(&gradient)
+            .map(|(x, g)| x + epsilon * g.signum() as f32 * f32::from(*g != 0.0))
+            .collect()
     }
 }
 
@@ -75,7 +89,8 @@ fn smartcore_error(what: &str) -> impl Fn(smartcore::error::Failed) -> Error + '
 }
 
 fn dense(x: &Rows<'_>) -> Result<DenseMatrix<f64>> {
-    let rows: Vec<Vec<f64>> = (0..x.n_rows).map(|r| x.row(r).iter().map(|&v| f64::from(v)).collect()).collect();
+    let rows: Vec<Vec<f64>> =
+        (0..x.n_rows).map(|r| x.row(r).iter().map(|&v| f64::from(v)).collect()).collect();
     DenseMatrix::from_2d_vec(&rows).map_err(smartcore_error("feature matrix"))
 }
 
@@ -84,7 +99,8 @@ fn dense(x: &Rows<'_>) -> Result<DenseMatrix<f64>> {
 pub fn fit_logistic(data: &Labelled<'_>, n_classes: usize) -> Result<LinearModel> {
     use linfa::prelude::Fit;
     let dim = data.x.dim;
-    let records = ndarray::Array2::from_shape_fn((data.x.n_rows, dim), |(r, c)| f64::from(data.x.row(r)[c]));
+    let records =
+        ndarray::Array2::from_shape_fn((data.x.n_rows, dim), |(r, c)| f64::from(data.x.row(r)[c]));
     let targets = ndarray::Array1::from_iter(data.labels.iter().map(|&label| label as usize));
     let dataset = linfa::Dataset::new(records, targets);
     let model = linfa_logistic::MultiLogisticRegression::default()
@@ -105,11 +121,18 @@ pub fn fit_logistic(data: &Labelled<'_>, n_classes: usize) -> Result<LinearModel
 }
 
 /// Fits the random forest and predicts `test`.
-pub fn forest_predictions(train: &Labelled<'_>, test: &Rows<'_>, trees: u16, seed: u64) -> Result<Vec<u32>> {
+pub fn forest_predictions(
+    train: &Labelled<'_>,
+    test: &Rows<'_>,
+    trees: u16,
+    seed: u64,
+) -> Result<Vec<u32>> {
     let labels: Vec<u32> = train.labels.to_vec();
-    let parameters = RandomForestClassifierParameters::default().with_n_trees(trees).with_seed(seed);
+    let parameters =
+        RandomForestClassifierParameters::default().with_n_trees(trees).with_seed(seed);
     let model: RandomForestClassifier<f64, u32, DenseMatrix<f64>, Vec<u32>> =
-        RandomForestClassifier::fit(&dense(&train.x)?, &labels, parameters).map_err(smartcore_error("random forest"))?;
+        RandomForestClassifier::fit(&dense(&train.x)?, &labels, parameters)
+            .map_err(smartcore_error("random forest"))?;
     model.predict(&dense(test)?).map_err(smartcore_error("random forest"))
 }
 
@@ -123,7 +146,8 @@ pub fn macro_f1(predicted: &[u32], truth: &[u32], idx: &[usize], n_classes: usiz
     for class in 0..n_classes as u32 {
         let tp = idx.iter().filter(|&&i| predicted[i] == class && truth[i] == class).count() as f64;
         let fp = idx.iter().filter(|&&i| predicted[i] == class && truth[i] != class).count() as f64;
-        let fn_ = idx.iter().filter(|&&i| predicted[i] != class && truth[i] == class).count() as f64;
+        let fn_ =
+            idx.iter().filter(|&&i| predicted[i] != class && truth[i] == class).count() as f64;
         if tp + fp + fn_ > 0.0 {
             scores.push(2.0 * tp / (2.0 * tp + fp + fn_));
         }
@@ -145,7 +169,13 @@ fn predict_all(model: &LinearModel, x: &Rows<'_>) -> Vec<u32> {
 }
 
 /// Utility and robustness metrics. `synthetic` must hold at least two classes.
-pub fn utility_metrics(train: Labelled<'_>, holdout: Labelled<'_>, synthetic: Labelled<'_>, n_classes: usize, settings: &UtilitySettings) -> Result<Vec<Metric>> {
+pub fn utility_metrics(
+    train: Labelled<'_>,
+    holdout: Labelled<'_>,
+    synthetic: Labelled<'_>,
+    n_classes: usize,
+    settings: &UtilitySettings,
+) -> Result<Vec<Metric>> {
     let (seed, replicates) = (settings.seed, settings.replicates);
     let n_holdout = holdout.x.n_rows;
     let truth = holdout.labels;
@@ -156,27 +186,59 @@ pub fn utility_metrics(train: Labelled<'_>, holdout: Labelled<'_>, synthetic: La
     let tstr_model = fit_logistic(&synthetic, n_classes)?;
     let trtr = predict_all(&trtr_model, &holdout.x);
     let tstr = predict_all(&tstr_model, &holdout.x);
-    let correct = |predicted: &[u32]| predicted.iter().zip(truth).filter(|(p, t)| p == t).count() as u64;
-    metrics.push(Metric::proportion(Axis::Utility, "trtr_accuracy", correct(&trtr), n_holdout as u64));
-    metrics.push(Metric::proportion(Axis::Utility, "tstr_accuracy", correct(&tstr), n_holdout as u64));
-    let ratio = |idx: &[usize], a: &[u32], b: &[u32]| accuracy(a, truth, idx) / accuracy(b, truth, idx);
-    metrics.push(boot(Axis::Utility, "tstr_trtr_ratio", &all, seed, replicates, |idx| ratio(idx, &tstr, &trtr)));
-    metrics.push(boot(Axis::Utility, "trtr_macro_f1", &all, seed, replicates, |idx| macro_f1(&trtr, truth, idx, n_classes)));
-    metrics.push(boot(Axis::Utility, "tstr_macro_f1", &all, seed, replicates, |idx| macro_f1(&tstr, truth, idx, n_classes)));
+    let correct =
+        |predicted: &[u32]| predicted.iter().zip(truth).filter(|(p, t)| p == t).count() as u64;
+    metrics.push(Metric::proportion(
+        Axis::Utility,
+        "trtr_accuracy",
+        correct(&trtr),
+        n_holdout as u64,
+    ));
+    metrics.push(Metric::proportion(
+        Axis::Utility,
+        "tstr_accuracy",
+        correct(&tstr),
+        n_holdout as u64,
+    ));
+    let ratio =
+        |idx: &[usize], a: &[u32], b: &[u32]| accuracy(a, truth, idx) / accuracy(b, truth, idx);
+    metrics.push(boot(Axis::Utility, "tstr_trtr_ratio", &all, seed, replicates, |idx| {
+        ratio(idx, &tstr, &trtr)
+    }));
+    metrics.push(boot(Axis::Utility, "trtr_macro_f1", &all, seed, replicates, |idx| {
+        macro_f1(&trtr, truth, idx, n_classes)
+    }));
+    metrics.push(boot(Axis::Utility, "tstr_macro_f1", &all, seed, replicates, |idx| {
+        macro_f1(&tstr, truth, idx, n_classes)
+    }));
 
     // Real + synthetic against real alone, same hold-out.
     let combined_x: Vec<f32> = train.x.data.iter().chain(synthetic.x.data).copied().collect();
     let combined_labels: Vec<u32> = train.labels.iter().chain(synthetic.labels).copied().collect();
     let combined = Labelled { x: Rows::new(&combined_x, train.x.dim), labels: &combined_labels };
     let augmented = predict_all(&fit_logistic(&combined, n_classes)?, &holdout.x);
-    metrics.push(boot(Axis::Utility, "augmentation_gain", &all, seed, replicates, |idx| accuracy(&augmented, truth, idx) - accuracy(&trtr, truth, idx)));
+    metrics.push(boot(Axis::Utility, "augmentation_gain", &all, seed, replicates, |idx| {
+        accuracy(&augmented, truth, idx) - accuracy(&trtr, truth, idx)
+    }));
 
     // The same with a random forest.
     let trtr_forest = forest_predictions(&train, &holdout.x, settings.forest_trees, seed)?;
     let tstr_forest = forest_predictions(&synthetic, &holdout.x, settings.forest_trees, seed)?;
-    metrics.push(Metric::proportion(Axis::Utility, "trtr_accuracy_forest", correct(&trtr_forest), n_holdout as u64));
-    metrics.push(Metric::proportion(Axis::Utility, "tstr_accuracy_forest", correct(&tstr_forest), n_holdout as u64));
-    metrics.push(boot(Axis::Utility, "tstr_trtr_ratio_forest", &all, seed, replicates, |idx| ratio(idx, &tstr_forest, &trtr_forest)));
+    metrics.push(Metric::proportion(
+        Axis::Utility,
+        "trtr_accuracy_forest",
+        correct(&trtr_forest),
+        n_holdout as u64,
+    ));
+    metrics.push(Metric::proportion(
+        Axis::Utility,
+        "tstr_accuracy_forest",
+        correct(&tstr_forest),
+        n_holdout as u64,
+    ));
+    metrics.push(boot(Axis::Utility, "tstr_trtr_ratio_forest", &all, seed, replicates, |idx| {
+        ratio(idx, &tstr_forest, &trtr_forest)
+    }));
 
     // Robustness.
     for (prefix, model, clean) in [("tstr", &tstr_model, &tstr), ("trtr", &trtr_model, &trtr)] {
@@ -188,18 +250,42 @@ pub fn utility_metrics(train: Labelled<'_>, holdout: Labelled<'_>, synthetic: La
         }
         let mean_ratio = |idx: &[usize]| {
             let clean_accuracy = accuracy(clean, truth, idx);
-            per_perturbation.iter().map(|(_, predicted)| accuracy(predicted, truth, idx) / clean_accuracy).sum::<f64>() / per_perturbation.len() as f64
+            per_perturbation
+                .iter()
+                .map(|(_, predicted)| accuracy(predicted, truth, idx) / clean_accuracy)
+                .sum::<f64>()
+                / per_perturbation.len() as f64
         };
-        metrics.push(boot(Axis::Robustness, &format!("{prefix}_perturbed_accuracy_ratio"), &all, seed, replicates, mean_ratio));
+        metrics.push(boot(
+            Axis::Robustness,
+            &format!("{prefix}_perturbed_accuracy_ratio"),
+            &all,
+            seed,
+            replicates,
+            mean_ratio,
+        ));
         for (name, predicted) in &per_perturbation {
-            metrics.push(boot(Axis::Robustness, &format!("{prefix}_perturbed_accuracy_ratio/{name}"), &all, seed, replicates, |idx| {
-                accuracy(predicted, truth, idx) / accuracy(clean, truth, idx)
-            }));
+            metrics.push(boot(
+                Axis::Robustness,
+                &format!("{prefix}_perturbed_accuracy_ratio/{name}"),
+                &all,
+                seed,
+                replicates,
+                |idx| accuracy(predicted, truth, idx) / accuracy(clean, truth, idx),
+            ));
         }
         let adversarial: u64 = (0..n_holdout)
-            .filter(|&r| model.predict(&model.adversarial(holdout.x.row(r), truth[r], ADVERSARIAL_EPSILON)) == truth[r])
+            .filter(|&r| {
+                model.predict(&model.adversarial(holdout.x.row(r), truth[r], ADVERSARIAL_EPSILON))
+                    == truth[r]
+            })
             .count() as u64;
-        metrics.push(Metric::proportion(Axis::Robustness, &format!("{prefix}_adversarial_accuracy"), adversarial, n_holdout as u64));
+        metrics.push(Metric::proportion(
+            Axis::Robustness,
+            &format!("{prefix}_adversarial_accuracy"),
+            adversarial,
+            n_holdout as u64,
+        ));
     }
     Ok(metrics)
 }
@@ -207,9 +293,17 @@ pub fn utility_metrics(train: Labelled<'_>, holdout: Labelled<'_>, synthetic: La
 /// L∞ size of the adversarial perturbation, in standardised units.
 pub const ADVERSARIAL_EPSILON: f32 = 0.1;
 
-fn boot(axis: Axis, name: &str, all: &[usize], seed: u64, replicates: usize, statistic: impl Fn(&[usize]) -> f64 + Sync) -> Metric {
+fn boot(
+    axis: Axis,
+    name: &str,
+    all: &[usize],
+    seed: u64,
+    replicates: usize,
+    statistic: impl Fn(&[usize]) -> f64 + Sync,
+) -> Metric {
     let value = statistic(all);
-    let (low, high) = bootstrap(&[all.len()], replicates, seed, name, value, |idx| statistic(&idx[0]));
+    let (low, high) =
+        bootstrap(&[all.len()], replicates, seed, name, value, |idx| statistic(&idx[0]));
     Metric::new(axis, name, value, low, high, all.len() as u64)
 }
 
@@ -236,15 +330,30 @@ impl Perturbation {
 }
 
 pub fn perturbations(image: Option<ImageShape>) -> Vec<Perturbation> {
-    let mut list = vec![Perturbation::Gaussian(0.1), Perturbation::Gaussian(0.3), Perturbation::Gaussian(0.5), Perturbation::Mask(0.1), Perturbation::Outliers];
+    let mut list = vec![
+        Perturbation::Gaussian(0.1),
+        Perturbation::Gaussian(0.3),
+        Perturbation::Gaussian(0.5),
+        Perturbation::Mask(0.1),
+        Perturbation::Outliers,
+    ];
     if image.is_some() {
-        list.extend([Perturbation::Shift, Perturbation::Brightness(0.2), Perturbation::Brightness(-0.2)]);
+        list.extend([
+            Perturbation::Shift,
+            Perturbation::Brightness(0.2),
+            Perturbation::Brightness(-0.2),
+        ]);
     }
     list
 }
 
 /// The perturbed copy of `x` (seeded by the perturbation's name).
-pub fn perturb(x: &Rows<'_>, perturbation: Perturbation, seed: u64, image: Option<ImageShape>) -> Vec<f32> {
+pub fn perturb(
+    x: &Rows<'_>,
+    perturbation: Perturbation,
+    seed: u64,
+    image: Option<ImageShape>,
+) -> Vec<f32> {
     let mut rng = models::rng::stream(seed, &format!("robustness/{}", perturbation.name()));
     let dim = x.dim;
     let mut out = x.data.to_vec();
@@ -279,15 +388,19 @@ pub fn perturb(x: &Rows<'_>, perturbation: Perturbation, seed: u64, image: Optio
             let (height, width) = (shape.height as isize, shape.width as isize);
             let plane = shape.height * shape.width;
             for (row_out, row_in) in out.chunks_exact_mut(dim).zip(x.data.chunks_exact(dim)) {
-                let (dy, dx): (isize, isize) = [(0, 1), (0, -1), (1, 0), (-1, 0)][rng.random_range(0..4)];
+                let (dy, dx): (isize, isize) =
+                    [(0, 1), (0, -1), (1, 0), (-1, 0)][rng.random_range(0..4)];
                 for channel in 0..shape.channels {
                     for y in 0..height {
                         for xx in 0..width {
                             let (sy, sx) = (y - dy, xx - dx);
                             let inside = sy >= 0 && sx >= 0 && sy < height && sx < width;
                             // Pixels shifted in from outside are black (-1 in the encoded space).
-                            row_out[channel * plane + (y * width + xx) as usize] =
-                                if inside { row_in[channel * plane + (sy * width + sx) as usize] } else { -1.0 };
+                            row_out[channel * plane + (y * width + xx) as usize] = if inside {
+                                row_in[channel * plane + (sy * width + sx) as usize]
+                            } else {
+                                -1.0
+                            };
                         }
                     }
                 }

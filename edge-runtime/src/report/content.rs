@@ -9,10 +9,15 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::logbook::RunStatus;
-use crate::report::doc::{Block, Cell, Column, Document, Image, Inline, Layout, Row, anchor, caveat, code, file_safe, strong, text};
+use crate::report::doc::{
+    Block, Cell, Column, Document, Image, Inline, Layout, Row, anchor, caveat, code, file_safe,
+    strong, text,
+};
 use crate::report::marginals::{self, Marginal};
 use crate::report::plot::{self, Line};
-use crate::report::score::{self, AxisScores, Direction, PRIORITIES, Priority, SCORE_METRICS, Verdict, direction};
+use crate::report::score::{
+    self, AxisScores, Direction, PRIORITIES, Priority, SCORE_METRICS, Verdict, direction,
+};
 use crate::report::study::{DatasetResults, Figure, Modality, Study};
 
 /// The metrics charted against the fraction, by axis (the full table has every metric).
@@ -53,15 +58,30 @@ pub struct Report {
 
 /// Builds the report of `study`. `study_dir` is the folder holding the logbook (samples paths are
 /// relative to it); `out` only names files in error messages.
-pub fn build(study: &Study, db: &Path, study_dir: &Path, out: &Path, written_at: &str) -> Result<Report> {
-    let mut report = Report { document: Document { title: "fieldsynth study report".to_owned(), blocks: Vec::new() }, files: BTreeMap::new() };
+pub fn build(
+    study: &Study,
+    db: &Path,
+    study_dir: &Path,
+    out: &Path,
+    written_at: &str,
+) -> Result<Report> {
+    let mut report = Report {
+        document: Document { title: "fieldsynth study report".to_owned(), blocks: Vec::new() },
+        files: BTreeMap::new(),
+    };
     let scores: Vec<Vec<AxisScores>> = study.datasets.iter().map(score::axis_scores).collect();
 
-    let mut contents = vec![("Headline findings".to_owned(), "findings".to_owned()), ("Recommendation".to_owned(), "recommendation".to_owned())];
+    let mut contents = vec![
+        ("Headline findings".to_owned(), "findings".to_owned()),
+        ("Recommendation".to_owned(), "recommendation".to_owned()),
+    ];
     for dataset in &study.datasets {
         contents.push((format!("Dataset {}", dataset.name), anchor(&["dataset", &dataset.name])));
     }
-    contents.extend([("Runs".to_owned(), "runs".to_owned()), ("Method".to_owned(), "method".to_owned())]);
+    contents.extend([
+        ("Runs".to_owned(), "runs".to_owned()),
+        ("Method".to_owned(), "method".to_owned()),
+    ]);
 
     introduction(&mut report.document, study, db, written_at);
     report.document.blocks.push(Block::Contents(contents));
@@ -77,7 +97,8 @@ pub fn build(study: &Study, db: &Path, study_dir: &Path, out: &Path, written_at:
 
 fn introduction(document: &mut Document, study: &Study, db: &Path, written_at: &str) {
     let count = |status: RunStatus| study.runs.iter().filter(|run| run.status == status).count();
-    let (done, failed, running) = (count(RunStatus::Done), count(RunStatus::Failed), count(RunStatus::Running));
+    let (done, failed, running) =
+        (count(RunStatus::Done), count(RunStatus::Failed), count(RunStatus::Running));
     let mut families: Vec<&str> = Vec::new();
     let mut fractions: Vec<f64> = Vec::new();
     let mut seeds: Vec<u64> = Vec::new();
@@ -125,7 +146,11 @@ fn findings(document: &mut Document, study: &Study, scores: &[Vec<AxisScores>]) 
         "Which family led each axis on each dataset, by the axis score (1 = best of the families at every fraction, 0 = worst; see Method).",
     )]);
     let mut columns = vec![Column { group: None, title: "dataset".to_owned(), label: true }];
-    columns.extend(SCORE_METRICS.iter().map(|(axis, _)| Column { group: None, title: (*axis).to_owned(), label: true }));
+    columns.extend(SCORE_METRICS.iter().map(|(axis, _)| Column {
+        group: None,
+        title: (*axis).to_owned(),
+        label: true,
+    }));
     let mut rows = Vec::new();
     let mut statements = Vec::new();
     let mut leads: BTreeMap<String, usize> = BTreeMap::new();
@@ -135,36 +160,68 @@ fn findings(document: &mut Document, study: &Study, scores: &[Vec<AxisScores>]) 
         let mut axes_led: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for axis_scores in dataset_scores {
             let leaders = axis_scores.leaders();
-            let best = axis_scores.scores.iter().filter_map(|(_, score)| *score).fold(f64::NEG_INFINITY, f64::max);
-            cells.push(if leaders.is_empty() { Cell::Empty } else { Cell::Text(format!("{} ({best:.2})", leaders.join(" = "))) });
+            let best = axis_scores
+                .scores
+                .iter()
+                .filter_map(|(_, score)| *score)
+                .fold(f64::NEG_INFINITY, f64::max);
+            cells.push(if leaders.is_empty() {
+                Cell::Empty
+            } else {
+                Cell::Text(format!("{} ({best:.2})", leaders.join(" = ")))
+            });
             for leader in &leaders {
                 axes_led.entry(leader).or_default().push(axis_scores.axis);
                 *leads.entry((*leader).to_owned()).or_default() += 1;
             }
         }
         rows.push(Row::Cells(cells));
-        let parts: Vec<String> = dataset.families.iter().filter_map(|family| axes_led.get(family.as_str()).map(|axes| format!("{family} led {}", list(axes)))).collect();
-        let every = dataset.families.iter().find(|family| axes_led.get(family.as_str()).is_some_and(|axes| axes.len() == SCORE_METRICS.len()));
+        let parts: Vec<String> = dataset
+            .families
+            .iter()
+            .filter_map(|family| {
+                axes_led.get(family.as_str()).map(|axes| format!("{family} led {}", list(axes)))
+            })
+            .collect();
+        let every = dataset.families.iter().find(|family| {
+            axes_led.get(family.as_str()).is_some_and(|axes| axes.len() == SCORE_METRICS.len())
+        });
         if let Some(family) = every {
             sole_winners.push((dataset.name.clone(), family.clone()));
         }
-        statements.push(vec![strong(dataset.name.clone()), text(format!(": {}.", parts.join("; ")))]);
+        statements
+            .push(vec![strong(dataset.name.clone()), text(format!(": {}.", parts.join("; ")))]);
     }
     document.blocks.push(Block::Table { columns, rows });
     document.blocks.push(Block::Bullets(statements));
     let mut verdict = match sole_winners.as_slice() {
-        [] => vec![strong("No single family won every axis"), text(" on any dataset: each has its trade-offs.")],
+        [] => vec![
+            strong("No single family won every axis"),
+            text(" on any dataset: each has its trade-offs."),
+        ],
         winners => {
-            let named: Vec<String> = winners.iter().map(|(dataset, family)| format!("{family} on {dataset}")).collect();
-            vec![strong(format!("One family won every axis on {} of {} datasets", winners.len(), study.datasets.len())), text(format!(": {}.", list(&named)))]
+            let named: Vec<String> =
+                winners.iter().map(|(dataset, family)| format!("{family} on {dataset}")).collect();
+            vec![
+                strong(format!(
+                    "One family won every axis on {} of {} datasets",
+                    winners.len(),
+                    study.datasets.len()
+                )),
+                text(format!(": {}.", list(&named))),
+            ]
         }
     };
     let total: usize = leads.values().sum();
     if total > 0 {
         let mut tally: Vec<(String, usize)> = leads.into_iter().collect();
         tally.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let tally: Vec<String> = tally.iter().map(|(family, count)| format!("{family} {count}")).collect();
-        verdict.push(text(format!(" Axis leads over all datasets (ties count for each): {}.", list(&tally))));
+        let tally: Vec<String> =
+            tally.iter().map(|(family, count)| format!("{family} {count}")).collect();
+        verdict.push(text(format!(
+            " Axis leads over all datasets (ties count for each): {}.",
+            list(&tally)
+        )));
     }
     document.paragraph(verdict);
 }
@@ -179,15 +236,22 @@ fn recommendation(document: &mut Document, study: &Study, scores: &[Vec<AxisScor
     )]);
     for priority in &PRIORITIES {
         document.heading(2, priority.title, &anchor(&["priority", priority.title]));
-        document.paragraph(vec![text("Deciding figure: "), code(priority.metric), text(format!(", {}.", priority.meaning))]);
+        document.paragraph(vec![
+            text("Deciding figure: "),
+            code(priority.metric),
+            text(format!(", {}.", priority.meaning)),
+        ]);
         let mut bullets = Vec::new();
         let mut scarce_winners: Vec<(String, String, bool)> = Vec::new();
         for (dataset, dataset_scores) in study.datasets.iter().zip(scores) {
             let mut inlines = vec![strong(dataset.name.clone()), text(": ")];
-            let (Some(&smallest), Some(&largest)) = (dataset.fractions.first(), dataset.fractions.last()) else {
+            let (Some(&smallest), Some(&largest)) =
+                (dataset.fractions.first(), dataset.fractions.last())
+            else {
                 continue;
             };
-            let judged: Vec<f64> = if smallest == largest { vec![smallest] } else { vec![smallest, largest] };
+            let judged: Vec<f64> =
+                if smallest == largest { vec![smallest] } else { vec![smallest, largest] };
             let mut any = false;
             for &fraction in &judged {
                 let Some(verdict) = score::verdict(dataset, priority.metric, fraction) else {
@@ -195,25 +259,48 @@ fn recommendation(document: &mut Document, study: &Study, scores: &[Vec<AxisScor
                 };
                 any = true;
                 if fraction == smallest && !verdict.tie {
-                    scarce_winners.push((dataset.name.clone(), verdict.winner().0.clone(), verdict.overlap));
+                    scarce_winners.push((
+                        dataset.name.clone(),
+                        verdict.winner().0.clone(),
+                        verdict.overlap,
+                    ));
                 }
-                inlines.extend(verdict_inlines(priority, &verdict, &fraction_phrase(fraction, smallest, largest)));
+                inlines.extend(verdict_inlines(
+                    priority,
+                    &verdict,
+                    &fraction_phrase(fraction, smallest, largest),
+                ));
             }
             if !any {
-                inlines.push(text(format!("fewer than two families have {}, nothing to compare. ", priority.metric)));
+                inlines.push(text(format!(
+                    "fewer than two families have {}, nothing to compare. ",
+                    priority.metric
+                )));
             }
-            if let Some(axis_scores) = dataset_scores.iter().find(|scores| scores.axis == priority.axis) {
+            if let Some(axis_scores) =
+                dataset_scores.iter().find(|scores| scores.axis == priority.axis)
+            {
                 let ranked = ranked_scores(axis_scores);
                 if !ranked.is_empty() {
-                    inlines.push(text(format!("{} score over all fractions: {}.", capitalise_first(priority.axis), ranked)));
+                    inlines.push(text(format!(
+                        "{} score over all fractions: {}.",
+                        capitalise_first(priority.axis),
+                        ranked
+                    )));
                 }
             }
             bullets.push(inlines);
         }
         if !scarce_winners.is_empty() {
-            let named: Vec<String> = scarce_winners.iter().map(|(dataset, family, _)| format!("{family} on {dataset}")).collect();
+            let named: Vec<String> = scarce_winners
+                .iter()
+                .map(|(dataset, family, _)| format!("{family} on {dataset}"))
+                .collect();
             let uncertain = scarce_winners.iter().filter(|(_, _, overlap)| *overlap).count();
-            let mut summary = vec![strong("In short:"), text(format!(" with the least data the winner is {}.", list(&named)))];
+            let mut summary = vec![
+                strong("In short:"),
+                text(format!(" with the least data the winner is {}.", list(&named))),
+            ];
             if uncertain > 0 {
                 summary.push(caveat(format!(
                     " {uncertain} of these {} leads are within overlapping intervals: treat them as ties until more seeds or data say otherwise.",
@@ -267,29 +354,52 @@ fn verdict_inlines(priority: &Priority, verdict: &Verdict, phrase: &str) -> Vec<
 /// How much better `best` is than `other`, in words.
 fn margin(metric: &str, best: f64, other: f64) -> String {
     match direction(metric) {
-        Direction::Higher if metric == "samples_per_second" && other > 0.0 => format!("{:.1}× as fast", best / other),
+        Direction::Higher if metric == "samples_per_second" && other > 0.0 => {
+            format!("{:.1}× as fast", best / other)
+        }
         Direction::Higher => format!("{} higher", number(best - other)),
         Direction::Lower => format!("{} lower", number(other - best)),
-        Direction::Target(ideal) => format!("{} closer to {ideal}", number((other - ideal).abs() - (best - ideal).abs())),
+        Direction::Target(ideal) => {
+            format!("{} closer to {ideal}", number((other - ideal).abs() - (best - ideal).abs()))
+        }
         Direction::Unranked => format!("{} against {}", number(best), number(other)),
     }
 }
 
 /// `vae 0.83, gan 0.50, ddpm 0.17`, best first.
 fn ranked_scores(axis_scores: &AxisScores) -> String {
-    let mut scored: Vec<(&str, f64)> = axis_scores.scores.iter().filter_map(|(family, score)| score.map(|score| (family.as_str(), score))).collect();
+    let mut scored: Vec<(&str, f64)> = axis_scores
+        .scores
+        .iter()
+        .filter_map(|(family, score)| score.map(|score| (family.as_str(), score)))
+        .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    scored.iter().map(|(family, score)| format!("{family} {score:.2}")).collect::<Vec<_>>().join(", ")
+    scored
+        .iter()
+        .map(|(family, score)| format!("{family} {score:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn dataset_section(report: &mut Report, dataset: &DatasetResults, scores: &[AxisScores], study_dir: &Path, out: &Path) -> Result<()> {
+fn dataset_section(
+    report: &mut Report,
+    dataset: &DatasetResults,
+    scores: &[AxisScores],
+    study_dir: &Path,
+    out: &Path,
+) -> Result<()> {
     let stem = file_safe(&dataset.name);
     let modality = match dataset.modality {
         Modality::Tabular => "table",
         Modality::Image => "images",
     };
-    let label = dataset.label.as_deref().map(|label| format!(", label {label}")).unwrap_or_default();
-    report.document.heading(1, &format!("Dataset {} ({modality}{label})", dataset.name), &anchor(&["dataset", &dataset.name]));
+    let label =
+        dataset.label.as_deref().map(|label| format!(", label {label}")).unwrap_or_default();
+    report.document.heading(
+        1,
+        &format!("Dataset {} ({modality}{label})", dataset.name),
+        &anchor(&["dataset", &dataset.name]),
+    );
 
     report.document.heading(2, "Six-axis table", &anchor(&["table", &dataset.name]));
     report.document.blocks.push(summary_table(dataset));
@@ -301,21 +411,46 @@ fn dataset_section(report: &mut Report, dataset: &DatasetResults, scores: &[Axis
         .iter()
         .enumerate()
         .map(|(idx, family)| {
-            let family_scores = scores.iter().map(|axis_scores| axis_scores.scores.iter().find(|(name, _)| name == family).and_then(|(_, score)| *score)).collect();
+            let family_scores = scores
+                .iter()
+                .map(|axis_scores| {
+                    axis_scores
+                        .scores
+                        .iter()
+                        .find(|(name, _)| name == family)
+                        .and_then(|(_, score)| *score)
+                })
+                .collect();
             (family.clone(), family_color_of(dataset, family, idx), family_scores)
         })
         .collect();
     let path = format!("{PLOTS_DIR}/{stem}-tradeoff.svg");
-    let svg = plot::tradeoff(&out.join(&path), &format!("{}: axis scores per family", dataset.name), &axes, &bars)?;
+    let svg = plot::tradeoff(
+        &out.join(&path),
+        &format!("{}: axis scores per family", dataset.name),
+        &axes,
+        &bars,
+    )?;
     report.files.insert(path.clone(), svg.into_bytes());
     report.document.paragraph(vec![text(
         "Each bar is a family's score on one axis: 1 = the best family on every metric of that axis at every fraction, 0 = the worst \
          (see Method for the metrics). Efficiency is sampling speed.",
     )]);
-    report.document.blocks.push(Block::Images(vec![Image { path, caption: format!("{}: trade-off of the six axes", dataset.name), pixelated: false }], Layout::Single));
+    report.document.blocks.push(Block::Images(
+        vec![Image {
+            path,
+            caption: format!("{}: trade-off of the six axes", dataset.name),
+            pixelated: false,
+        }],
+        Layout::Single,
+    ));
     report.document.blocks.push(scores_table(dataset, scores));
 
-    report.document.heading(2, "Against the scarcity fraction", &anchor(&["fractions", &dataset.name]));
+    report.document.heading(
+        2,
+        "Against the scarcity fraction",
+        &anchor(&["fractions", &dataset.name]),
+    );
     report.document.paragraph(vec![text("Key figures as the training data shrinks (left: least data). Bars are 95 % intervals; the full table below has every metric.")]);
     let mut images = Vec::new();
     for (axis, metric) in CHARTED {
@@ -330,7 +465,11 @@ fn dataset_section(report: &mut Report, dataset: &DatasetResults, scores: &[Axis
                     .fractions
                     .iter()
                     .enumerate()
-                    .filter_map(|(x, &fraction)| dataset.figure(family, fraction, metric).map(|figure| (x, figure.value, figure.low, figure.high)))
+                    .filter_map(|(x, &fraction)| {
+                        dataset
+                            .figure(family, fraction, metric)
+                            .map(|figure| (x, figure.value, figure.low, figure.high))
+                    })
                     .collect(),
             })
             .collect();
@@ -343,9 +482,24 @@ fn dataset_section(report: &mut Report, dataset: &DatasetResults, scores: &[Axis
             Direction::Target(ideal) => Some(ideal),
             _ => None,
         };
-        let svg = plot::metric_by_fraction(&out.join(&path), &title, &dataset.fractions, &lines, metric == "samples_per_second", ideal)?;
+        let svg = plot::metric_by_fraction(
+            &out.join(&path),
+            &title,
+            &dataset.fractions,
+            &lines,
+            metric == "samples_per_second",
+            ideal,
+        )?;
         report.files.insert(path.clone(), svg.into_bytes());
-        images.push(Image { path, caption: format!("{}: {metric} ({}) by fraction", dataset.name, direction(metric).describe()), pixelated: false });
+        images.push(Image {
+            path,
+            caption: format!(
+                "{}: {metric} ({}) by fraction",
+                dataset.name,
+                direction(metric).describe()
+            ),
+            pixelated: false,
+        });
     }
     report.document.blocks.push(Block::Images(images, Layout::Small));
 
@@ -355,29 +509,50 @@ fn dataset_section(report: &mut Report, dataset: &DatasetResults, scores: &[Axis
     }
 
     report.document.blocks.push(Block::Folded {
-        summary: format!("Every metric on {} ({} metrics; click to open)", dataset.name, dataset.metrics.len()),
+        summary: format!(
+            "Every metric on {} ({} metrics; click to open)",
+            dataset.name,
+            dataset.metrics.len()
+        ),
         blocks: vec![full_table(dataset)],
     });
     Ok(())
 }
 
 /// A family keeps its colour across every chart of the report (vae, gan, ddpm first).
-fn family_color_of(dataset: &DatasetResults, family: &str, idx: usize) -> plotters::style::RGBColor {
+fn family_color_of(
+    dataset: &DatasetResults,
+    family: &str,
+    idx: usize,
+) -> plotters::style::RGBColor {
     match family {
         "vae" => plot::family_color(0),
         "gan" => plot::family_color(1),
         "ddpm" => plot::family_color(2),
-        _ => plot::family_color(3 + idx.saturating_sub(dataset.families.iter().filter(|name| ["vae", "gan", "ddpm"].contains(&name.as_str())).count())),
+        _ => plot::family_color(
+            3 + idx.saturating_sub(
+                dataset
+                    .families
+                    .iter()
+                    .filter(|name| ["vae", "gan", "ddpm"].contains(&name.as_str()))
+                    .count(),
+            ),
+        ),
     }
 }
 
 fn summary_table(dataset: &DatasetResults) -> Block {
     let several_seeds = dataset.groups.iter().any(|group| group.seeds.len() > 1);
-    let mut columns = vec![Column { group: Some(String::new()), title: "family".to_owned(), label: true }];
+    let mut columns =
+        vec![Column { group: Some(String::new()), title: "family".to_owned(), label: true }];
     if several_seeds {
         columns.push(Column { group: Some(String::new()), title: "seeds".to_owned(), label: true });
     }
-    columns.extend(SUMMARY.iter().map(|(axis, metric)| Column { group: Some((*axis).to_owned()), title: titled(metric), label: false }));
+    columns.extend(SUMMARY.iter().map(|(axis, metric)| Column {
+        group: Some((*axis).to_owned()),
+        title: titled(metric),
+        label: false,
+    }));
     let mut rows = Vec::new();
     for &fraction in dataset.fractions.iter().rev() {
         rows.push(Row::Section(format!("fraction {fraction}")));
@@ -400,7 +575,11 @@ fn summary_table(dataset: &DatasetResults) -> Block {
 
 fn scores_table(dataset: &DatasetResults, scores: &[AxisScores]) -> Block {
     let mut columns = vec![Column { group: None, title: "family".to_owned(), label: true }];
-    columns.extend(scores.iter().map(|axis_scores| Column { group: None, title: format!("{} score", axis_scores.axis), label: false }));
+    columns.extend(scores.iter().map(|axis_scores| Column {
+        group: None,
+        title: format!("{} score", axis_scores.axis),
+        label: false,
+    }));
     let rows = dataset
         .families
         .iter()
@@ -408,9 +587,18 @@ fn scores_table(dataset: &DatasetResults, scores: &[AxisScores]) -> Block {
             let mut cells = vec![Cell::Text(family.clone())];
             for axis_scores in scores {
                 let leaders = axis_scores.leaders();
-                let score = axis_scores.scores.iter().find(|(name, _)| name == family).and_then(|(_, score)| *score);
+                let score = axis_scores
+                    .scores
+                    .iter()
+                    .find(|(name, _)| name == family)
+                    .and_then(|(_, score)| *score);
                 cells.push(match score {
-                    Some(score) => Cell::Figure { value: format!("{score:.2}"), interval: String::new(), note: None, best: leaders.contains(&family.as_str()) },
+                    Some(score) => Cell::Figure {
+                        value: format!("{score:.2}"),
+                        interval: String::new(),
+                        note: None,
+                        best: leaders.contains(&family.as_str()),
+                    },
                     None => Cell::Empty,
                 });
             }
@@ -421,10 +609,15 @@ fn scores_table(dataset: &DatasetResults, scores: &[AxisScores]) -> Block {
 }
 
 fn full_table(dataset: &DatasetResults) -> Block {
-    let mut columns = vec![Column { group: Some(String::new()), title: "metric".to_owned(), label: true }];
+    let mut columns =
+        vec![Column { group: Some(String::new()), title: "metric".to_owned(), label: true }];
     for &fraction in dataset.fractions.iter().rev() {
         for family in &dataset.families {
-            columns.push(Column { group: Some(format!("fraction {fraction}")), title: family.clone(), label: false });
+            columns.push(Column {
+                group: Some(format!("fraction {fraction}")),
+                title: family.clone(),
+                label: false,
+            });
         }
     }
     let mut rows = Vec::new();
@@ -453,16 +646,27 @@ fn titled(metric: &str) -> String {
 
 /// A figure's cell, highlighted when it is the best of the families at its fraction (and not
 /// all of them are equal).
-fn figure_cell(dataset: &DatasetResults, family: &str, fraction: f64, metric: &str, with_n: bool) -> Cell {
+fn figure_cell(
+    dataset: &DatasetResults,
+    family: &str,
+    fraction: f64,
+    metric: &str,
+    with_n: bool,
+) -> Cell {
     let Some(figure) = dataset.figure(family, fraction, metric) else {
         return Cell::Empty;
     };
     let direction = direction(metric);
-    let others: Vec<f64> =
-        dataset.families.iter().filter_map(|other| dataset.figure(other, fraction, metric)).filter_map(|other| direction.goodness(other.value)).collect();
+    let others: Vec<f64> = dataset
+        .families
+        .iter()
+        .filter_map(|other| dataset.figure(other, fraction, metric))
+        .filter_map(|other| direction.goodness(other.value))
+        .collect();
     let tolerance = |value: f64| 1e-12 * value.abs().max(1.0);
     let best = direction.goodness(figure.value).is_some_and(|goodness| {
-        others.iter().all(|other| goodness >= *other - tolerance(*other)) && others.iter().any(|other| goodness > *other + tolerance(*other))
+        others.iter().all(|other| goodness >= *other - tolerance(*other))
+            && others.iter().any(|other| goodness > *other + tolerance(*other))
     });
     let mut notes = Vec::new();
     if let Some(sd) = figure.seed_sd {
@@ -471,7 +675,12 @@ fn figure_cell(dataset: &DatasetResults, family: &str, fraction: f64, metric: &s
     if with_n {
         notes.push(format!("n={}", figure.n));
     }
-    Cell::Figure { value: number(figure.value), interval: interval(figure), note: (!notes.is_empty()).then(|| notes.join(" · ")), best }
+    Cell::Figure {
+        value: number(figure.value),
+        interval: interval(figure),
+        note: (!notes.is_empty()).then(|| notes.join(" · ")),
+        best,
+    }
 }
 
 fn sample_grids(report: &mut Report, dataset: &DatasetResults, study_dir: &Path) -> Result<()> {
@@ -484,7 +693,8 @@ fn sample_grids(report: &mut Report, dataset: &DatasetResults, study_dir: &Path)
             let Some(group) = dataset.group(family, fraction) else {
                 continue;
             };
-            let (Some(seed), Some(Some(relative))) = (group.seeds.first(), group.samples.first()) else {
+            let (Some(seed), Some(Some(relative))) = (group.seeds.first(), group.samples.first())
+            else {
                 continue;
             };
             let source = study_dir.join(relative);
@@ -496,10 +706,17 @@ fn sample_grids(report: &mut Report, dataset: &DatasetResults, study_dir: &Path)
                 }
                 Err(err) => return Err(Error::io(&source, err)),
             };
-            let name = Path::new(relative).file_name().map(|name| file_safe(&name.to_string_lossy())).unwrap_or_else(|| file_safe(relative));
+            let name = Path::new(relative)
+                .file_name()
+                .map(|name| file_safe(&name.to_string_lossy()))
+                .unwrap_or_else(|| file_safe(relative));
             let path = format!("{SAMPLES_DIR}/{name}");
             report.files.insert(path.clone(), bytes);
-            images.push(Image { path, caption: format!("{family}, fraction {fraction}, seed {seed}"), pixelated: true });
+            images.push(Image {
+                path,
+                caption: format!("{family}, fraction {fraction}, seed {seed}"),
+                pixelated: true,
+            });
         }
         if !images.is_empty() {
             report.document.paragraph(vec![strong(family.clone())]);
@@ -507,17 +724,30 @@ fn sample_grids(report: &mut Report, dataset: &DatasetResults, study_dir: &Path)
         }
     }
     if !missing.is_empty() {
-        report.document.paragraph(vec![caveat(format!("Sample grids not found: {}.", missing.join(", ")))]);
+        report
+            .document
+            .paragraph(vec![caveat(format!("Sample grids not found: {}.", missing.join(", ")))]);
     }
     Ok(())
 }
 
-fn marginal_plots(report: &mut Report, dataset: &DatasetResults, study_dir: &Path, out: &Path) -> Result<()> {
-    report.document.heading(2, "Real against synthetic marginals", &anchor(&["marginals", &dataset.name]));
+fn marginal_plots(
+    report: &mut Report,
+    dataset: &DatasetResults,
+    study_dir: &Path,
+    out: &Path,
+) -> Result<()> {
+    report.document.heading(
+        2,
+        "Real against synthetic marginals",
+        &anchor(&["marginals", &dataset.name]),
+    );
     let Some(&largest) = dataset.fractions.last() else {
         return Ok(());
     };
-    let Some(real_path) = dataset.data_path.as_deref().and_then(|path| marginals::find_real_data(path, study_dir)) else {
+    let Some(real_path) =
+        dataset.data_path.as_deref().and_then(|path| marginals::find_real_data(path, study_dir))
+    else {
         report.document.paragraph(vec![caveat(format!(
             "The real data ({}) was not found from here or the study folder, so no marginals are drawn; run the report from the folder the study ran in.",
             dataset.data_path.as_deref().unwrap_or("not recorded")
@@ -534,22 +764,44 @@ fn marginal_plots(report: &mut Report, dataset: &DatasetResults, study_dir: &Pat
         })
         .collect();
     let (real, synthetic, notes) = marginals::load(&real_path, dataset.label.as_deref(), &samples);
-    let shown: Vec<Marginal> = real.map(|real| marginals::marginals(&real, &synthetic, plot::tick)).unwrap_or_default();
+    let shown: Vec<Marginal> =
+        real.map(|real| marginals::marginals(&real, &synthetic, plot::tick)).unwrap_or_default();
     report.document.paragraph(vec![text(format!(
         "Share of rows per bin (numbers) or category for the first {} columns, numeric first: all of the real data against each family's samples at fraction {largest} (first seed).",
         marginals::MAX_COLUMNS
     ))]);
     let mut images = Vec::new();
     for (idx, marginal) in shown.iter().enumerate() {
-        let path = format!("{PLOTS_DIR}/{}-marginal-{}-{}.svg", file_safe(&dataset.name), idx + 1, file_safe(&marginal.column));
+        let path = format!(
+            "{PLOTS_DIR}/{}-marginal-{}-{}.svg",
+            file_safe(&dataset.name),
+            idx + 1,
+            file_safe(&marginal.column)
+        );
         let mut sources = vec![("real".to_owned(), None, marginal.real.clone())];
         for (family, shares) in &marginal.synthetic {
             let idx = dataset.families.iter().position(|name| name == family).unwrap_or(0);
-            sources.push((family.clone(), Some(family_color_of(dataset, family, idx)), shares.clone()));
+            sources.push((
+                family.clone(),
+                Some(family_color_of(dataset, family, idx)),
+                shares.clone(),
+            ));
         }
-        let svg = plot::marginal(&out.join(&path), &format!("{}: {}", dataset.name, marginal.column), &marginal.labels, &sources)?;
+        let svg = plot::marginal(
+            &out.join(&path),
+            &format!("{}: {}", dataset.name, marginal.column),
+            &marginal.labels,
+            &sources,
+        )?;
         report.files.insert(path.clone(), svg.into_bytes());
-        images.push(Image { path, caption: format!("{}: {} — real (grey) against synthetic", dataset.name, marginal.column), pixelated: false });
+        images.push(Image {
+            path,
+            caption: format!(
+                "{}: {} — real (grey) against synthetic",
+                dataset.name, marginal.column
+            ),
+            pixelated: false,
+        });
     }
     report.document.blocks.push(Block::Images(images, Layout::Medium));
     if !notes.is_empty() {
@@ -562,7 +814,10 @@ fn runs_section(document: &mut Document, study: &Study) {
     document.heading(1, "Runs", "runs");
     document.paragraph(vec![text("Every study cell in the logbook, oldest first. Bundles and samples are relative to the study folder.")]);
     let titles = ["cell", "status", "run", "metrics", "bundle", "samples", "message"];
-    let columns = titles.iter().map(|title| Column { group: None, title: (*title).to_owned(), label: true }).collect();
+    let columns = titles
+        .iter()
+        .map(|title| Column { group: None, title: (*title).to_owned(), label: true })
+        .collect();
     let rows = study
         .runs
         .iter()
@@ -574,7 +829,9 @@ fn runs_section(document: &mut Document, study: &Study) {
                 Cell::Text(run.n_metrics.to_string()),
                 run.params.bundle.clone().map_or(Cell::Empty, Cell::Text),
                 run.params.samples.clone().map_or(Cell::Empty, Cell::Text),
-                run.message.as_deref().map_or(Cell::Empty, |message| Cell::Text(message.lines().next().unwrap_or_default().to_owned())),
+                run.message.as_deref().map_or(Cell::Empty, |message| {
+                    Cell::Text(message.lines().next().unwrap_or_default().to_owned())
+                }),
             ])
         })
         .collect();
@@ -600,8 +857,14 @@ fn method(document: &mut Document) {
         )],
     ];
     for (axis, metrics) in SCORE_METRICS {
-        let described: Vec<String> = metrics.iter().map(|metric| format!("{metric} ({})", direction(metric).describe())).collect();
-        bullets.push(vec![strong(format!("{axis} score:")), text(format!(" {}", described.join(", ")))]);
+        let described: Vec<String> = metrics
+            .iter()
+            .map(|metric| format!("{metric} ({})", direction(metric).describe()))
+            .collect();
+        bullets.push(vec![
+            strong(format!("{axis} score:")),
+            text(format!(" {}", described.join(", "))),
+        ]);
     }
     document.blocks.push(Block::Bullets(bullets));
 }
@@ -677,7 +940,11 @@ fn list<T: AsRef<str>>(items: &[T]) -> String {
     match items {
         [] => String::new(),
         [only] => only.as_ref().to_owned(),
-        [init @ .., last] => format!("{} and {}", init.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", "), last.as_ref()),
+        [init @ .., last] => format!(
+            "{} and {}",
+            init.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", "),
+            last.as_ref()
+        ),
     }
 }
 

@@ -33,7 +33,12 @@ pub fn caveat(value: impl Into<String>) -> Inline {
 pub enum Cell {
     Text(String),
     /// A figure with its interval (and spread across seeds), already formatted.
-    Figure { value: String, interval: String, note: Option<String>, best: bool },
+    Figure {
+        value: String,
+        interval: String,
+        note: Option<String>,
+        best: bool,
+    },
     Empty,
 }
 
@@ -76,13 +81,23 @@ pub enum Layout {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
     /// Level 1 to 3, with an anchor for links.
-    Heading { level: u8, text: String, anchor: String },
+    Heading {
+        level: u8,
+        text: String,
+        anchor: String,
+    },
     Paragraph(Vec<Inline>),
     Bullets(Vec<Vec<Inline>>),
-    Table { columns: Vec<Column>, rows: Vec<Row> },
+    Table {
+        columns: Vec<Column>,
+        rows: Vec<Row>,
+    },
     Images(Vec<Image>, Layout),
     /// Shown folded in HTML (click to open), in full in Markdown.
-    Folded { summary: String, blocks: Vec<Block> },
+    Folded {
+        summary: String,
+        blocks: Vec<Block>,
+    },
     /// Links to the level-2 headings.
     Contents(Vec<(String, String)>),
 }
@@ -96,7 +111,11 @@ pub struct Document {
 
 impl Document {
     pub fn heading(&mut self, level: u8, text: &str, anchor: &str) {
-        self.blocks.push(Block::Heading { level, text: text.to_owned(), anchor: anchor.to_owned() });
+        self.blocks.push(Block::Heading {
+            level,
+            text: text.to_owned(),
+            anchor: anchor.to_owned(),
+        });
     }
 
     pub fn paragraph(&mut self, inlines: Vec<Inline>) {
@@ -112,6 +131,11 @@ pub fn anchor(parts: &[&str]) -> String {
 /// `text` with every character outside `[A-Za-z0-9._-]` replaced by `_`: safe in a file name and
 /// a URL path without escaping.
 pub fn file_safe(text: &str) -> String {
-    let safe: String = text.chars().map(|ch| if ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-') { ch } else { '_' }).collect();
+    let safe: String = text
+        .chars()
+        .map(
+            |ch| if ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-') { ch } else { '_' },
+        )
+        .collect();
     if safe.is_empty() || safe.starts_with('.') { format!("_{safe}") } else { safe }
 }

@@ -67,7 +67,8 @@ fn block_html(html: &mut String, block: &Block, images: &BTreeMap<String, Vec<u8
     match block {
         Block::Heading { level, text, anchor } => {
             let level = (*level).clamp(1, 4) + 1;
-            let _ = writeln!(html, "<h{level} id=\"{}\">{}</h{level}>", escape(anchor), escape(text));
+            let _ =
+                writeln!(html, "<h{level} id=\"{}\">{}</h{level}>", escape(anchor), escape(text));
         }
         Block::Paragraph(inlines) => {
             let _ = writeln!(html, "<p>{}</p>", inlines_html(inlines));
@@ -102,7 +103,12 @@ fn block_html(html: &mut String, block: &Block, images: &BTreeMap<String, Vec<u8
         Block::Contents(entries) => {
             html.push_str("<nav class=\"contents\"><strong>Contents</strong>\n<ol>\n");
             for (title, anchor) in entries {
-                let _ = writeln!(html, "<li><a href=\"#{}\">{}</a></li>", escape(anchor), escape(title));
+                let _ = writeln!(
+                    html,
+                    "<li><a href=\"#{}\">{}</a></li>",
+                    escape(anchor),
+                    escape(title)
+                );
             }
             html.push_str("</ol>\n</nav>\n");
         }
@@ -111,7 +117,11 @@ fn block_html(html: &mut String, block: &Block, images: &BTreeMap<String, Vec<u8
 
 fn image_html(html: &mut String, image: &Image, images: &BTreeMap<String, Vec<u8>>) {
     let source = match images.get(&image.path) {
-        Some(bytes) => format!("data:{};base64,{}", mime_type(&image.path), base64::engine::general_purpose::STANDARD.encode(bytes)),
+        Some(bytes) => format!(
+            "data:{};base64,{}",
+            mime_type(&image.path),
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ),
         None => escape(&image.path),
     };
     let _ = writeln!(
@@ -138,7 +148,11 @@ fn table_html(html: &mut String, columns: &[Column], rows: &[Row]) {
         while idx < columns.len() {
             let group = &columns[idx].group;
             let span = columns[idx..].iter().take_while(|column| &column.group == group).count();
-            let _ = write!(html, "<th colspan=\"{span}\">{}</th>", escape(group.as_deref().unwrap_or("")));
+            let _ = write!(
+                html,
+                "<th colspan=\"{span}\">{}</th>",
+                escape(group.as_deref().unwrap_or(""))
+            );
             idx += span;
         }
         html.push_str("</tr>\n");
@@ -146,13 +160,23 @@ fn table_html(html: &mut String, columns: &[Column], rows: &[Row]) {
     html.push_str("<tr>");
     for column in columns {
         // Long metric names may wrap after an underscore rather than widen the table.
-        let _ = write!(html, "<th{}>{}</th>", if column.label { " class=\"label\"" } else { "" }, escape(&column.title).replace('_', "_<wbr>"));
+        let _ = write!(
+            html,
+            "<th{}>{}</th>",
+            if column.label { " class=\"label\"" } else { "" },
+            escape(&column.title).replace('_', "_<wbr>")
+        );
     }
     html.push_str("</tr>\n</thead>\n<tbody>\n");
     for row in rows {
         match row {
             Row::Section(title) => {
-                let _ = writeln!(html, "<tr class=\"section\"><td colspan=\"{}\">{}</td></tr>", columns.len(), escape(title));
+                let _ = writeln!(
+                    html,
+                    "<tr class=\"section\"><td colspan=\"{}\">{}</td></tr>",
+                    columns.len(),
+                    escape(title)
+                );
             }
             Row::Cells(cells) => {
                 html.push_str("<tr>");
@@ -183,7 +207,9 @@ fn cell_html(html: &mut String, cell: &Cell, is_label: bool) {
                 if *best { " class=\"best\"" } else { "" },
                 escape(value),
                 escape(interval),
-                note.as_ref().map(|note| format!("<span class=\"ci\">{}</span>", escape(note))).unwrap_or_default(),
+                note.as_ref()
+                    .map(|note| format!("<span class=\"ci\">{}</span>", escape(note)))
+                    .unwrap_or_default(),
             );
         }
     }
@@ -229,16 +255,34 @@ mod tests {
             blocks: vec![
                 Block::Heading { level: 1, text: hostile.to_owned(), anchor: "a\"b".to_owned() },
                 Block::Table {
-                    columns: vec![Column { group: Some(hostile.to_owned()), title: hostile.to_owned(), label: true }],
-                    rows: vec![Row::Cells(vec![Cell::Text(hostile.to_owned())]), Row::Section(hostile.to_owned())],
+                    columns: vec![Column {
+                        group: Some(hostile.to_owned()),
+                        title: hostile.to_owned(),
+                        label: true,
+                    }],
+                    rows: vec![
+                        Row::Cells(vec![Cell::Text(hostile.to_owned())]),
+                        Row::Section(hostile.to_owned()),
+                    ],
                 },
-                Block::Images(vec![Image { path: "x<y>.svg".to_owned(), caption: hostile.to_owned(), pixelated: false }], Layout::Small),
+                Block::Images(
+                    vec![Image {
+                        path: "x<y>.svg".to_owned(),
+                        caption: hostile.to_owned(),
+                        pixelated: false,
+                    }],
+                    Layout::Small,
+                ),
             ],
         };
         let html = render(&document, &BTreeMap::new());
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("a\"b"));
         assert!(!html.contains("x<y>"));
-        assert_eq!(html.matches("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39;").count(), 9);
+        assert_eq!(
+            html.matches("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39;")
+                .count(),
+            9
+        );
     }
 }

@@ -27,26 +27,47 @@ pub struct Marginal {
 
 /// The marginals of the first [`MAX_COLUMNS`] suitable columns; `synthetic` is (family, table
 /// read like the real one).
-pub fn marginals(real: &Table, synthetic: &[(String, Table)], label_of: impl Fn(f64) -> String) -> Vec<Marginal> {
-    let numeric = real.features.iter().filter(|column| matches!(column.data, ColumnData::Numeric { .. }));
+pub fn marginals(
+    real: &Table,
+    synthetic: &[(String, Table)],
+    label_of: impl Fn(f64) -> String,
+) -> Vec<Marginal> {
+    let numeric =
+        real.features.iter().filter(|column| matches!(column.data, ColumnData::Numeric { .. }));
     let categorical = real
         .features
         .iter()
         .filter(|column| matches!(&column.data, ColumnData::Categorical { categories, .. } if categories.len() <= MAX_CATEGORIES));
     let mut shown = Vec::new();
     for column in numeric.chain(categorical).take(MAX_COLUMNS) {
-        let columns_of = |table: &Table| table.features.iter().find(|other| other.name == column.name).map(|other| other.data.clone());
-        let others: Vec<(String, Option<ColumnData>)> = synthetic.iter().map(|(family, table)| (family.clone(), columns_of(table))).collect();
+        let columns_of = |table: &Table| {
+            table
+                .features
+                .iter()
+                .find(|other| other.name == column.name)
+                .map(|other| other.data.clone())
+        };
+        let others: Vec<(String, Option<ColumnData>)> =
+            synthetic.iter().map(|(family, table)| (family.clone(), columns_of(table))).collect();
         let marginal = match &column.data {
             ColumnData::Numeric { values, .. } => {
                 let numbers = |data: &Option<ColumnData>| match data {
-                    Some(ColumnData::Numeric { values, .. }) => values.iter().flatten().copied().filter(|value| value.is_finite()).collect(),
+                    Some(ColumnData::Numeric { values, .. }) => {
+                        values.iter().flatten().copied().filter(|value| value.is_finite()).collect()
+                    }
                     _ => Vec::new(),
                 };
-                let real_values: Vec<f64> = values.iter().flatten().copied().filter(|value| value.is_finite()).collect();
-                let synthetic_values: Vec<(String, Vec<f64>)> = others.iter().map(|(family, data)| (family.clone(), numbers(data))).collect();
-                let all = real_values.iter().chain(synthetic_values.iter().flat_map(|(_, values)| values.iter()));
-                let (low, high) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| (low.min(*value), high.max(*value)));
+                let real_values: Vec<f64> =
+                    values.iter().flatten().copied().filter(|value| value.is_finite()).collect();
+                let synthetic_values: Vec<(String, Vec<f64>)> =
+                    others.iter().map(|(family, data)| (family.clone(), numbers(data))).collect();
+                let all = real_values
+                    .iter()
+                    .chain(synthetic_values.iter().flat_map(|(_, values)| values.iter()));
+                let (low, high) = all
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), value| {
+                        (low.min(*value), high.max(*value))
+                    });
                 if !low.is_finite() {
                     continue;
                 }
@@ -54,25 +75,45 @@ pub fn marginals(real: &Table, synthetic: &[(String, Table)], label_of: impl Fn(
                 let edges_low = if high > low { low } else { low - 0.5 * width * BINS as f64 };
                 Marginal {
                     column: column.name.clone(),
-                    labels: (0..BINS).map(|bin| label_of(edges_low + (bin as f64 + 0.5) * width)).collect(),
+                    labels: (0..BINS)
+                        .map(|bin| label_of(edges_low + (bin as f64 + 0.5) * width))
+                        .collect(),
                     real: histogram(&real_values, edges_low, width),
-                    synthetic: synthetic_values.iter().map(|(family, values)| (family.clone(), histogram(values, edges_low, width))).collect(),
+                    synthetic: synthetic_values
+                        .iter()
+                        .map(|(family, values)| {
+                            (family.clone(), histogram(values, edges_low, width))
+                        })
+                        .collect(),
                 }
             }
             ColumnData::Categorical { categories, codes } => {
                 let shares = |data: &Option<ColumnData>| match data {
                     Some(ColumnData::Categorical { categories: theirs, codes }) => {
-                        let names: Vec<&str> = codes.iter().flatten().filter_map(|code| theirs.get(*code as usize)).map(String::as_str).collect();
+                        let names: Vec<&str> = codes
+                            .iter()
+                            .flatten()
+                            .filter_map(|code| theirs.get(*code as usize))
+                            .map(String::as_str)
+                            .collect();
                         category_shares(categories, &names)
                     }
                     _ => vec![0.0; categories.len()],
                 };
-                let real_names: Vec<&str> = codes.iter().flatten().filter_map(|code| categories.get(*code as usize)).map(String::as_str).collect();
+                let real_names: Vec<&str> = codes
+                    .iter()
+                    .flatten()
+                    .filter_map(|code| categories.get(*code as usize))
+                    .map(String::as_str)
+                    .collect();
                 Marginal {
                     column: column.name.clone(),
                     labels: categories.clone(),
                     real: category_shares(categories, &real_names),
-                    synthetic: others.iter().map(|(family, data)| (family.clone(), shares(data))).collect(),
+                    synthetic: others
+                        .iter()
+                        .map(|(family, data)| (family.clone(), shares(data)))
+                        .collect(),
                 }
             }
         };
@@ -96,7 +137,10 @@ fn histogram(values: &[f64], low: f64, width: f64) -> Vec<f64> {
 /// Shares of each of `categories` among `names` (names outside the list are not counted).
 fn category_shares(categories: &[String], names: &[&str]) -> Vec<f64> {
     let total = names.len().max(1) as f64;
-    categories.iter().map(|category| names.iter().filter(|name| **name == category).count() as f64 / total).collect()
+    categories
+        .iter()
+        .map(|category| names.iter().filter(|name| **name == category).count() as f64 / total)
+        .collect()
 }
 
 /// Where the real data of a study probably is: `data_path` as given (relative to the folder the
@@ -116,7 +160,11 @@ pub fn find_real_data(data_path: &str, study_dir: &Path) -> Option<PathBuf> {
 
 /// Reads the real table and each family's samples; problems come back as notes for the report
 /// (a missing file leaves a family out rather than failing the report).
-pub fn load(real_path: &Path, label: Option<&str>, samples: &[(String, PathBuf)]) -> (Option<Table>, Vec<(String, Table)>, Vec<String>) {
+pub fn load(
+    real_path: &Path,
+    label: Option<&str>,
+    samples: &[(String, PathBuf)],
+) -> (Option<Table>, Vec<(String, Table)>, Vec<String>) {
     let mut notes = Vec::new();
     let options = DataOptions { label: label.map(str::to_owned), ..DataOptions::default() };
     let real = match read_dataset(real_path, &options) {
@@ -132,7 +180,8 @@ pub fn load(real_path: &Path, label: Option<&str>, samples: &[(String, PathBuf)]
     for (family, path) in samples {
         match read_dataset(path, &like_real) {
             Ok(Dataset::Table(table)) => tables.push((family.clone(), table)),
-            Ok(Dataset::Images(_)) => notes.push(format!("{}: expected synthetic rows (CSV), found images", path.display())),
+            Ok(Dataset::Images(_)) => notes
+                .push(format!("{}: expected synthetic rows (CSV), found images", path.display())),
             Err(err) => notes.push(format!("{family}'s samples could not be read: {err}")),
         }
     }
@@ -144,7 +193,7 @@ mod tests {
     use super::*;
 
     fn table(csv: &str) -> Table {
-        Table::parse_csv(csv.as_bytes(), "test.csv", &models::TableOptions::new("y")).unwrap_or_else(|err| panic!("{err}"))
+        Table::parse_csv(csv.as_bytes(), "test.csv", &models::TableOptions::new("y")).unwrap()
     }
 
     #[test]
@@ -154,7 +203,10 @@ mod tests {
         let real = table("x,c,y\n0,a,p\n0,a,q\n11,b,p\n12,a,q\n");
         let synthetic = table("x,c,y\n6,b,p\n6.5,b,q\n");
         let shown = marginals(&real, &[("gan".to_owned(), synthetic)], |value| format!("{value}"));
-        assert_eq!(shown.iter().map(|marginal| marginal.column.as_str()).collect::<Vec<_>>(), ["x", "c"]);
+        assert_eq!(
+            shown.iter().map(|marginal| marginal.column.as_str()).collect::<Vec<_>>(),
+            ["x", "c"]
+        );
         let x = &shown[0];
         assert_eq!(x.labels.first().map(String::as_str), Some("0.5"));
         assert_eq!(x.real[0], 0.5);

@@ -47,7 +47,12 @@ fn slug(text: &str) -> String {
 fn block_markdown(markdown: &mut String, block: &Block, slugs: &BTreeMap<String, String>) {
     match block {
         Block::Heading { level, text, .. } => {
-            let _ = writeln!(markdown, "{} {}\n", "#".repeat(usize::from((*level).clamp(1, 4)) + 1), escape(text));
+            let _ = writeln!(
+                markdown,
+                "{} {}\n",
+                "#".repeat(usize::from((*level).clamp(1, 4)) + 1),
+                escape(text)
+            );
         }
         Block::Paragraph(inlines) => {
             let _ = writeln!(markdown, "{}\n", inlines_markdown(inlines));
@@ -85,12 +90,15 @@ fn table_markdown(markdown: &mut String, columns: &[Column], rows: &[Row]) {
     let titles: Vec<String> = columns
         .iter()
         .map(|column| match &column.group {
-            Some(group) if !group.is_empty() => format!("{} · {}", cell_text(group), cell_text(&column.title)),
+            Some(group) if !group.is_empty() => {
+                format!("{} · {}", cell_text(group), cell_text(&column.title))
+            }
             _ => cell_text(&column.title),
         })
         .collect();
     let _ = writeln!(markdown, "| {} |", titles.join(" | "));
-    let rules: Vec<&str> = columns.iter().map(|column| if column.label { ":---" } else { "---:" }).collect();
+    let rules: Vec<&str> =
+        columns.iter().map(|column| if column.label { ":---" } else { "---:" }).collect();
     let _ = writeln!(markdown, "| {} |", rules.join(" | "));
     for row in rows {
         let cells: Vec<String> = match row {
@@ -105,8 +113,15 @@ fn table_markdown(markdown: &mut String, columns: &[Column], rows: &[Row]) {
                     Cell::Text(text) => cell_text(text),
                     Cell::Empty => "–".to_owned(),
                     Cell::Figure { value, interval, note, best } => {
-                        let value = if *best { format!("**{}**", cell_text(value)) } else { cell_text(value) };
-                        let note = note.as_ref().map(|note| format!(" {}", cell_text(note))).unwrap_or_default();
+                        let value = if *best {
+                            format!("**{}**", cell_text(value))
+                        } else {
+                            cell_text(value)
+                        };
+                        let note = note
+                            .as_ref()
+                            .map(|note| format!(" {}", cell_text(note)))
+                            .unwrap_or_default();
                         format!("{value} {}{note}", cell_text(interval))
                     }
                 })
@@ -181,15 +196,26 @@ mod tests {
 
     #[test]
     fn contents_link_to_the_anchors_github_gives_headings() {
-        assert_eq!(slug("Dataset breast_cancer (table, label diagnosis)"), "dataset-breast_cancer-table-label-diagnosis");
+        assert_eq!(
+            slug("Dataset breast_cancer (table, label diagnosis)"),
+            "dataset-breast_cancer-table-label-diagnosis"
+        );
         let document = Document {
             title: "t".to_owned(),
             blocks: vec![
                 Block::Contents(vec![("Data".to_owned(), "data-x".to_owned())]),
-                Block::Heading { level: 1, text: "Dataset x (images)".to_owned(), anchor: "data-x".to_owned() },
+                Block::Heading {
+                    level: 1,
+                    text: "Dataset x (images)".to_owned(),
+                    anchor: "data-x".to_owned(),
+                },
             ],
         };
-        assert!(render(&document).contains("1. [Data](#dataset-x-images)"), "{}", render(&document));
+        assert!(
+            render(&document).contains("1. [Data](#dataset-x-images)"),
+            "{}",
+            render(&document)
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@
 mod content;
 mod doc;
 mod html;
-mod markdown;
 mod marginals;
+mod markdown;
 mod plot;
 pub mod score;
 pub mod study;
@@ -32,7 +32,8 @@ use study::Study;
 pub const HTML_FILE: &str = "report.html";
 pub const MARKDOWN_FILE: &str = "report.md";
 /// What a report folder holds; a folder with anything else is not replaced.
-const REPORT_ENTRIES: [&str; 4] = [HTML_FILE, MARKDOWN_FILE, content::PLOTS_DIR, content::SAMPLES_DIR];
+const REPORT_ENTRIES: [&str; 4] =
+    [HTML_FILE, MARKDOWN_FILE, content::PLOTS_DIR, content::SAMPLES_DIR];
 
 /// Writes the report of the study logbook `db` into the folder `out` (created, or replaced when it
 /// holds an earlier report).
@@ -62,7 +63,11 @@ fn check_replaceable(out: &Path) -> Result<()> {
         return Ok(());
     }
     if !out.is_dir() {
-        return Err(Error::Report { path: out.to_owned(), message: "exists and is not a folder; expected a new folder or an earlier report's".to_owned() });
+        return Err(Error::Report {
+            path: out.to_owned(),
+            message: "exists and is not a folder; expected a new folder or an earlier report's"
+                .to_owned(),
+        });
     }
     for entry in fs::read_dir(out).map_err(|err| Error::io(out, err))? {
         let name = entry.map_err(|err| Error::io(out, err))?.file_name();
@@ -81,17 +86,28 @@ fn check_replaceable(out: &Path) -> Result<()> {
 }
 
 /// Writes everything into a staging folder beside `out`, the HTML last, then swaps it in.
-fn publish(out: &Path, files: &BTreeMap<String, Vec<u8>>, markdown: &str, html: &str) -> Result<()> {
+fn publish(
+    out: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+    markdown: &str,
+    html: &str,
+) -> Result<()> {
     let parent = match out.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let name = out
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::Report { path: out.to_owned(), message: "is not a folder name; expected a path such as study/report".to_owned() })?;
+    let name =
+        out.file_name().map(|name| name.to_string_lossy().into_owned()).ok_or_else(|| {
+            Error::Report {
+                path: out.to_owned(),
+                message: "is not a folder name; expected a path such as study/report".to_owned(),
+            }
+        })?;
     fs::create_dir_all(parent).map_err(|err| Error::io(parent, err))?;
-    let staging = tempfile::Builder::new().prefix(&format!(".{name}.staging-")).tempdir_in(parent).map_err(|err| Error::io(parent, err))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.staging-"))
+        .tempdir_in(parent)
+        .map_err(|err| Error::io(parent, err))?;
     for dir in [content::PLOTS_DIR, content::SAMPLES_DIR] {
         let path = staging.path().join(dir);
         fs::create_dir(&path).map_err(|err| Error::io(&path, err))?;
@@ -113,7 +129,10 @@ fn publish(out: &Path, files: &BTreeMap<String, Vec<u8>>, markdown: &str, html: 
     }
     // Move the old report aside, put the new one in its place, then delete the old one (with
     // the folder `old` is in, when it goes out of scope).
-    let old = tempfile::Builder::new().prefix(&format!(".{name}.old-")).tempdir_in(parent).map_err(|err| Error::io(parent, err))?;
+    let old = tempfile::Builder::new()
+        .prefix(&format!(".{name}.old-"))
+        .tempdir_in(parent)
+        .map_err(|err| Error::io(parent, err))?;
     let old_report = old.path().join(&name);
     fs::rename(out, &old_report).map_err(|err| Error::io(out, err))?;
     if let Err(err) = fs::rename(staging.path(), out) {

@@ -12,8 +12,14 @@ use plotters::prelude::*;
 use crate::error::{Error, Result};
 
 /// Colour-blind-safe colours (Okabe & Ito), the three families first.
-const PALETTE: [RGBColor; 6] =
-    [RGBColor(0, 114, 178), RGBColor(230, 159, 0), RGBColor(0, 158, 115), RGBColor(213, 94, 0), RGBColor(204, 121, 167), RGBColor(86, 180, 233)];
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(213, 94, 0),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+];
 /// The real data in marginals.
 const REAL: RGBColor = RGBColor(120, 120, 120);
 const FONT: &str = "sans-serif";
@@ -38,11 +44,25 @@ pub struct Line {
 /// not hide each other). `log_y` for figures that span orders of magnitude (all values > 0).
 ///
 /// `ideal`, for metrics best at a value (an AUC at 0.5), is drawn as a dashed reference line.
-pub fn metric_by_fraction(file: &Path, title: &str, fractions: &[f64], lines: &[Line], log_y: bool, ideal: Option<f64>) -> Result<String> {
-    let fail = |err: String| Error::Report { path: file.to_owned(), message: format!("drawing the chart: {err}") };
+pub fn metric_by_fraction(
+    file: &Path,
+    title: &str,
+    fractions: &[f64],
+    lines: &[Line],
+    log_y: bool,
+    ideal: Option<f64>,
+) -> Result<String> {
+    let fail = |err: String| Error::Report {
+        path: file.to_owned(),
+        message: format!("drawing the chart: {err}"),
+    };
     let (width, height) = (360, 260);
-    let mut finite: Vec<f64> =
-        lines.iter().flat_map(|line| line.points.iter()).flat_map(|&(_, value, low, high)| [value, low, high]).filter(|value| value.is_finite()).collect();
+    let mut finite: Vec<f64> = lines
+        .iter()
+        .flat_map(|line| line.points.iter())
+        .flat_map(|&(_, value, low, high)| [value, low, high])
+        .filter(|value| value.is_finite())
+        .collect();
     finite.extend(ideal);
     let mut svg = String::new();
     {
@@ -73,9 +93,18 @@ pub fn metric_by_fraction(file: &Path, title: &str, fractions: &[f64], lines: &[
                 .y_label_area_size(58)
                 .build_cartesian_2d(x_range, y_range.clone())
                 .map_err(|err| fail(err.to_string()))?;
-            draw_lines(chart, &labels, n_fractions, lines, Some(decimals_for(y_range.end - y_range.start)), ideal).map_err(fail)?;
+            draw_lines(
+                chart,
+                &labels,
+                n_fractions,
+                lines,
+                Some(decimals_for(y_range.end - y_range.start)),
+                ideal,
+            )
+            .map_err(fail)?;
         }
-        let entries: Vec<(&str, RGBColor)> = lines.iter().map(|line| (line.name.as_str(), line.color)).collect();
+        let entries: Vec<(&str, RGBColor)> =
+            lines.iter().map(|line| (line.name.as_str(), line.color)).collect();
         legend(&legend_area, &entries).map_err(fail)?;
         root.present().map_err(|err| fail(err.to_string()))?;
     }
@@ -119,7 +148,12 @@ where
         let dashes = (0..40).map(|idx| left + (right - left) * idx as f64 / 40.0).step_by(2);
         let style = ShapeStyle::from(&RGBColor(90, 90, 90)).stroke_width(1);
         chart
-            .draw_series(dashes.map(|start| PathElement::new(vec![(start, ideal), (start + (right - left) / 40.0, ideal)], style)))
+            .draw_series(dashes.map(|start| {
+                PathElement::new(
+                    vec![(start, ideal), (start + (right - left) / 40.0, ideal)],
+                    style,
+                )
+            }))
             .map_err(|err| err.to_string())?;
     }
     let n_lines = lines.len().max(1) as f64;
@@ -132,7 +166,9 @@ where
             .map(|&(x, value, low, high)| (x as f64 + nudge, value, low, high))
             .collect();
         let style = ShapeStyle::from(&line.color).stroke_width(2);
-        chart.draw_series(LineSeries::new(points.iter().map(|&(x, value, _, _)| (x, value)), style)).map_err(|err| err.to_string())?;
+        chart
+            .draw_series(LineSeries::new(points.iter().map(|&(x, value, _, _)| (x, value)), style))
+            .map_err(|err| err.to_string())?;
         for &(x, value, low, high) in &points {
             if low.is_finite() && high.is_finite() {
                 let bar = ShapeStyle::from(&line.color).stroke_width(1);
@@ -144,15 +180,25 @@ where
                     ])
                     .map_err(|err| err.to_string())?;
             }
-            chart.draw_series([Circle::new((x, value), 3, line.color.filled())]).map_err(|err| err.to_string())?;
+            chart
+                .draw_series([Circle::new((x, value), 3, line.color.filled())])
+                .map_err(|err| err.to_string())?;
         }
     }
     Ok(())
 }
 
 /// The trade-off chart: one group of bars per axis, one bar per family, scores in [0, 1].
-pub fn tradeoff(file: &Path, title: &str, axes: &[&str], families: &[(String, RGBColor, Vec<Option<f64>>)]) -> Result<String> {
-    let fail = |err: String| Error::Report { path: file.to_owned(), message: format!("drawing the chart: {err}") };
+pub fn tradeoff(
+    file: &Path,
+    title: &str,
+    axes: &[&str],
+    families: &[(String, RGBColor, Vec<Option<f64>>)],
+) -> Result<String> {
+    let fail = |err: String| Error::Report {
+        path: file.to_owned(),
+        message: format!("drawing the chart: {err}"),
+    };
     let (width, height) = (760, 330);
     let mut svg = String::new();
     {
@@ -188,11 +234,20 @@ pub fn tradeoff(file: &Path, title: &str, axes: &[&str], families: &[(String, RG
             let left = |axis_idx: usize| axis_idx as f64 - 0.4 + family_idx as f64 * bar_width;
             let bars = scores.iter().enumerate().filter_map(|(axis_idx, score)| {
                 // A zero score still shows as a sliver, so a missing bar means "not measured".
-                score.map(|score| Rectangle::new([(left(axis_idx) + 0.01, 0.0), (left(axis_idx) + bar_width - 0.01, score.max(0.01))], color.filled()))
+                score.map(|score| {
+                    Rectangle::new(
+                        [
+                            (left(axis_idx) + 0.01, 0.0),
+                            (left(axis_idx) + bar_width - 0.01, score.max(0.01)),
+                        ],
+                        color.filled(),
+                    )
+                })
             });
             chart.draw_series(bars).map_err(|err| fail(err.to_string()))?;
         }
-        let entries: Vec<(&str, RGBColor)> = families.iter().map(|(name, color, _)| (name.as_str(), *color)).collect();
+        let entries: Vec<(&str, RGBColor)> =
+            families.iter().map(|(name, color, _)| (name.as_str(), *color)).collect();
         legend(&legend_area, &entries).map_err(fail)?;
         root.present().map_err(|err| fail(err.to_string()))?;
     }
@@ -201,10 +256,22 @@ pub fn tradeoff(file: &Path, title: &str, axes: &[&str], families: &[(String, RG
 
 /// Bars of a marginal distribution: `labels` (bin ranges or categories) along x, one bar per
 /// source (the real data first) per label, heights are shares in [0, 1].
-pub fn marginal(file: &Path, title: &str, labels: &[String], sources: &[(String, Option<RGBColor>, Vec<f64>)]) -> Result<String> {
-    let fail = |err: String| Error::Report { path: file.to_owned(), message: format!("drawing the chart: {err}") };
+pub fn marginal(
+    file: &Path,
+    title: &str,
+    labels: &[String],
+    sources: &[(String, Option<RGBColor>, Vec<f64>)],
+) -> Result<String> {
+    let fail = |err: String| Error::Report {
+        path: file.to_owned(),
+        message: format!("drawing the chart: {err}"),
+    };
     let (width, height) = (520, 290);
-    let top = sources.iter().flat_map(|(_, _, shares)| shares.iter().copied()).filter(|share| share.is_finite()).fold(0.0, f64::max);
+    let top = sources
+        .iter()
+        .flat_map(|(_, _, shares)| shares.iter().copied())
+        .filter(|share| share.is_finite())
+        .fold(0.0, f64::max);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
@@ -219,7 +286,11 @@ pub fn marginal(file: &Path, title: &str, labels: &[String], sources: &[(String,
             .map_err(|err| fail(err.to_string()))?;
         // At most about eight labels fit; show every k-th.
         let every = labels.len().div_ceil(8).max(1);
-        let thinned: Vec<String> = labels.iter().enumerate().map(|(idx, label)| if idx % every == 0 { label.clone() } else { String::new() }).collect();
+        let thinned: Vec<String> = labels
+            .iter()
+            .enumerate()
+            .map(|(idx, label)| if idx % every == 0 { label.clone() } else { String::new() })
+            .collect();
         let x_label = |position: &f64| label_at(&thinned, *position);
         chart
             .configure_mesh()
@@ -240,10 +311,13 @@ pub fn marginal(file: &Path, title: &str, labels: &[String], sources: &[(String,
         for (source_idx, (_, color, shares)) in sources.iter().enumerate() {
             let color = color.unwrap_or(REAL);
             let left = |idx: usize| idx as f64 - 0.42 + source_idx as f64 * bar_width;
-            let bars = shares.iter().enumerate().map(|(idx, share)| Rectangle::new([(left(idx), 0.0), (left(idx) + bar_width, *share)], color.filled()));
+            let bars = shares.iter().enumerate().map(|(idx, share)| {
+                Rectangle::new([(left(idx), 0.0), (left(idx) + bar_width, *share)], color.filled())
+            });
             chart.draw_series(bars).map_err(|err| fail(err.to_string()))?;
         }
-        let entries: Vec<(&str, RGBColor)> = sources.iter().map(|(name, color, _)| (name.as_str(), color.unwrap_or(REAL))).collect();
+        let entries: Vec<(&str, RGBColor)> =
+            sources.iter().map(|(name, color, _)| (name.as_str(), color.unwrap_or(REAL))).collect();
         legend(&legend_area, &entries).map_err(fail)?;
         root.present().map_err(|err| fail(err.to_string()))?;
     }
@@ -300,11 +374,16 @@ pub fn tick(value: f64) -> String {
 }
 
 /// Colour swatches with names, top-down.
-fn legend(area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, entries: &[(&str, RGBColor)]) -> std::result::Result<(), String> {
+fn legend(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    entries: &[(&str, RGBColor)],
+) -> std::result::Result<(), String> {
     for (idx, (name, color)) in entries.iter().enumerate() {
         let y = 40 + idx as i32 * 22;
-        area.draw(&Rectangle::new([(4, y), (18, y + 12)], color.filled())).map_err(|err| err.to_string())?;
-        area.draw(&Text::new((*name).to_owned(), (24, y), (FONT, 13).into_font())).map_err(|err| err.to_string())?;
+        area.draw(&Rectangle::new([(4, y), (18, y + 12)], color.filled()))
+            .map_err(|err| err.to_string())?;
+        area.draw(&Text::new((*name).to_owned(), (24, y), (FONT, 13).into_font()))
+            .map_err(|err| err.to_string())?;
     }
     Ok(())
 }

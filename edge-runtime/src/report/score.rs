@@ -48,7 +48,11 @@ impl Direction {
             Direction::Lower => Some((-high, -low)),
             Direction::Target(ideal) => {
                 let far = (low - ideal).abs().max((high - ideal).abs());
-                let near = if low <= ideal && ideal <= high { 0.0 } else { (low - ideal).abs().min((high - ideal).abs()) };
+                let near = if low <= ideal && ideal <= high {
+                    0.0
+                } else {
+                    (low - ideal).abs().min((high - ideal).abs())
+                };
                 Some((-far, -near))
             }
             Direction::Unranked => None,
@@ -83,12 +87,27 @@ pub fn direction(name: &str) -> Direction {
     match base {
         "detection_auc" | "mia_auc" => Direction::Target(0.5),
         "density" => Direction::Target(1.0),
-        "frechet_distance" | "correlation_difference" | "class_balance_tv" | "ms_per_sample" | "exact_copy_rate" | "closer_to_train_share"
+        "frechet_distance"
+        | "correlation_difference"
+        | "class_balance_tv"
+        | "ms_per_sample"
+        | "exact_copy_rate"
+        | "closer_to_train_share"
         | "train_seconds" => Direction::Lower,
-        "precision" | "recall" | "coverage" | "column_shape_similarity" | "augmentation_gain" | "samples_per_second" | "nndr_mean" => {
+        "precision"
+        | "recall"
+        | "coverage"
+        | "column_shape_similarity"
+        | "augmentation_gain"
+        | "samples_per_second"
+        | "nndr_mean" => Direction::Higher,
+        _ if base.ends_with("_accuracy")
+            || base.ends_with("_ratio")
+            || base.ends_with("_f1")
+            || base.starts_with("dcr_") =>
+        {
             Direction::Higher
         }
-        _ if base.ends_with("_accuracy") || base.ends_with("_ratio") || base.ends_with("_f1") || base.starts_with("dcr_") => Direction::Higher,
         _ => Direction::Unranked,
     }
 }
@@ -101,12 +120,32 @@ fn log_scaled(name: &str) -> bool {
 /// The metrics behind each axis score. Utility and robustness use the figures of the classifier
 /// trained on synthetic data (TSTR): the TRTR ones do not depend on the generator.
 pub const SCORE_METRICS: [(&str, &[&str]); 6] = [
-    ("fidelity", &["precision", "density", "frechet_distance", "column_shape_similarity", "correlation_difference", "detection_auc"]),
+    (
+        "fidelity",
+        &[
+            "precision",
+            "density",
+            "frechet_distance",
+            "column_shape_similarity",
+            "correlation_difference",
+            "detection_auc",
+        ],
+    ),
     ("diversity", &["recall", "coverage", "class_balance_tv"]),
     ("efficiency", &["samples_per_second"]),
     ("utility", &["tstr_accuracy", "tstr_macro_f1", "tstr_trtr_ratio", "augmentation_gain"]),
     ("robustness", &["tstr_perturbed_accuracy_ratio", "tstr_adversarial_accuracy"]),
-    ("privacy", &["mia_auc", "exact_copy_rate", "closer_to_train_share", "dcr_train_p05", "dcr_train_median", "nndr_mean"]),
+    (
+        "privacy",
+        &[
+            "mia_auc",
+            "exact_copy_rate",
+            "closer_to_train_share",
+            "dcr_train_p05",
+            "dcr_train_median",
+            "nndr_mean",
+        ],
+    ),
 ];
 
 /// One axis's scores on one dataset, in the dataset's family order; `None` where a family has
@@ -120,11 +159,16 @@ pub struct AxisScores {
 impl AxisScores {
     /// The families with the highest score (more than one on a tie).
     pub fn leaders(&self) -> Vec<&str> {
-        let best = self.scores.iter().filter_map(|(_, score)| *score).fold(f64::NEG_INFINITY, f64::max);
+        let best =
+            self.scores.iter().filter_map(|(_, score)| *score).fold(f64::NEG_INFINITY, f64::max);
         if !best.is_finite() {
             return Vec::new();
         }
-        self.scores.iter().filter(|(_, score)| score.is_some_and(|score| (score - best).abs() < 1e-9)).map(|(family, _)| family.as_str()).collect()
+        self.scores
+            .iter()
+            .filter(|(_, score)| score.is_some_and(|score| (score - best).abs() < 1e-9))
+            .map(|(family, _)| family.as_str())
+            .collect()
     }
 }
 
@@ -142,15 +186,21 @@ pub fn axis_scores(dataset: &DatasetResults) -> Vec<AxisScores> {
                         .enumerate()
                         .filter_map(|(idx, family)| {
                             let figure = dataset.figure(family, fraction, name)?;
-                            let value = if log_scaled(name) { figure.value.max(f64::MIN_POSITIVE).log10() } else { figure.value };
+                            let value = if log_scaled(name) {
+                                figure.value.max(f64::MIN_POSITIVE).log10()
+                            } else {
+                                figure.value
+                            };
                             direction(name).goodness(value).map(|goodness| (idx, goodness))
                         })
                         .collect();
                     if goodness.len() < 2 {
                         continue;
                     }
-                    let min = goodness.iter().map(|(_, value)| *value).fold(f64::INFINITY, f64::min);
-                    let max = goodness.iter().map(|(_, value)| *value).fold(f64::NEG_INFINITY, f64::max);
+                    let min =
+                        goodness.iter().map(|(_, value)| *value).fold(f64::INFINITY, f64::min);
+                    let max =
+                        goodness.iter().map(|(_, value)| *value).fold(f64::NEG_INFINITY, f64::max);
                     for (idx, value) in goodness {
                         let normalised = if max > min { (value - min) / (max - min) } else { 0.5 };
                         sums[idx].0 += normalised;
@@ -160,7 +210,14 @@ pub fn axis_scores(dataset: &DatasetResults) -> Vec<AxisScores> {
             }
             AxisScores {
                 axis,
-                scores: dataset.families.iter().zip(sums).map(|(family, (sum, count))| (family.clone(), (count > 0).then(|| sum / count as f64))).collect(),
+                scores: dataset
+                    .families
+                    .iter()
+                    .zip(sums)
+                    .map(|(family, (sum, count))| {
+                        (family.clone(), (count > 0).then(|| sum / count as f64))
+                    })
+                    .collect(),
             }
         })
         .collect()
@@ -236,12 +293,20 @@ pub fn verdict(dataset: &DatasetResults, metric: &str, fraction: f64) -> Option<
     // Stable: on equal values the report's family order decides who is named first.
     ranked.sort_by(|a, b| b.2.total_cmp(&a.2));
     let (first, second) = (&ranked[0], &ranked[1]);
-    let overlap = match (direction.goodness_interval(first.1.low, first.1.high), direction.goodness_interval(second.1.low, second.1.high)) {
+    let overlap = match (
+        direction.goodness_interval(first.1.low, first.1.high),
+        direction.goodness_interval(second.1.low, second.1.high),
+    ) {
         (Some(a), Some(b)) => a.0 <= b.1 && b.0 <= a.1,
         _ => true,
     };
     let tie = (first.2 - second.2).abs() <= 1e-12 * first.2.abs().max(1.0);
-    Some(Verdict { fraction, overlap, tie, ranking: ranked.into_iter().map(|(family, figure, _)| (family, figure)).collect() })
+    Some(Verdict {
+        fraction,
+        overlap,
+        tie,
+        ranking: ranked.into_iter().map(|(family, figure, _)| (family, figure)).collect(),
+    })
 }
 
 #[cfg(test)]
@@ -263,8 +328,19 @@ mod tests {
         let mut groups = Vec::new();
         for (family, figures) in rows {
             for &fraction in fractions {
-                let figures: BTreeMap<String, Figure> = figures.iter().map(|(name, value, low, high)| ((*name).to_owned(), figure(*value, *low, *high))).collect();
-                groups.push(Group { family: (*family).to_owned(), fraction, seeds: vec![0], samples: vec![None], figures });
+                let figures: BTreeMap<String, Figure> = figures
+                    .iter()
+                    .map(|(name, value, low, high)| {
+                        ((*name).to_owned(), figure(*value, *low, *high))
+                    })
+                    .collect();
+                groups.push(Group {
+                    family: (*family).to_owned(),
+                    fraction,
+                    seeds: vec![0],
+                    samples: vec![None],
+                    figures,
+                });
             }
         }
         DatasetResults {
@@ -280,12 +356,19 @@ mod tests {
     }
 
     fn score_of(scores: &[AxisScores], axis: &str, family: &str) -> Option<f64> {
-        scores.iter().find(|scores| scores.axis == axis)?.scores.iter().find(|(name, _)| name == family)?.1
+        scores
+            .iter()
+            .find(|scores| scores.axis == axis)?
+            .scores
+            .iter()
+            .find(|(name, _)| name == family)?
+            .1
     }
 
     #[test]
     fn directions_follow_the_metric_catalogue() {
-        let check = |name: &str, expected: Direction| assert_eq!(direction(name), expected, "{name}");
+        let check =
+            |name: &str, expected: Direction| assert_eq!(direction(name), expected, "{name}");
         check("precision", Direction::Higher);
         check("tstr_accuracy_forest", Direction::Higher);
         check("tstr_perturbed_accuracy_ratio/gaussian_0.1", Direction::Higher);
@@ -301,7 +384,12 @@ mod tests {
     fn an_auc_interval_maps_to_its_distance_from_one_half() {
         let check = |direction: Direction, (low, high): (f64, f64), expected: (f64, f64)| {
             let got = direction.goodness_interval(low, high);
-            assert!(got.is_some_and(|got| (got.0 - expected.0).abs() < 1e-12 && (got.1 - expected.1).abs() < 1e-12), "[{low}, {high}] → {got:?}, expected {expected:?}");
+            assert!(
+                got.is_some_and(
+                    |got| (got.0 - expected.0).abs() < 1e-12 && (got.1 - expected.1).abs() < 1e-12
+                ),
+                "[{low}, {high}] → {got:?}, expected {expected:?}"
+            );
         };
         check(Direction::Target(0.5), (0.4, 0.7), (-0.2, 0.0));
         check(Direction::Target(0.5), (0.6, 0.7), (-0.2, -0.1));
@@ -316,20 +404,44 @@ mod tests {
         let data = dataset(
             &[0.25, 1.0],
             &[
-                ("a", &[("recall", 0.9, 0.8, 1.0), ("class_balance_tv", 0.3, 0.2, 0.4), ("samples_per_second", 10.0, 9.0, 11.0)]),
-                ("b", &[("recall", 0.5, 0.4, 0.6), ("class_balance_tv", 0.1, 0.0, 0.2), ("samples_per_second", 100.0, 90.0, 110.0)]),
-                ("c", &[("recall", 0.1, 0.0, 0.2), ("class_balance_tv", 0.2, 0.1, 0.3), ("samples_per_second", 10_000.0, 9000.0, 11_000.0)]),
+                (
+                    "a",
+                    &[
+                        ("recall", 0.9, 0.8, 1.0),
+                        ("class_balance_tv", 0.3, 0.2, 0.4),
+                        ("samples_per_second", 10.0, 9.0, 11.0),
+                    ],
+                ),
+                (
+                    "b",
+                    &[
+                        ("recall", 0.5, 0.4, 0.6),
+                        ("class_balance_tv", 0.1, 0.0, 0.2),
+                        ("samples_per_second", 100.0, 90.0, 110.0),
+                    ],
+                ),
+                (
+                    "c",
+                    &[
+                        ("recall", 0.1, 0.0, 0.2),
+                        ("class_balance_tv", 0.2, 0.1, 0.3),
+                        ("samples_per_second", 10_000.0, 9000.0, 11_000.0),
+                    ],
+                ),
             ],
         );
         let scores = axis_scores(&data);
-        let close = |got: Option<f64>, expected: f64| assert!(got.is_some_and(|got| (got - expected).abs() < 1e-12), "{got:?} != {expected}");
+        let close = |got: Option<f64>, expected: f64| {
+            assert!(got.is_some_and(|got| (got - expected).abs() < 1e-12), "{got:?} != {expected}")
+        };
         close(score_of(&scores, "diversity", "a"), 0.5);
         close(score_of(&scores, "diversity", "b"), 0.75);
         close(score_of(&scores, "diversity", "c"), 0.25);
         // Speed on a log scale: 1, 2, 4 decades → 0, 1/3, 1.
         close(score_of(&scores, "efficiency", "b"), 1.0 / 3.0);
         assert_eq!(score_of(&scores, "privacy", "a"), None, "no privacy metric was given");
-        let diversity = scores.iter().find(|scores| scores.axis == "diversity").map(AxisScores::leaders);
+        let diversity =
+            scores.iter().find(|scores| scores.axis == "diversity").map(AxisScores::leaders);
         assert_eq!(diversity, Some(vec!["b"]));
     }
 
@@ -344,15 +456,32 @@ mod tests {
             ],
         );
         let privacy = verdict(&data, "mia_auc", 1.0);
-        let names = |verdict: &Option<Verdict>| verdict.as_ref().map(|verdict| verdict.ranking.iter().map(|(family, _)| family.clone()).collect::<Vec<_>>());
+        let names = |verdict: &Option<Verdict>| {
+            verdict.as_ref().map(|verdict| {
+                verdict.ranking.iter().map(|(family, _)| family.clone()).collect::<Vec<_>>()
+            })
+        };
         assert_eq!(names(&privacy), Some(vec!["b".to_owned(), "c".to_owned(), "a".to_owned()]));
         // b's distance to 0.5 lies within [0, 0.05], c's within [0.02, 0.15]: they overlap.
         assert_eq!(privacy.as_ref().map(|verdict| verdict.overlap), Some(true));
         let utility = verdict(&data, "tstr_accuracy", 1.0);
         assert_eq!(names(&utility), Some(vec!["b".to_owned(), "c".to_owned(), "a".to_owned()]));
-        assert_eq!(utility.as_ref().map(|verdict| (verdict.overlap, verdict.tie)), Some((true, false)));
-        let apart = dataset(&[1.0], &[("a", &[("tstr_accuracy", 0.6, 0.55, 0.65)]), ("b", &[("tstr_accuracy", 0.9, 0.85, 0.95)])]);
-        assert_eq!(verdict(&apart, "tstr_accuracy", 1.0).map(|verdict| (verdict.winner().0.clone(), verdict.overlap)), Some(("b".to_owned(), false)));
+        assert_eq!(
+            utility.as_ref().map(|verdict| (verdict.overlap, verdict.tie)),
+            Some((true, false))
+        );
+        let apart = dataset(
+            &[1.0],
+            &[
+                ("a", &[("tstr_accuracy", 0.6, 0.55, 0.65)]),
+                ("b", &[("tstr_accuracy", 0.9, 0.85, 0.95)]),
+            ],
+        );
+        assert_eq!(
+            verdict(&apart, "tstr_accuracy", 1.0)
+                .map(|verdict| (verdict.winner().0.clone(), verdict.overlap)),
+            Some(("b".to_owned(), false))
+        );
         assert_eq!(verdict(&apart, "mia_auc", 1.0), None, "no family has the metric");
     }
 }

@@ -159,9 +159,21 @@ impl Study {
                 message: format!("study run {}: its params are not a study cell's ({err}); expected cell, dataset, family, fraction and seed", run.id),
             })?;
             if !params.fraction.is_finite() {
-                return Err(Error::Logbook { path: db.to_owned(), message: format!("study run {}: fraction {} is not a number", run.id, params.fraction) });
+                return Err(Error::Logbook {
+                    path: db.to_owned(),
+                    message: format!(
+                        "study run {}: fraction {} is not a number",
+                        run.id, params.fraction
+                    ),
+                });
             }
-            cell_runs.push(CellRun { run_id: run.id, status: run.status, message: run.message, params: params.clone(), n_metrics: run.metrics.len() });
+            cell_runs.push(CellRun {
+                run_id: run.id,
+                status: run.status,
+                message: run.message,
+                params: params.clone(),
+                n_metrics: run.metrics.len(),
+            });
             if run.status == RunStatus::Done {
                 // A cell run twice (the study was reset) counts once: the later run wins.
                 done.retain(|(earlier, _)| earlier.cell != params.cell);
@@ -171,7 +183,9 @@ impl Study {
         if cell_runs.is_empty() {
             return Err(Error::Logbook {
                 path: db.to_owned(),
-                message: format!("holds no study runs (kind `{STUDY_KIND}`); expected the logbook `synth-train study` writes (DIR/study.sqlite)"),
+                message: format!(
+                    "holds no study runs (kind `{STUDY_KIND}`); expected the logbook `synth-train study` writes (DIR/study.sqlite)"
+                ),
             });
         }
         let mut dataset_names: Vec<String> = Vec::new();
@@ -180,13 +194,18 @@ impl Study {
                 dataset_names.push(run.params.dataset.clone());
             }
         }
-        let datasets = dataset_names.iter().map(|name| dataset_results(name, &done)).filter(|dataset| !dataset.groups.is_empty()).collect();
+        let datasets = dataset_names
+            .iter()
+            .map(|name| dataset_results(name, &done))
+            .filter(|dataset| !dataset.groups.is_empty())
+            .collect();
         Ok(Study { datasets, runs: cell_runs })
     }
 }
 
 fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetResults {
-    let runs: Vec<&(CellParams, Vec<Metric>)> = done.iter().filter(|(params, _)| params.dataset == name).collect();
+    let runs: Vec<&(CellParams, Vec<Metric>)> =
+        done.iter().filter(|(params, _)| params.dataset == name).collect();
     let mut families: Vec<String> = Vec::new();
     let mut fractions: Vec<f64> = Vec::new();
     for (params, _) in &runs {
@@ -204,8 +223,11 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
     let mut groups = Vec::new();
     for family in &families {
         for &fraction in &fractions {
-            let mut members: Vec<&(CellParams, Vec<Metric>)> =
-                runs.iter().copied().filter(|(params, _)| &params.family == family && params.fraction == fraction).collect();
+            let mut members: Vec<&(CellParams, Vec<Metric>)> = runs
+                .iter()
+                .copied()
+                .filter(|(params, _)| &params.family == family && params.fraction == fraction)
+                .collect();
             if members.is_empty() {
                 continue;
             }
@@ -225,7 +247,12 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
                 fraction,
                 seeds: members.iter().map(|(params, _)| params.seed).collect(),
                 samples: members.iter().map(|(params, _)| params.samples.clone()).collect(),
-                figures: by_name.into_iter().filter_map(|(name, seeds)| Figure::over_seeds(&seeds).map(|figure| (name, figure))).collect(),
+                figures: by_name
+                    .into_iter()
+                    .filter_map(|(name, seeds)| {
+                        Figure::over_seeds(&seeds).map(|figure| (name, figure))
+                    })
+                    .collect(),
             });
         }
     }
@@ -233,7 +260,9 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
 
     let first = runs.first().map(|(params, _)| params);
     let is_image = first.is_some_and(|params| {
-        params.modality.as_deref() == Some("image") || (params.modality.is_none() && params.samples.as_deref().is_some_and(|path| path.ends_with(".png")))
+        params.modality.as_deref() == Some("image")
+            || (params.modality.is_none()
+                && params.samples.as_deref().is_some_and(|path| path.ends_with(".png")))
     });
     DatasetResults {
         name: name.to_owned(),
@@ -248,7 +277,10 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
 }
 
 fn family_rank(family: &str) -> (usize, String) {
-    (FAMILY_ORDER.iter().position(|known| *known == family).unwrap_or(FAMILY_ORDER.len()), family.to_owned())
+    (
+        FAMILY_ORDER.iter().position(|known| *known == family).unwrap_or(FAMILY_ORDER.len()),
+        family.to_owned(),
+    )
 }
 
 /// The order of metrics within the full table: axes in report order, then `training`, then any

@@ -47,7 +47,8 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(source_device: &str, rows: SyncRows) -> Result<Batch> {
-        let payload_json = serde_json::to_string(&rows).map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))?;
+        let payload_json = serde_json::to_string(&rows)
+            .map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))?;
         Ok(Batch {
             source_device: source_device.to_owned(),
             created_at: timestamp::now(),
@@ -58,7 +59,8 @@ impl Batch {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let payload = RawValue::from_string(self.payload_json.clone()).map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))?;
+        let payload = RawValue::from_string(self.payload_json.clone())
+            .map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))?;
         let envelope = Envelope {
             format: FORMAT.to_owned(),
             version: VERSION,
@@ -67,33 +69,51 @@ impl Batch {
             payload_sha256: self.payload_sha256.clone(),
             payload,
         };
-        serde_json::to_vec_pretty(&envelope).map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))
+        serde_json::to_vec_pretty(&envelope)
+            .map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))
     }
 
     /// Parses and verifies a batch; `origin` (a file, a peer address) names it in errors.
     pub fn decode(bytes: &[u8], origin: &str) -> Result<Batch> {
-        let refuse = |message: String| Error::Sync(format!("{origin}: {message}; the batch was rejected whole"));
-        let envelope: Envelope = serde_json::from_slice(bytes).map_err(|err| refuse(format!("not a readable {FORMAT} document ({err})")))?;
+        let refuse = |message: String| {
+            Error::Sync(format!("{origin}: {message}; the batch was rejected whole"))
+        };
+        let envelope: Envelope = serde_json::from_slice(bytes)
+            .map_err(|err| refuse(format!("not a readable {FORMAT} document ({err})")))?;
         if envelope.format != FORMAT {
             return Err(refuse(format!("format is `{}`; expected `{FORMAT}`", envelope.format)));
         }
         if envelope.version != VERSION {
-            return Err(refuse(format!("format version is {}; this synth-edge reads version {VERSION}", envelope.version)));
+            return Err(refuse(format!(
+                "format version is {}; this synth-edge reads version {VERSION}",
+                envelope.version
+            )));
         }
         let payload_json = envelope.payload.get().to_owned();
         let actual = hex::encode(Sha256::digest(payload_json.as_bytes()));
         if !actual.eq_ignore_ascii_case(&envelope.payload_sha256) {
-            return Err(refuse(format!("payload SHA-256 is {actual}, but the batch declares {}: it was damaged", envelope.payload_sha256)));
+            return Err(refuse(format!(
+                "payload SHA-256 is {actual}, but the batch declares {}: it was damaged",
+                envelope.payload_sha256
+            )));
         }
-        let rows: SyncRows = serde_json::from_str(&payload_json).map_err(|err| refuse(format!("payload rows are malformed ({err})")))?;
+        let rows: SyncRows = serde_json::from_str(&payload_json)
+            .map_err(|err| refuse(format!("payload rows are malformed ({err})")))?;
         check_rows(&rows).map_err(refuse)?;
-        Ok(Batch { source_device: envelope.source_device, created_at: envelope.created_at, payload_sha256: actual, rows, payload_json })
+        Ok(Batch {
+            source_device: envelope.source_device,
+            created_at: envelope.created_at,
+            payload_sha256: actual,
+            rows,
+            payload_json,
+        })
     }
 
     /// A file name for the batch in a `--to-dir` folder: sortable by time, unique by checksum.
     pub fn file_name(&self) -> String {
         let stamp: String = self.created_at.chars().filter(char::is_ascii_alphanumeric).collect();
-        let device: String = self.source_device.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+        let device: String =
+            self.source_device.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
         format!("fieldsynth-batch-{stamp}-{device}-{}.json", &self.payload_sha256[..12])
     }
 }
@@ -105,15 +125,24 @@ fn check_rows(rows: &SyncRows) -> std::result::Result<(), String> {
     let mut settled_runs = HashSet::new();
     for run in &rows.runs {
         if !devices.contains(run.device_id.as_str()) {
-            return Err(format!("run {} refers to device {}, which the batch does not carry", run.id, run.device_id));
+            return Err(format!(
+                "run {} refers to device {}, which the batch does not carry",
+                run.id, run.device_id
+            ));
         }
         if let Some(model) = &run.model_sha256
             && !models.contains(model.as_str())
         {
-            return Err(format!("run {} refers to model {model}, which the batch does not carry", run.id));
+            return Err(format!(
+                "run {} refers to model {model}, which the batch does not carry",
+                run.id
+            ));
         }
         if run.status.is_settled() != run.finished_at.is_some() {
-            return Err(format!("run {} is {} but finished_at is {:?}", run.id, run.status, run.finished_at));
+            return Err(format!(
+                "run {} is {} but finished_at is {:?}",
+                run.id, run.status, run.finished_at
+            ));
         }
         if run.status.is_settled() {
             settled_runs.insert(run.id.as_str());
@@ -122,10 +151,20 @@ fn check_rows(rows: &SyncRows) -> std::result::Result<(), String> {
     let mut seen_metrics = BTreeSet::new();
     for metric in &rows.metrics {
         if !settled_runs.contains(metric.run_id.as_str()) {
-            return Err(format!("metric {}/{} belongs to run {}, which is not a done or failed run of the batch", metric.axis, metric.name, metric.run_id));
+            return Err(format!(
+                "metric {}/{} belongs to run {}, which is not a done or failed run of the batch",
+                metric.axis, metric.name, metric.run_id
+            ));
         }
-        if !seen_metrics.insert((metric.run_id.as_str(), metric.axis.as_str(), metric.name.as_str())) {
-            return Err(format!("metric {}/{} of run {} appears twice", metric.axis, metric.name, metric.run_id));
+        if !seen_metrics.insert((
+            metric.run_id.as_str(),
+            metric.axis.as_str(),
+            metric.name.as_str(),
+        )) {
+            return Err(format!(
+                "metric {}/{} of run {} appears twice",
+                metric.axis, metric.name, metric.run_id
+            ));
         }
     }
     Ok(())

@@ -38,7 +38,9 @@ impl HubClient {
     pub fn new(base_url: &str, token: Token) -> Result<HubClient> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         if !base_url.starts_with("http://") {
-            return Err(Error::Invalid(format!("invalid --to `{base_url}`: expected a plain-HTTP hub address such as http://HOST:PORT")));
+            return Err(Error::Invalid(format!(
+                "invalid --to `{base_url}`: expected a plain-HTTP hub address such as http://HOST:PORT"
+            )));
         }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -64,8 +66,11 @@ impl HubClient {
             .header("Content-Type", "application/json")
             .send(&body[..]);
         let text = self.read_answer(response)?;
-        let acknowledgement: Acknowledgement =
-            serde_json::from_str(&text).map_err(|err| Error::Sync(format!("{url}: the hub's answer is not an acknowledgement ({err}): {text}")))?;
+        let acknowledgement: Acknowledgement = serde_json::from_str(&text).map_err(|err| {
+            Error::Sync(format!(
+                "{url}: the hub's answer is not an acknowledgement ({err}): {text}"
+            ))
+        })?;
         if acknowledgement.payload_sha256 != batch.payload_sha256 {
             return Err(Error::Sync(format!(
                 "{url}: the hub acknowledged batch {} but {} was sent; rows stay unsynced",
@@ -78,21 +83,38 @@ impl HubClient {
     /// The hub's listing of devices and runs (`GET /api/runs`), as JSON text.
     pub fn list_runs(&self) -> Result<String> {
         let url = format!("{}{RUNS_PATH}", self.base_url);
-        let response = self.agent.get(&url).header("Authorization", self.token.bearer_header()).call();
+        let response =
+            self.agent.get(&url).header("Authorization", self.token.bearer_header()).call();
         self.read_answer(response)
     }
 
     /// The body of a 200 answer, or the error that the status (or its absence) means.
-    fn read_answer(&self, response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<String> {
-        let unreachable = |message: String| Error::HubUnreachable { url: self.base_url.clone(), message };
+    fn read_answer(
+        &self,
+        response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<String> {
+        let unreachable =
+            |message: String| Error::HubUnreachable { url: self.base_url.clone(), message };
         let mut response = response.map_err(|err| unreachable(err.to_string()))?;
         let status = response.status().as_u16();
-        let text = response.body_mut().with_config().limit(MAX_ANSWER_BYTES).read_to_string().map_err(|err| unreachable(format!("reading the answer: {err}")))?;
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_ANSWER_BYTES)
+            .read_to_string()
+            .map_err(|err| unreachable(format!("reading the answer: {err}")))?;
         match status {
             200 => Ok(text),
-            401 => Err(Error::Sync(format!("{}: the hub refused the token (401); check --token-file against the hub's", self.base_url))),
+            401 => Err(Error::Sync(format!(
+                "{}: the hub refused the token (401); check --token-file against the hub's",
+                self.base_url
+            ))),
             500.. => Err(unreachable(format!("the hub answered {status}: {}", text.trim()))),
-            _ => Err(Error::Sync(format!("{}: the hub answered {status}: {}", self.base_url, text.trim()))),
+            _ => Err(Error::Sync(format!(
+                "{}: the hub answered {status}: {}",
+                self.base_url,
+                text.trim()
+            ))),
         }
     }
 }

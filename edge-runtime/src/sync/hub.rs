@@ -44,7 +44,10 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("address", &self.address).field("logbook", &self.logbook).finish()
+        f.debug_struct("Hub")
+            .field("address", &self.address)
+            .field("logbook", &self.logbook)
+            .finish()
     }
 }
 
@@ -69,8 +72,12 @@ impl Answer {
 impl Hub {
     /// Listens on `address` (`127.0.0.1:0` picks a free port; see [`Hub::address`]).
     pub fn bind(logbook: Logbook, address: &str, token: Token) -> Result<Hub> {
-        let server = Server::http(address).map_err(|err| Error::Sync(format!("cannot listen on {address}: {err}")))?;
-        let address = server.server_addr().to_ip().ok_or_else(|| Error::Sync(format!("{address} is not an IP address")))?;
+        let server = Server::http(address)
+            .map_err(|err| Error::Sync(format!("cannot listen on {address}: {err}")))?;
+        let address = server
+            .server_addr()
+            .to_ip()
+            .ok_or_else(|| Error::Sync(format!("{address} is not an IP address")))?;
         Ok(Hub { server, logbook, token, address })
     }
 
@@ -82,7 +89,10 @@ impl Hub {
     /// Serves requests until `stop` is set; the request in hand is finished first.
     pub fn serve_until(&self, stop: &AtomicBool) -> Result<()> {
         while !stop.load(Ordering::SeqCst) {
-            let request = self.server.recv_timeout(STOP_POLL).map_err(|err| Error::Sync(format!("hub on {}: {err}", self.address)))?;
+            let request = self
+                .server
+                .recv_timeout(STOP_POLL)
+                .map_err(|err| Error::Sync(format!("hub on {}: {err}", self.address)))?;
             if let Some(request) = request {
                 self.handle(request);
             }
@@ -91,7 +101,8 @@ impl Hub {
     }
 
     fn handle(&self, mut request: Request) {
-        let peer = request.remote_addr().map_or_else(|| "unknown peer".to_owned(), ToString::to_string);
+        let peer =
+            request.remote_addr().map_or_else(|| "unknown peer".to_owned(), ToString::to_string);
         let method = request.method().clone();
         let path = request.url().split('?').next().unwrap_or_default().to_owned();
         let answer = if !self.authorised(&request) {
@@ -100,11 +111,22 @@ impl Hub {
             match (&method, path.as_str()) {
                 (Method::Post, BATCHES_PATH) => self.receive_batch(&mut request, &peer),
                 (Method::Get, RUNS_PATH) => self.list_runs(),
-                (_, BATCHES_PATH | RUNS_PATH) => Answer::error(405, &format!("{method} is not allowed on {path}")),
-                _ => Answer::error(404, &format!("no such endpoint {path}; the hub serves POST {BATCHES_PATH} and GET {RUNS_PATH}")),
+                (_, BATCHES_PATH | RUNS_PATH) => {
+                    Answer::error(405, &format!("{method} is not allowed on {path}"))
+                }
+                _ => Answer::error(
+                    404,
+                    &format!(
+                        "no such endpoint {path}; the hub serves POST {BATCHES_PATH} and GET {RUNS_PATH}"
+                    ),
+                ),
             }
         };
-        eprintln!("{peer} {method} {path}: {} {}", answer.status, answer.body.chars().take(200).collect::<String>());
+        eprintln!(
+            "{peer} {method} {path}: {} {}",
+            answer.status,
+            answer.body.chars().take(200).collect::<String>()
+        );
         let mut response = Response::from_string(answer.body).with_status_code(answer.status);
         if let Ok(header) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
             response.add_header(header);
@@ -130,27 +152,46 @@ impl Hub {
 
     fn receive_batch(&self, request: &mut Request, peer: &str) -> Answer {
         if request.body_length().is_some_and(|length| length > MAX_BATCH_BYTES) {
-            return Answer::error(413, &format!("batch larger than {MAX_BATCH_BYTES} bytes; sync with a smaller --batch-runs"));
+            return Answer::error(
+                413,
+                &format!(
+                    "batch larger than {MAX_BATCH_BYTES} bytes; sync with a smaller --batch-runs"
+                ),
+            );
         }
         let mut body = Vec::new();
-        if let Err(err) = request.as_reader().take(MAX_BATCH_BYTES as u64 + 1).read_to_end(&mut body) {
+        if let Err(err) =
+            request.as_reader().take(MAX_BATCH_BYTES as u64 + 1).read_to_end(&mut body)
+        {
             return Answer::error(400, &format!("cannot read the batch: {err}"));
         }
         if body.len() > MAX_BATCH_BYTES {
-            return Answer::error(413, &format!("batch larger than {MAX_BATCH_BYTES} bytes; sync with a smaller --batch-runs"));
+            return Answer::error(
+                413,
+                &format!(
+                    "batch larger than {MAX_BATCH_BYTES} bytes; sync with a smaller --batch-runs"
+                ),
+            );
         }
         let batch = match Batch::decode(&body, &format!("batch from {peer}")) {
             Ok(batch) => batch,
             Err(err) => return Answer::error(400, &err.to_string()),
         };
         match self.logbook.apply_rows(&batch.rows) {
-            Ok(summary) => Answer::json(200, &Acknowledgement { payload_sha256: batch.payload_sha256, summary }),
+            Ok(summary) => Answer::json(
+                200,
+                &Acknowledgement { payload_sha256: batch.payload_sha256, summary },
+            ),
             Err(err) => Answer::error(500, &err.to_string()),
         }
     }
 
     fn list_runs(&self) -> Answer {
-        match self.logbook.devices().and_then(|devices| Ok(Listing { devices, runs: self.logbook.runs()? })) {
+        match self
+            .logbook
+            .devices()
+            .and_then(|devices| Ok(Listing { devices, runs: self.logbook.runs()? }))
+        {
             Ok(listing) => Answer::json(200, &listing),
             Err(err) => Answer::error(500, &err.to_string()),
         }

@@ -45,12 +45,16 @@ impl std::fmt::Debug for Token {
 impl Token {
     pub fn read(path: &Path) -> Result<Token> {
         let text = fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
-        Token::new(text.trim()).map_err(|message| Error::Invalid(format!("{}: {message}", path.display())))
+        Token::new(text.trim())
+            .map_err(|message| Error::Invalid(format!("{}: {message}", path.display())))
     }
 
     pub fn new(secret: &str) -> std::result::Result<Token, String> {
         if secret.is_empty() {
-            return Err("the token file is empty; expected a secret shared by the hub and its devices".to_owned());
+            return Err(
+                "the token file is empty; expected a secret shared by the hub and its devices"
+                    .to_owned(),
+            );
         }
         if secret.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
             return Err("the token contains whitespace or control characters; expected one line without spaces".to_owned());
@@ -67,7 +71,8 @@ impl Token {
     pub fn matches(&self, presented: &str) -> bool {
         let expected = Sha256::digest(self.0.as_bytes());
         let presented = Sha256::digest(presented.as_bytes());
-        expected.iter().zip(presented.iter()).fold(0_u8, |difference, (a, b)| difference | (a ^ b)) == 0
+        expected.iter().zip(presented.iter()).fold(0_u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
     }
 }
 
@@ -86,9 +91,16 @@ pub struct SyncReport {
 
 /// Delivers every unsynced row, batch by batch, with `deliver`; rows are marked synced only
 /// after `deliver` returns `Ok`. Stops early, between batches, once `stop` is set.
-pub fn sync_with(logbook: &Logbook, max_runs: usize, stop: &AtomicBool, mut deliver: impl FnMut(&Batch) -> Result<()>) -> Result<SyncReport> {
+pub fn sync_with(
+    logbook: &Logbook,
+    max_runs: usize,
+    stop: &AtomicBool,
+    mut deliver: impl FnMut(&Batch) -> Result<()>,
+) -> Result<SyncReport> {
     if max_runs == 0 {
-        return Err(Error::Invalid("invalid --batch-runs 0: expected at least 1 run per batch".to_owned()));
+        return Err(Error::Invalid(
+            "invalid --batch-runs 0: expected at least 1 run per batch".to_owned(),
+        ));
     }
     let mut report = SyncReport::default();
     let mut include_running = true;
@@ -110,15 +122,28 @@ pub fn sync_with(logbook: &Logbook, max_runs: usize, stop: &AtomicBool, mut deli
 }
 
 /// Syncs to a hub over HTTP.
-pub fn push_to_hub(logbook: &Logbook, hub: &client::HubClient, max_runs: usize, stop: &AtomicBool) -> Result<SyncReport> {
+pub fn push_to_hub(
+    logbook: &Logbook,
+    hub: &client::HubClient,
+    max_runs: usize,
+    stop: &AtomicBool,
+) -> Result<SyncReport> {
     sync_with(logbook, max_runs, stop, |batch| hub.push(batch).map(|_| ()))
 }
 
 /// Syncs into batch files in `dir` (which must exist: an unmounted stick must not turn into a
 /// folder on the device's own disk). A file written completely counts as delivered.
-pub fn write_to_dir(logbook: &Logbook, dir: &Path, max_runs: usize, stop: &AtomicBool) -> Result<SyncReport> {
+pub fn write_to_dir(
+    logbook: &Logbook,
+    dir: &Path,
+    max_runs: usize,
+    stop: &AtomicBool,
+) -> Result<SyncReport> {
     if !dir.is_dir() {
-        return Err(Error::Invalid(format!("{}: is not a folder; expected an existing folder for batch files (is the drive mounted?)", dir.display())));
+        return Err(Error::Invalid(format!(
+            "{}: is not a folder; expected an existing folder for batch files (is the drive mounted?)",
+            dir.display()
+        )));
     }
     let mut files = Vec::new();
     let mut report = sync_with(logbook, max_runs, stop, |batch| {
@@ -174,8 +199,10 @@ pub fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) -> bool {
 pub fn stop_flag_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        let register = |err: std::io::Error| Error::Invalid(format!("cannot handle signal {signal}: {err}"));
-        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop)).map_err(register)?;
+        let register =
+            |err: std::io::Error| Error::Invalid(format!("cannot handle signal {signal}: {err}"));
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
+            .map_err(register)?;
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(register)?;
     }
     Ok(stop)
@@ -187,7 +214,8 @@ pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let count: u64 = number.parse().map_err(|_| format!("invalid interval `{text}`: {expected}"))?;
+    let count: u64 =
+        number.parse().map_err(|_| format!("invalid interval `{text}`: {expected}"))?;
     let unit_seconds = match unit {
         "s" => 1,
         "m" => 60,
@@ -197,7 +225,10 @@ pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
     if count == 0 {
         return Err(format!("invalid interval `{text}`: expected more than zero"));
     }
-    count.checked_mul(unit_seconds).map(Duration::from_secs).ok_or_else(|| format!("invalid interval `{text}`: too long"))
+    count
+        .checked_mul(unit_seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("invalid interval `{text}`: too long"))
 }
 
 #[cfg(test)]
@@ -205,7 +236,11 @@ mod tests {
     use super::*;
 
     fn check_interval(text: &str, expected: Option<u64>) {
-        assert_eq!(parse_interval(text).ok().map(|duration| duration.as_secs()), expected, "{text}");
+        assert_eq!(
+            parse_interval(text).ok().map(|duration| duration.as_secs()),
+            expected,
+            "{text}"
+        );
     }
 
     #[test]
@@ -223,7 +258,9 @@ mod tests {
     }
 
     fn check_delays(interval_seconds: u64, expected: &[u64]) {
-        let delays: Vec<u64> = (0..expected.len() as u32).map(|failures| next_delay(Duration::from_secs(interval_seconds), failures).as_secs()).collect();
+        let delays: Vec<u64> = (0..expected.len() as u32)
+            .map(|failures| next_delay(Duration::from_secs(interval_seconds), failures).as_secs())
+            .collect();
         assert_eq!(delays, expected, "interval {interval_seconds} s");
     }
 
@@ -237,7 +274,7 @@ mod tests {
 
     #[test]
     fn tokens_match_only_themselves() {
-        let token = Token::new("s3cret-token").unwrap_or_else(|err| panic!("{err}"));
+        let token = Token::new("s3cret-token").unwrap();
         assert!(token.matches("s3cret-token"));
         assert!(!token.matches("s3cret-tokeN"));
         assert!(!token.matches("s3cret-token "));

@@ -11,7 +11,12 @@ use crate::train::EpochStats;
 
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
     let settings = FitSettings {
-        data_options: DataOptions { label: args.label.clone(), image_shape: args.image_shape, missing: args.missing, ..DataOptions::default() },
+        data_options: DataOptions {
+            label: args.label.clone(),
+            image_shape: args.image_shape,
+            missing: args.missing,
+            ..DataOptions::default()
+        },
         data: args.data.clone(),
         family: args.family,
         split: SplitSpec::new(args.seed, args.holdout, args.fraction)?,
@@ -21,8 +26,10 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
         replace: args.force,
     };
-    let mut progress = ProgressObserver::new(args.quiet, &format!("{} {}", args.family, args.data.display()));
-    let outcome = fit(&settings, &mut progress).with_context(|| format!("fit {} on {}", args.family, args.data.display()))?;
+    let mut progress =
+        ProgressObserver::new(args.quiet, &format!("{} {}", args.family, args.data.display()));
+    let outcome = fit(&settings, &mut progress)
+        .with_context(|| format!("fit {} on {}", args.family, args.data.display()))?;
     progress.finish();
     let manifest = &outcome.manifest;
     let last = outcome.history.last();
@@ -36,7 +43,9 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
         outcome.wall_time_s,
         settings.device,
         manifest.provenance.final_loss,
-        last.and_then(|stats| stats.moment_gap).map(|gap| format!(", moment gap {gap:.4}")).unwrap_or_default()
+        last.and_then(|stats| stats.moment_gap)
+            .map(|gap| format!(", moment gap {gap:.4}"))
+            .unwrap_or_default()
     );
     Ok(())
 }
@@ -50,9 +59,11 @@ impl ProgressObserver {
     pub fn new(quiet: bool, prefix: &str) -> Self {
         let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} epochs  loss {msg}  {elapsed}<{eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} epochs  loss {msg}  {elapsed}<{eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_prefix(prefix.to_owned());
         ProgressObserver { bar }

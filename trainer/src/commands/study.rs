@@ -7,7 +7,10 @@ use edge_runtime::data::DataOptions;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::cli::StudyArgs;
-use crate::study::{Budget, CellOutcome, DATABASE, StudyDataset, StudyObserver, StudySettings, default_datasets, run_study};
+use crate::study::{
+    Budget, CellOutcome, DATABASE, StudyDataset, StudyObserver, StudySettings, default_datasets,
+    run_study,
+};
 use crate::train::EpochStats;
 
 pub fn run(args: StudyArgs) -> anyhow::Result<()> {
@@ -15,12 +18,21 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         default_datasets(&fixtures_dir()?)
     } else {
         if !args.label.is_empty() && args.label.len() != args.data.len() {
-            anyhow::bail!("give one --label per --data ({} --data, {} --label), or none to use each file's schema", args.data.len(), args.label.len());
+            anyhow::bail!(
+                "give one --label per --data ({} --data, {} --label), or none to use each file's schema",
+                args.data.len(),
+                args.label.len()
+            );
         }
         args.data
             .iter()
             .enumerate()
-            .map(|(idx, path)| StudyDataset::new(path, DataOptions { label: args.label.get(idx).cloned(), ..DataOptions::default() }))
+            .map(|(idx, path)| {
+                StudyDataset::new(
+                    path,
+                    DataOptions { label: args.label.get(idx).cloned(), ..DataOptions::default() },
+                )
+            })
             .collect()
     };
     let settings = StudySettings {
@@ -37,7 +49,10 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         epochs: args.epochs,
         // On the GPU, one training at a time and in this process.
         trainer: if args.device == crate::device::DeviceChoice::Cpu && args.jobs > 1 {
-            Some(std::env::current_exe().context("locating synth-train to train cells in child processes")?)
+            Some(
+                std::env::current_exe()
+                    .context("locating synth-train to train cells in child processes")?,
+            )
         } else {
             None
         },
@@ -55,14 +70,16 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         settings.out.join(DATABASE).display()
     );
     let report_dir = settings.out.join("report");
-    edge_runtime::report::write_report(&settings.out.join(DATABASE), &report_dir).context("writing the report")?;
+    edge_runtime::report::write_report(&settings.out.join(DATABASE), &report_dir)
+        .context("writing the report")?;
     println!("report: {}", report_dir.join("report.html").display());
     Ok(())
 }
 
 /// The bundled fixtures: beside the executable's workspace when run from the repository.
 fn fixtures_dir() -> anyhow::Result<PathBuf> {
-    let candidates = [PathBuf::from("fixtures"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")];
+    let candidates =
+        [PathBuf::from("fixtures"), Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")];
     candidates
         .into_iter()
         .find(|dir| dir.join("breast_cancer.csv").is_file())
@@ -85,9 +102,11 @@ impl Display {
         }
         let overall = multi.add(ProgressBar::new(0));
         overall.set_style(
-            ProgressStyle::with_template("study [{bar:30}] {pos}/{len} cells  {elapsed_precise}  {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "study [{bar:30}] {pos}/{len} cells  {elapsed_precise}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         let cell = multi.add(ProgressBar::new(0));
         cell.set_style(
