@@ -1,6 +1,11 @@
 //! The whole path a site's data takes, on a real fixture: train → export → load (verified) →
 //! sample → evaluate on six axes → log → sync to a folder → import at the hub.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -9,7 +14,7 @@ use edge_runtime::bundle::Bundle;
 use edge_runtime::data::DataOptions;
 use edge_runtime::engine::EngineKind;
 use edge_runtime::logbook::{Logbook, RunStatus};
-use edge_runtime::metrics::{Axis, EvalSettings, efficiency_metrics};
+use edge_runtime::metrics::{Axis, EvalSettings, MetricId, efficiency_metrics};
 use edge_runtime::output::synthetic_dataset;
 use edge_runtime::sampler::{Generator, SampleSettings};
 use models::manifest::Family;
@@ -54,11 +59,11 @@ fn train_export_sample_evaluate_log_sync_import() {
     assessment.metrics.extend(efficiency_metrics(&samples.batch_times, 1, 30));
     assert_eq!(summary.n_synthetic, 300);
     for axis in Axis::ALL {
-        assert!(assessment.metrics.iter().any(|m| m.axis == axis.as_str()), "no {axis:?} figure");
+        assert!(assessment.metrics.iter().any(|m| m.axis == axis), "no {axis:?} figure");
     }
     // Even a briefly trained diffusion model beats chance on three cultivars.
-    let tstr = assessment.get("tstr_accuracy").map_or(0.0, |m| m.value);
-    assert!(tstr > 0.5, "tstr_accuracy {tstr}");
+    let tstr = assessment.get(MetricId::TstrAccuracy.name()).map_or(0.0, |m| m.value);
+    assert!(tstr > 0.5, "{} {tstr}", MetricId::TstrAccuracy);
 
     let edge = Logbook::open(&dir.path().join("edge.sqlite")).unwrap();
     edge.register_model(&bundle.manifest.model_sha256, &bundle.manifest.to_json()).unwrap();

@@ -64,7 +64,7 @@ impl Bundle {
 /// The graph's declared inputs and outputs must be the manifest's, by name and shape.
 fn check_graph_io(model: &[u8], manifest: &Manifest, path: &Path) -> Result<()> {
     let proto = ModelProto::decode(model)
-        .map_err(|err| Error::bundle(path, format!("not a readable ONNX model: {err}")))?;
+        .map_err(|err| Error::bundle_unreadable(path, "not a readable ONNX model", err))?;
     let graph = proto.graph.ok_or_else(|| Error::bundle(path, "ONNX model has no graph"))?;
     let initialisers: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|init| init.name.as_str()).collect();

@@ -35,8 +35,9 @@ pub enum Command {
     Hub(commands::hub::HubArgs),
     /// List recent runs and their headline figures from a logbook.
     Log(commands::log::LogArgs),
-    /// Write the study report (report.html, report.md and plots) of a study logbook.
-    Report(commands::report::ReportArgs),
+    /// List every figure the assessment, generation, bench and study report: axis, direction,
+    /// whether a release policy may bound it, what it measures.
+    Metrics(commands::metrics::MetricsArgs),
 }
 
 /// How to run a bundle.
@@ -191,6 +192,6 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Sync(args) => commands::sync::run(&args),
         Command::Hub(args) => commands::hub::run(&args),
         Command::Log(args) => commands::log::run(&args),
-        Command::Report(args) => commands::report::run(&args),
+        Command::Metrics(args) => commands::metrics::run(&args),
     }
 }

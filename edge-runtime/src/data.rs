@@ -17,7 +17,7 @@ use models::{
 use crate::error::{Error, Result};
 
 /// How to read a dataset; `None` fields fall back to the schema file, then to defaults.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DataOptions {
     pub label: Option<String>,
     pub image_shape: Option<ImageShape>,

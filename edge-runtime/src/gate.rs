@@ -17,31 +17,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::metrics::catalogue::{self, MetricId};
 use crate::metrics::{Assessment, Axis};
-
-/// Every figure a policy may bound, with its axis.
-pub const GATEABLE: [(&str, Axis); 20] = [
-    ("precision", Axis::Fidelity),
-    ("density", Axis::Fidelity),
-    ("frechet_distance", Axis::Fidelity),
-    ("column_shape_similarity", Axis::Fidelity),
-    ("correlation_difference", Axis::Fidelity),
-    ("detection_auc", Axis::Fidelity),
-    ("recall", Axis::Diversity),
-    ("coverage", Axis::Diversity),
-    ("class_balance_tv", Axis::Diversity),
-    ("tstr_accuracy", Axis::Utility),
-    ("tstr_trtr_ratio", Axis::Utility),
-    ("tstr_macro_f1", Axis::Utility),
-    ("dcr_train_median", Axis::Privacy),
-    ("dcr_holdout_median", Axis::Privacy),
-    ("dcr_train_p05", Axis::Privacy),
-    ("closer_to_train_share", Axis::Privacy),
-    ("nndr_mean", Axis::Privacy),
-    ("exact_copy_rate", Axis::Privacy),
-    ("mia_auc", Axis::Privacy),
-    ("tstr_perturbed_accuracy_ratio", Axis::Robustness),
-];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Bound {
@@ -51,18 +28,20 @@ pub enum Bound {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    pub rules: BTreeMap<String, Bound>,
+    /// By figure; only [gateable](crate::metrics::MetricSpec::gateable) figures.
+    pub rules: BTreeMap<MetricId, Bound>,
 }
 
 impl Policy {
     pub fn parse(text: &str, source: &Path) -> Result<Policy> {
         let invalid = |message: String| Error::Invalid(format!("{}: {message}", source.display()));
-        let table: toml::Table =
-            toml::from_str(text).map_err(|err| invalid(format!("not a valid policy: {err}")))?;
+        let table: toml::Table = toml::from_str(text)
+            .map_err(|err| Error::PolicyUnreadable { path: source.to_owned(), source: err })?;
         if table.is_empty() {
-            return Err(invalid(
-                "the policy has no rules; expected lines such as `max_mia_auc = 0.6`".to_owned(),
-            ));
+            return Err(invalid(format!(
+                "the policy has no rules; expected lines such as `max_{} = 0.6`",
+                MetricId::MiaAuc
+            )));
         }
         let mut rules = BTreeMap::new();
         for (key, value) in table {
@@ -78,14 +57,16 @@ impl Policy {
             } else {
                 return Err(invalid(format!("`{key}` must start with `max_` or `min_`")));
             };
-            if !GATEABLE.iter().any(|(name, _)| *name == metric) {
-                let known: Vec<&str> = GATEABLE.iter().map(|(name, _)| *name).collect();
+            let Some(id) =
+                catalogue::gateable().find(|spec| spec.name == metric).map(|spec| spec.id)
+            else {
+                let known: Vec<&str> = catalogue::gateable().map(|spec| spec.name).collect();
                 return Err(invalid(format!(
                     "`{key}` bounds an unknown figure `{metric}`; known: {}",
                     known.join(", ")
                 )));
-            }
-            rules.insert(metric.to_owned(), bound);
+            };
+            rules.insert(id, bound);
         }
         Ok(Policy { rules })
     }
@@ -97,13 +78,7 @@ impl Policy {
 
     /// The axes the policy's figures live on.
     pub fn axes(&self) -> Vec<Axis> {
-        let mut axes: Vec<Axis> = self
-            .rules
-            .keys()
-            .filter_map(|metric| {
-                GATEABLE.iter().find(|(name, _)| name == metric).map(|(_, axis)| *axis)
-            })
-            .collect();
+        let mut axes: Vec<Axis> = self.rules.keys().map(|id| id.axis()).collect();
         axes.sort();
         axes.dedup();
         axes
@@ -113,7 +88,7 @@ impl Policy {
     pub fn judge(&self, assessment: &Assessment) -> Verdict {
         let mut verdict = Verdict::default();
         for (metric, bound) in &self.rules {
-            let line = match (assessment.get(metric), bound) {
+            let line = match (assessment.get(metric.name()), bound) {
                 (Some(figure), Bound::Max(limit)) => (
                     figure.value <= *limit,
                     format!("{metric} = {:.4} (must be ≤ {limit})", figure.value),
@@ -149,35 +124,42 @@ mod tests {
 
     #[test]
     fn policy_rules_and_verdicts() {
-        let policy = Policy::parse(
-            "max_exact_copy_rate = 0\nmax_mia_auc = 0.6\nmin_dcr_train_p05 = 0.1\n",
-            Path::new("p.toml"),
-        )
-        .unwrap();
+        let (copies, mia, dcr) = (MetricId::ExactCopyRate, MetricId::MiaAuc, MetricId::DcrTrainP05);
+        let text = format!("max_{copies} = 0\nmax_{mia} = 0.6\nmin_{dcr} = 0.1\n");
+        let policy = Policy::parse(&text, Path::new("p.toml")).unwrap();
         assert_eq!(policy.axes(), vec![Axis::Privacy]);
         let assessment = Assessment {
             metrics: vec![
-                Metric::new(Axis::Privacy, "exact_copy_rate", 0.0, 0.0, 0.1, 10),
-                Metric::new(Axis::Privacy, "mia_auc", 0.71, 0.6, 0.8, 10),
-                Metric::new(Axis::Privacy, "dcr_train_p05", 0.1, 0.05, 0.2, 10),
+                Metric::new(copies, 0.0, 0.0, 0.1, 10),
+                Metric::new(mia, 0.71, 0.6, 0.8, 10),
+                Metric::new(dcr, 0.1, 0.05, 0.2, 10),
             ],
             skipped: vec![],
         };
         let verdict = policy.judge(&assessment);
-        assert_eq!(verdict.failed, vec!["mia_auc = 0.7100 (must be ≤ 0.6)".to_owned()]);
+        assert_eq!(verdict.failed, vec![format!("{mia} = 0.7100 (must be ≤ 0.6)")]);
         assert_eq!(verdict.passed.len(), 2);
+    }
+
+    #[test]
+    fn every_gateable_figure_can_be_bounded_and_no_other() {
+        for spec in catalogue::CATALOGUE {
+            let parsed = Policy::parse(&format!("max_{} = 1", spec.name), Path::new("p.toml"));
+            assert_eq!(parsed.is_ok(), spec.gateable, "{}", spec.name);
+        }
     }
 
     #[test]
     fn bad_policies_are_refused() {
         for (text, expected) in [
             ("", "has no rules"),
-            ("mia_auc = 0.6", "must start with `max_` or `min_`"),
+            ("{mia} = 0.6", "must start with `max_` or `min_`"),
             ("max_mia = 0.6", "unknown figure `mia`"),
-            ("max_mia_auc = \"high\"", "must be a number"),
-            ("max_mia_auc = ", "not a valid policy"),
+            ("max_{mia} = \"high\"", "must be a number"),
+            ("max_{mia} = ", "not a valid policy"),
         ] {
-            let message = Policy::parse(text, Path::new("policy.toml"))
+            let text = text.replace("{mia}", MetricId::MiaAuc.name());
+            let message = Policy::parse(&text, Path::new("policy.toml"))
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();

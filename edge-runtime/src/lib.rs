@@ -1,5 +1,5 @@
 //! The field runtime of fieldsynth: load an ONNX bundle, generate samples, assess them against
-//! the site's own data on six axes, log results to SQLite, sync them to a hub, write reports.
+//! the site's own data on six axes, log results to SQLite, and sync them to a hub.
 //!
 //! This crate never links the training stack (candle): it is what goes to a Jetson or an ARM
 //! board. The trainer uses it as a library so a study measures exactly what the field does.
@@ -16,7 +16,6 @@ pub mod logbook;
 pub mod memory;
 pub mod metrics;
 pub mod output;
-pub mod report;
 pub mod sampler;
 pub mod sync;
 

@@ -23,7 +23,8 @@ use crate::sampler::Samples;
 /// The samples as the CSV a user gets.
 pub fn csv_bytes(manifest: &Manifest, samples: &Samples) -> Result<Vec<u8>> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let csv_error = |err: csv::Error| Error::Invalid(format!("cannot write CSV: {err}"));
+    let csv_error =
+        |err: csv::Error| Error::Encode { what: "the samples as CSV", source: Box::new(err) };
     match &manifest.transform {
         Encoder::Tabular(encoder) => {
             writer
@@ -67,7 +68,10 @@ pub fn csv_bytes(manifest: &Manifest, samples: &Samples) -> Result<Vec<u8>> {
             }
         }
     }
-    writer.into_inner().map_err(|err| Error::Invalid(format!("cannot write CSV: {err}")))
+    writer.into_inner().map_err(|err| Error::Encode {
+        what: "the samples as CSV",
+        source: Box::new(err.into_error()),
+    })
 }
 
 /// The header of a pixel CSV: the training CSV's, or `px_ROW_COL` (`px_C_ROW_COL` for RGB) and
@@ -241,7 +245,8 @@ pub fn png_bytes(
     let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
     encoder.set_color(if channels == 3 { png::ColorType::Rgb } else { png::ColorType::Grayscale });
     encoder.set_depth(png::BitDepth::Eight);
-    let png_error = |err: png::EncodingError| Error::Invalid(format!("cannot encode PNG: {err}"));
+    let png_error =
+        |err: png::EncodingError| Error::Encode { what: "a PNG image", source: Box::new(err) };
     let mut writer = encoder.write_header().map_err(png_error)?;
     writer.write_image_data(interleaved).map_err(png_error)?;
     writer.finish().map_err(png_error)?;

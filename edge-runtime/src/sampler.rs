@@ -181,11 +181,12 @@ impl Generator {
         y: &[f32],
         batch_times: &mut [(usize, Duration)],
     ) -> Result<Vec<f32>> {
-        let latent = self
-            .manifest
-            .graph
-            .latent_dim
-            .ok_or_else(|| Error::Invalid("the manifest has no latent_dim".to_owned()))?;
+        let latent = self.manifest.graph.latent_dim.ok_or_else(|| {
+            Error::Invalid(format!(
+                "the {} manifest has no graph.latent_dim; expected the size of the latent input",
+                self.manifest.family
+            ))
+        })?;
         let n_classes = self.manifest.n_classes();
         let z = rng::normal_f32(&mut rng::stream(settings.seed, "generate/z"), settings.n * latent);
         let width = self.manifest.transform.width();
@@ -218,7 +219,12 @@ impl Generator {
         let schedule = self
             .manifest
             .schedule
-            .ok_or_else(|| Error::Invalid("the ddpm manifest has no noise schedule".to_owned()))?;
+            .ok_or_else(|| {
+                Error::Invalid(
+                    "the ddpm manifest has no `schedule`; expected the noise schedule it was trained with"
+                        .to_owned(),
+                )
+            })?;
         let timesteps = diffusion_timesteps(&schedule, settings)?;
         let alpha_bars = schedule.alpha_bars();
         let bounds = self.manifest.transform.bounds();

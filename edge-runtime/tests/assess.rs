@@ -1,6 +1,11 @@
 //! The assessment engine against independent implementations (prdc, scikit-learn, scipy), the
 //! memorising canary and the release gate, the two `evaluate` forms, and bad input.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 #[path = "../../tests/support/python.rs"]
 mod python;
 
@@ -9,7 +14,9 @@ use std::process::{Command, Output};
 
 use edge_runtime::data::{DataOptions, read_dataset};
 use edge_runtime::gate::Policy;
+use edge_runtime::metrics::catalogue::{CATALOGUE, MetricId, Source, markdown_table};
 use edge_runtime::metrics::knn::Rows;
+use edge_runtime::metrics::utility::perturbations;
 use edge_runtime::metrics::{Assessment, Axis, EvalInput, EvalSettings, Labelled, evaluate};
 use models::split::{SplitSpec, partition};
 use models::transform::Encoder;
@@ -78,7 +85,9 @@ fn run(parts: &Parts, synthetic: &[f32], synthetic_labels: &[u32], axes: &[Axis]
     .unwrap()
 }
 
-fn value(assessment: &Assessment, name: &str) -> f64 {
+/// The value of a figure by its stored name (a [`MetricId`] or a `name/detail` string).
+fn value(assessment: &Assessment, name: impl AsRef<str>) -> f64 {
+    let name = name.as_ref();
     assessment
         .get(name)
         .unwrap_or_else(|| {
@@ -125,7 +134,14 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
         ))
         .unwrap();
         // Counts of strict comparisons: equal (no float ties in continuous data).
-        for name in ["precision", "recall", "density", "coverage", "exact_copy_rate"] {
+        for id in [
+            MetricId::Precision,
+            MetricId::Recall,
+            MetricId::Density,
+            MetricId::Coverage,
+            MetricId::ExactCopyRate,
+        ] {
+            let name = id.name();
             let reference = reply[name].as_f64().unwrap_or(f64::NAN);
             assert!(
                 (value(&ours, name) - reference).abs() < 1e-12,
@@ -134,9 +150,14 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
             );
         }
         // Distances: ours are exact f64 from the coordinates, the references' likewise.
-        for name in
-            ["dcr_train_median", "dcr_holdout_median", "dcr_train_p05", "nndr_mean", "mia_auc"]
-        {
+        for id in [
+            MetricId::DcrTrainMedian,
+            MetricId::DcrHoldoutMedian,
+            MetricId::DcrTrainP05,
+            MetricId::NndrMean,
+            MetricId::MiaAuc,
+        ] {
+            let name = id.name();
             let reference = reply[name].as_f64().unwrap_or(f64::NAN);
             assert!(
                 (value(&ours, name) - reference).abs() < 1e-9,
@@ -144,8 +165,8 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
                 value(&ours, name)
             );
         }
-        let reference = reply["frechet_distance"].as_f64().unwrap_or(f64::NAN);
-        let fd = value(&ours, "frechet_distance");
+        let reference = reply[MetricId::FrechetDistance.name()].as_f64().unwrap_or(f64::NAN);
+        let fd = value(&ours, MetricId::FrechetDistance);
         assert!(
             (fd - reference).abs() < 1e-6 * reference.abs().max(1.0),
             "{label}: frechet {fd} vs scipy {reference}"
@@ -162,31 +183,34 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
 #[test]
 fn a_memorising_generator_is_caught_and_refused_and_an_honest_one_passes() {
     let parts = breast_cancer();
-    let policy = Policy::parse(
-        "max_exact_copy_rate = 0.0\nmax_mia_auc = 0.6\nmax_closer_to_train_share = 0.65\n",
-        Path::new("policy.toml"),
-    )
-    .unwrap();
+    let (copy_rate, mia, closer) =
+        (MetricId::ExactCopyRate, MetricId::MiaAuc, MetricId::CloserToTrainShare);
+    let text = format!("max_{copy_rate} = 0.0\nmax_{mia} = 0.6\nmax_{closer} = 0.65\n");
+    let policy = Policy::parse(&text, Path::new("policy.toml")).unwrap();
     let axes = policy.axes();
 
     let copies = run(&parts, &parts.train.0, &parts.train.1, &axes);
-    assert_eq!(value(&copies, "exact_copy_rate"), 1.0);
+    assert_eq!(value(&copies, MetricId::ExactCopyRate), 1.0);
     assert!(!policy.judge(&copies).allows_release());
 
     let nearly = noisy_copy(&parts.train.0, 0.01, 2);
     let nearly = run(&parts, &nearly, &parts.train.1, &axes);
-    assert_eq!(value(&nearly, "exact_copy_rate"), 0.0);
-    assert!(value(&nearly, "mia_auc") > 0.95, "mia_auc {}", value(&nearly, "mia_auc"));
+    assert_eq!(value(&nearly, MetricId::ExactCopyRate), 0.0);
+    assert!(value(&nearly, MetricId::MiaAuc) > 0.95, "{mia} {}", value(&nearly, MetricId::MiaAuc));
     assert!(
-        value(&nearly, "closer_to_train_share") > 0.95,
+        value(&nearly, MetricId::CloserToTrainShare) > 0.95,
         "{}",
-        value(&nearly, "closer_to_train_share")
+        value(&nearly, MetricId::CloserToTrainShare)
     );
     let verdict = policy.judge(&nearly);
-    assert!(verdict.failed.iter().any(|line| line.starts_with("mia_auc")), "{verdict:?}");
+    assert!(verdict.failed.iter().any(|line| line.starts_with(mia.name())), "{verdict:?}");
 
     let fresh = run(&parts, &parts.fresh.0, &parts.fresh.1, &axes);
-    assert!((value(&fresh, "mia_auc") - 0.5).abs() < 0.1, "mia_auc {}", value(&fresh, "mia_auc"));
+    assert!(
+        (value(&fresh, MetricId::MiaAuc) - 0.5).abs() < 0.1,
+        "{mia} {}",
+        value(&fresh, MetricId::MiaAuc)
+    );
     assert!(policy.judge(&fresh).allows_release(), "{:?}", policy.judge(&fresh));
 }
 
@@ -195,19 +219,27 @@ fn utility_and_robustness_figures_are_sane_on_real_data() {
     let parts = breast_cancer();
     let fresh = run(&parts, &parts.fresh.0, &parts.fresh.1, &[Axis::Utility, Axis::Robustness]);
     // A fresh real draw is as useful as the train part: ~95 % accuracy, ratio near 1.
-    assert!(value(&fresh, "trtr_accuracy") > 0.9 && value(&fresh, "tstr_accuracy") > 0.9);
-    assert!((value(&fresh, "tstr_trtr_ratio") - 1.0).abs() < 0.08);
+    assert!(
+        value(&fresh, MetricId::TrtrAccuracy) > 0.9 && value(&fresh, MetricId::TstrAccuracy) > 0.9
+    );
+    assert!((value(&fresh, MetricId::TstrTrtrRatio) - 1.0).abs() < 0.08);
     // Noise hurts more than none; adversarial moves hurt at least as much as nothing.
     assert!(
-        value(&fresh, "trtr_perturbed_accuracy_ratio/gaussian_0.5")
-            <= value(&fresh, "trtr_perturbed_accuracy_ratio/gaussian_0.1") + 1e-9
+        value(&fresh, MetricId::TrtrPerturbedAccuracyRatio.detailed("gaussian_0.5"))
+            <= value(&fresh, MetricId::TrtrPerturbedAccuracyRatio.detailed("gaussian_0.1")) + 1e-9
     );
-    assert!(value(&fresh, "trtr_adversarial_accuracy") <= value(&fresh, "trtr_accuracy"));
+    assert!(
+        value(&fresh, MetricId::TrtrAdversarialAccuracy) <= value(&fresh, MetricId::TrtrAccuracy)
+    );
     // Labels scrambled: a classifier trained on them is no better than a coin.
     let scrambled: Vec<u32> =
         parts.fresh.1.iter().enumerate().map(|(i, _)| (i % 2) as u32).collect();
     let noise = run(&parts, &parts.fresh.0, &scrambled, &[Axis::Utility]);
-    assert!(value(&noise, "tstr_accuracy") < 0.75, "{}", value(&noise, "tstr_accuracy"));
+    assert!(
+        value(&noise, MetricId::TstrAccuracy) < 0.75,
+        "{}",
+        value(&noise, MetricId::TstrAccuracy)
+    );
 }
 
 /// The adversarial move of a binary linear model is the exact worst case: accuracy under it
@@ -245,39 +277,21 @@ fn synth_edge(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_synth-edge")).args(args).output().unwrap()
 }
 
-const REQUIRED: [&str; 31] = [
-    "precision",
-    "density",
-    "frechet_distance",
-    "column_shape_similarity",
-    "correlation_difference",
-    "detection_auc",
-    "recall",
-    "coverage",
-    "class_balance_tv",
-    "trtr_accuracy",
-    "tstr_accuracy",
-    "tstr_trtr_ratio",
-    "trtr_macro_f1",
-    "tstr_macro_f1",
-    "augmentation_gain",
-    "tstr_perturbed_accuracy_ratio",
-    "trtr_perturbed_accuracy_ratio",
-    "tstr_adversarial_accuracy",
-    "trtr_adversarial_accuracy",
-    "dcr_train_median",
-    "dcr_holdout_median",
-    "dcr_train_p05",
-    "closer_to_train_share",
-    "nndr_mean",
-    "exact_copy_rate",
-    "mia_auc",
-    "samples_per_second",
-    "ms_per_sample",
-    "tstr_perturbed_accuracy_ratio/gaussian_0.1",
-    "tstr_perturbed_accuracy_ratio/mask_0.1",
-    "trtr_perturbed_accuracy_ratio/outliers",
-];
+/// Every figure `evaluate --model` must report: the catalogue's assessment and generation
+/// figures, and each perturbation's part of the perturbed-accuracy ratios.
+fn required_figures() -> Vec<String> {
+    let mut names: Vec<String> = CATALOGUE
+        .iter()
+        .filter(|spec| matches!(spec.source, Source::Assessment | Source::Generation))
+        .map(|spec| spec.name.to_owned())
+        .collect();
+    for perturbation in perturbations(None) {
+        for id in [MetricId::TstrPerturbedAccuracyRatio, MetricId::TrtrPerturbedAccuracyRatio] {
+            names.push(id.detailed(&perturbation.name()));
+        }
+    }
+    names
+}
 
 #[test]
 fn evaluate_a_bundle_against_its_real_data() {
@@ -307,7 +321,7 @@ fn evaluate_a_bundle_against_its_real_data() {
         serde_json::json!({"n_real_train": 128, "n_real_holdout": 32, "n_synthetic": 300, "n_features": 33})
     );
     let metrics = report["metrics"].as_array().cloned().unwrap_or_default();
-    for name in REQUIRED {
+    for name in required_figures() {
         let metric =
             metrics.iter().find(|m| m["name"] == name).unwrap_or_else(|| panic!("{name} missing"));
         let (v, low, high) = (
@@ -320,7 +334,7 @@ fn evaluate_a_bundle_against_its_real_data() {
         assert!(Axis::ALL.iter().any(|axis| metric["axis"] == axis.as_str()), "{name}");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("privacy") && stdout.contains("mia_auc"), "{stdout}");
+    assert!(stdout.contains("privacy") && stdout.contains(MetricId::MiaAuc.name()), "{stdout}");
 
     // Other data than the model was trained on cannot give back its split.
     let output = synth_edge(&[
@@ -338,9 +352,10 @@ fn evaluate_a_bundle_against_its_real_data() {
 fn the_gate_refuses_a_failing_batch_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let strict = dir.path().join("strict.toml");
-    std::fs::write(&strict, "max_mia_auc = 0.0\n").unwrap();
+    let (mia, copy_rate) = (MetricId::MiaAuc, MetricId::ExactCopyRate);
+    std::fs::write(&strict, format!("max_{mia} = 0.0\n")).unwrap();
     let lenient = dir.path().join("lenient.toml");
-    std::fs::write(&lenient, "max_exact_copy_rate = 0.5\nmax_mia_auc = 1.0\n").unwrap();
+    std::fs::write(&lenient, format!("max_{copy_rate} = 0.5\nmax_{mia} = 1.0\n")).unwrap();
     let model = fixture("bundles/wheat-vae").to_string_lossy().into_owned();
     let real = fixture("wheat_splitsplit.csv").to_string_lossy().into_owned();
     let out = dir.path().join("out.csv");
@@ -360,7 +375,7 @@ fn the_gate_refuses_a_failing_batch_and_writes_nothing() {
     ]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("FAIL mia_auc") && stderr.contains("must be ≤ 0"), "{stderr}");
+    assert!(stderr.contains(&format!("FAIL {mia}")) && stderr.contains("must be ≤ 0"), "{stderr}");
     assert!(!out.exists());
     let passed = synth_edge(&[
         "generate",
@@ -513,18 +528,8 @@ fn the_file_form_gives_the_bundle_form_figures_on_the_same_data() {
         "gen",
     ]);
     assert_eq!(from_bundle["data"], from_files["data"]);
-    for name in [
-        "precision",
-        "recall",
-        "density",
-        "coverage",
-        "frechet_distance",
-        "detection_auc",
-        "tstr_accuracy",
-        "dcr_train_median",
-        "mia_auc",
-        "exact_copy_rate",
-    ] {
+    let assessment_figures = CATALOGUE.iter().filter(|spec| spec.source == Source::Assessment);
+    for name in assessment_figures.map(|spec| spec.name) {
         let find = |report: &serde_json::Value| {
             report["metrics"]
                 .as_array()
@@ -534,4 +539,32 @@ fn the_file_form_gives_the_bundle_form_figures_on_the_same_data() {
         let (a, b) = (find(&from_bundle), find(&from_files));
         assert!(a.is_some() && a == b, "{name}: bundle form {a:?}, file form {b:?}");
     }
+}
+
+#[test]
+fn the_metrics_command_prints_the_catalogue() {
+    let markdown = synth_edge(&["metrics", "--markdown"]);
+    assert!(markdown.status.success());
+    assert_eq!(String::from_utf8_lossy(&markdown.stdout), markdown_table());
+    let json = synth_edge(&["metrics", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let names: Vec<&str> =
+        listed.as_array().unwrap().iter().filter_map(|line| line["name"].as_str()).collect();
+    let expected: Vec<&str> = CATALOGUE.iter().map(|spec| spec.name).collect();
+    assert_eq!(names, expected);
+    let gateable: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|line| line["gateable"] == true)
+        .filter_map(|line| line["name"].as_str())
+        .collect();
+    // Every figure the policy accepts is listed as gateable, and no other.
+    for spec in CATALOGUE {
+        let policy = Policy::parse(&format!("max_{} = 1", spec.name), Path::new("p.toml"));
+        assert_eq!(policy.is_ok(), gateable.contains(&spec.name), "{}", spec.name);
+    }
+    let table = synth_edge(&["metrics"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(CATALOGUE.iter().all(|spec| text.contains(spec.name)), "{text}");
 }

@@ -1,6 +1,11 @@
 //! The data layer on the real fixtures: loading, kind inference, stratified splits, transform
 //! round trips, and the errors bad input gets.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

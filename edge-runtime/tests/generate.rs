@@ -1,6 +1,11 @@
 //! `synth-edge generate` on the fixture bundles: well-formed output, class control,
 //! reproducibility, engine agreement, and clear errors that leave nothing behind.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,36 +1,34 @@
 //! The logbook: schema creation and migration, refusing files it cannot read, atomic runs (also
 //! under SIGKILL at random moments), and `generate --db` / `synth-edge log` on a real bundle.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use edge_runtime::logbook::{Logbook, RunRecord, RunStatus, SCHEMA_VERSION};
-use edge_runtime::metrics::Metric;
+use edge_runtime::metrics::{Axis, Metric, MetricId};
 use rand::RngExt;
 
 fn open(path: &Path) -> Logbook {
     Logbook::open(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
-fn metric(axis: &str, name: &str, value: f64, n: u64) -> Metric {
-    Metric {
-        axis: axis.to_owned(),
-        name: name.to_owned(),
-        value,
-        ci_low: value - 0.25,
-        ci_high: value + 0.25,
-        n,
-    }
+fn metric(axis: Axis, name: &str, value: f64, n: u64) -> Metric {
+    Metric { axis, name: name.to_owned(), value, ci_low: value - 0.25, ci_high: value + 0.25, n }
 }
 
 /// Values whose binary expansions do not terminate, to catch any rounding on the way.
 fn sample_metrics() -> Vec<Metric> {
     vec![
-        metric("fidelity", "ks_mean", 0.1 + 0.2, 128),
-        metric("fidelity", "tv_mean", 1.0 / 3.0, 128),
-        metric("privacy", "dcr_p05", 1e-300, 64),
-        metric("efficiency", "samples_per_second", 12_345.678_9, 1000),
+        metric(Axis::Fidelity, "ks_mean", 0.1 + 0.2, 128),
+        metric(Axis::Fidelity, "tv_mean", 1.0 / 3.0, 128),
+        metric(Axis::Privacy, "dcr_p05", 1e-300, 64),
+        metric(Axis::Efficiency, MetricId::SamplesPerSecond.name(), 12_345.678_9, 1000),
     ]
 }
 
@@ -127,7 +125,7 @@ fn a_run_commits_with_all_its_metrics_or_stays_running_with_none() {
     // and the transaction must take those three back with it.
     let duplicate = logbook.start_run("evaluate", None, &params).unwrap();
     let mut metrics = sample_metrics();
-    metrics.push(metric("fidelity", "ks_mean", 0.5, 10));
+    metrics.push(metric(Axis::Fidelity, "ks_mean", 0.5, 10));
     let err = logbook
         .finish_run(&duplicate, &metrics)
         .err()
@@ -137,7 +135,7 @@ fn a_run_commits_with_all_its_metrics_or_stays_running_with_none() {
 
     let not_finite = logbook.start_run("evaluate", None, &params).unwrap();
     let err = logbook
-        .finish_run(&not_finite, &[metric("utility", "auc", f64::NAN, 5)])
+        .finish_run(&not_finite, &[metric(Axis::Utility, "auc", f64::NAN, 5)])
         .err()
         .map(|err| err.to_string())
         .unwrap_or_default();
@@ -251,7 +249,7 @@ fn write_runs_until_killed(db: &Path, seed: u64) -> ! {
             .start_run("crash-test", None, &serde_json::json!({ "expected_metrics": expected }))
             .unwrap();
         let metrics: Vec<Metric> = (0..expected)
-            .map(|index| metric("fidelity", &format!("m{index}"), index as f64 / 7.0, index))
+            .map(|index| metric(Axis::Fidelity, &format!("m{index}"), index as f64 / 7.0, index))
             .collect();
         logbook.finish_run(&id, &metrics).unwrap();
     }
@@ -409,7 +407,7 @@ fn generate_with_db_logs_its_runs_and_log_lists_them() {
     );
     assert_eq!((done.params["n"].as_u64(), done.params["seed"].as_u64()), (Some(50), Some(3)));
     let names: Vec<&str> = done.metrics.iter().map(|metric| metric.name.as_str()).collect();
-    assert_eq!(names, ["samples_per_second", "ms_per_sample"]);
+    assert_eq!(names, [MetricId::SamplesPerSecond.name(), MetricId::MsPerSample.name()]);
     let (per_second, ms_each) = (done.metrics[0].value, done.metrics[1].value);
     assert!(
         per_second > 0.0 && ((per_second * ms_each) / 1e3 - 1.0).abs() < 1e-9,

@@ -3,6 +3,11 @@
 //! the edges — also after an interrupted or killed sync, a batch delivered twice, or a file
 //! imported twice — and must refuse a wrong token or a damaged batch without writing anything.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use edge_runtime::Error;
 use edge_runtime::logbook::{Logbook, RunRecord, RunStatus};
-use edge_runtime::metrics::Metric;
+use edge_runtime::metrics::{Axis, Metric};
 use edge_runtime::sync::client::HubClient;
 use edge_runtime::sync::hub::{Hub, Listing};
 use edge_runtime::sync::{self, Batch, Token};
@@ -80,7 +85,7 @@ fn metrics_for(label: &str, index: usize) -> Vec<Metric> {
         .map(|(rank, name)| {
             let value = (base + rank as f64) / 7.0;
             Metric {
-                axis: "fidelity".to_owned(),
+                axis: Axis::Fidelity,
                 name: (*name).to_owned(),
                 value,
                 ci_low: value - 0.1,

@@ -1,5 +1,7 @@
 //! The one error type of the data layer. Every message names the source (a file, a flag, a
 //! manifest field) and says what was expected, so a user can fix the input without reading code.
+//! When a parser (csv, png, toml, serde_json) gave up, its error is the `source()` and is left out
+//! of the message, so a chain printed with `{:#}` shows it once.
 
 use std::fmt;
 
@@ -47,9 +49,18 @@ pub enum Error {
     )]
     NewerManifest { at: Source, found: u64, supported: u32 },
 
-    /// A manifest or schema file could not be parsed.
+    /// A manifest or schema file parsed, but does not hang together.
     #[error("{at}: {message}")]
     Format { at: Source, message: String },
+
+    /// A parser could not read the input; `context` says what was being read.
+    #[error("{at}: {context}")]
+    Parse {
+        at: Source,
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -63,6 +74,14 @@ impl Error {
         expected: impl Into<String>,
     ) -> Self {
         Error::Parameter { name, value: value.to_string(), expected: expected.into() }
+    }
+
+    pub fn parse(
+        at: impl Into<Source>,
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Parse { at: at.into(), context: context.into(), source: source.into() }
     }
 }
 

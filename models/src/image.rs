@@ -284,15 +284,14 @@ impl ImageSet {
 fn decode_png(bytes: &[u8], path: &str) -> Result<(ImageShape, u32, Vec<u16>)> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::EXPAND);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|err| Error::data(path, format!("not a readable PNG: {err}")))?;
+    let mut reader =
+        decoder.read_info().map_err(|err| Error::parse(path, "not a readable PNG", err))?;
     let buffer_size =
         reader.output_buffer_size().ok_or_else(|| Error::data(path, "PNG is too large"))?;
     let mut buffer = vec![0; buffer_size];
     let info = reader
         .next_frame(&mut buffer)
-        .map_err(|err| Error::data(path, format!("not a readable PNG: {err}")))?;
+        .map_err(|err| Error::parse(path, "not a readable PNG", err))?;
     let channels = match info.color_type {
         png::ColorType::Grayscale => 1,
         png::ColorType::Rgb => 3,

@@ -168,10 +168,8 @@ impl Manifest {
     /// Parses a manifest, refusing one from a newer format version before reading further.
     pub fn from_json(text: &str, source: impl Into<Source>) -> Result<Manifest> {
         let source = source.into();
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|err| Error::Format {
-            at: source.clone(),
-            message: format!("not valid JSON: {err}"),
-        })?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|err| Error::parse(source.clone(), "not valid JSON", err))?;
         let version =
             value.get("format_version").and_then(serde_json::Value::as_u64).ok_or_else(|| {
                 Error::Format {
@@ -188,10 +186,8 @@ impl Manifest {
                 supported: FORMAT_VERSION,
             });
         }
-        let manifest: Manifest = serde_json::from_value(value).map_err(|err| Error::Format {
-            at: source.clone(),
-            message: format!("invalid manifest: {err}"),
-        })?;
+        let manifest: Manifest = serde_json::from_value(value)
+            .map_err(|err| Error::parse(source.clone(), "invalid manifest", err))?;
         manifest.validate(&source)?;
         Ok(manifest)
     }

@@ -76,11 +76,11 @@ impl SchemaFile {
     pub fn parse(text: &str, source: impl Into<Source>) -> Result<Self> {
         let source = source.into();
         let schema: SchemaFile = toml::from_str(text)
-            .map_err(|err| Error::Format { at: source.clone(), message: err.to_string() })?;
+            .map_err(|err| Error::parse(source.clone(), "not a valid schema file", err))?;
         if let Some(shape) = &schema.image_shape {
             shape
                 .parse::<crate::image::ImageShape>()
-                .map_err(|err| Error::Format { at: source, message: err.to_string() })?;
+                .map_err(|err| Error::parse(source, "image_shape", err))?;
         }
         Ok(schema)
     }
@@ -306,7 +306,7 @@ impl RawCsv {
             .from_reader(bytes);
         let header: Vec<String> = reader
             .headers()
-            .map_err(|err| Error::data(source.clone(), format!("cannot read the header: {err}")))?
+            .map_err(|err| Error::parse(source.clone(), "cannot read the header", err))?
             .iter()
             .map(str::to_owned)
             .collect();
@@ -327,8 +327,8 @@ impl RawCsv {
         }
         let mut rows = Vec::new();
         for record in reader.records() {
-            let record = record
-                .map_err(|err| Error::data(source.clone(), format!("cannot read CSV: {err}")))?;
+            let record =
+                record.map_err(|err| Error::parse(source.clone(), "cannot read CSV", err))?;
             let line = record.position().map_or(rows.len() + 2, |pos| pos.line() as usize);
             if record.len() == 1 && record.get(0) == Some("") {
                 continue; // a blank line

@@ -50,9 +50,8 @@ impl Staging {
                 parent.display()
             )));
         }
-        fs::create_dir_all(&parent).map_err(|err| {
-            Error::Invalid(format!("{}: cannot write a bundle here: {err}", out.display()))
-        })?;
+        fs::create_dir_all(&parent)
+            .map_err(|source| Error::BundleFolder { path: out.to_owned(), source })?;
         let name = out
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
@@ -60,9 +59,7 @@ impl Staging {
         let dir = tempfile::Builder::new()
             .prefix(&format!(".{name}.staging-"))
             .tempdir_in(&parent)
-            .map_err(|err| {
-                Error::Invalid(format!("{}: cannot write a bundle here: {err}", out.display()))
-            })?;
+            .map_err(|source| Error::BundleFolder { path: out.to_owned(), source })?;
         Ok(Staging { dir: Some(dir), out: out.to_owned(), replace })
     }
 

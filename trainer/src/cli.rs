@@ -1,13 +1,18 @@
 //! The command line of `synth-train`, as clap types; each subcommand's logic is in `commands/`.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use edge_runtime::data::DataOptions;
 use models::manifest::Family;
+use models::split::SplitSpec;
+use models::table::ColumnKind;
 use models::{ImageShape, MissingPolicy};
 
 use crate::commands;
 use crate::device::DeviceChoice;
+use crate::fit::FitSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,6 +32,18 @@ pub enum Command {
     /// Run the grid datasets × families × scarcity fractions × seeds: fit, export, evaluate with
     /// the edge runtime, log to DIR/study.sqlite, and write DIR/report/report.html.
     Study(StudyArgs),
+    /// Write the study report (report.html, report.md and plots) of a study logbook.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The study logbook (`DIR/study.sqlite`, written by `synth-train study`).
+    #[arg(long)]
+    pub db: PathBuf,
+    /// The report folder: created, or replaced when it holds an earlier report.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -75,7 +92,7 @@ pub struct StudyArgs {
 
 #[derive(Debug, Args)]
 pub struct FitArgs {
-    /// A CSV with a header, or an image folder (root/<class>/*.png).
+    /// A CSV with a header, or an image folder (root/CLASS/*.png).
     #[arg(long)]
     pub data: PathBuf,
     /// The label column (CSV); image folders use their class folders.
@@ -107,12 +124,147 @@ pub struct FitArgs {
     /// train part's mean / most frequent category.
     #[arg(long, value_parser = parse_missing)]
     pub missing: Option<MissingPolicy>,
+    /// Fix a CSV column's kind instead of inferring it: COLUMN=numeric or COLUMN=categorical
+    /// (repeat for several; overrides the schema file).
+    #[arg(long = "kind", value_name = "COLUMN=KIND", value_parser = parse_column_kind)]
+    pub kinds: Vec<(String, ColumnKind)>,
+    /// Require the CSV header to be exactly these columns, in order (repeat once per column).
+    #[arg(long = "expect-column", value_name = "NAME")]
+    pub expect_columns: Vec<String>,
+    /// Seed of initialisation, batching and training noise (default: --seed).
+    #[arg(long)]
+    pub train_seed: Option<u64>,
     /// Replace --out if it already exists.
     #[arg(long)]
     pub force: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl FitArgs {
+    /// The settings `fit` runs on, validated (the split fractions here; the rest in `fit`).
+    pub fn to_settings(&self) -> crate::Result<FitSettings> {
+        Ok(FitSettings {
+            data: self.data.clone(),
+            data_options: DataOptions {
+                label: self.label.clone(),
+                image_shape: self.image_shape,
+                missing: self.missing,
+                kinds: self.kinds.iter().cloned().collect(),
+                expect_header: (!self.expect_columns.is_empty())
+                    .then(|| self.expect_columns.clone()),
+            },
+            family: self.family,
+            split: SplitSpec::new(self.seed, self.holdout, self.fraction)?,
+            train_seed: self.train_seed.unwrap_or(self.seed),
+            epochs: self.epochs,
+            device: self.device,
+            out: self.out.clone(),
+            replace: self.force,
+        })
+    }
+
+    /// The arguments that give back `settings`: `FitArgs::from_settings(s).to_settings() == s`.
+    pub fn from_settings(settings: &FitSettings) -> FitArgs {
+        let options = &settings.data_options;
+        FitArgs {
+            data: settings.data.clone(),
+            label: options.label.clone(),
+            family: settings.family,
+            out: settings.out.clone(),
+            fraction: settings.split.fraction,
+            holdout: settings.split.holdout,
+            seed: settings.split.seed,
+            epochs: settings.epochs,
+            device: settings.device,
+            image_shape: options.image_shape,
+            missing: options.missing,
+            kinds: options.kinds.iter().map(|(column, kind)| (column.clone(), *kind)).collect(),
+            expect_columns: options.expect_header.clone().unwrap_or_default(),
+            train_seed: (settings.train_seed != settings.split.seed).then_some(settings.train_seed),
+            force: settings.replace,
+            quiet: false,
+        }
+    }
+
+    /// These arguments as a `synth-train fit` command line (without the program name), for the
+    /// study's training processes. Numbers are written so that they parse back to the same
+    /// value (Rust's shortest round-trip form).
+    pub fn to_command_line(&self) -> Vec<OsString> {
+        let mut line: Vec<OsString> = vec!["fit".into(), "--data".into(), self.data.clone().into()];
+        let mut flag = |name: &str, value: String| {
+            line.push(format!("--{name}").into());
+            line.push(value.into());
+        };
+        if let Some(label) = &self.label {
+            flag("label", label.clone());
+        }
+        flag("family", self.family.as_str().to_owned());
+        flag("fraction", self.fraction.to_string());
+        flag("holdout", self.holdout.to_string());
+        flag("seed", self.seed.to_string());
+        if let Some(epochs) = self.epochs {
+            flag("epochs", epochs.to_string());
+        }
+        flag("device", self.device.to_string());
+        if let Some(shape) = self.image_shape {
+            flag("image-shape", format!("{}x{}x{}", shape.height, shape.width, shape.channels));
+        }
+        if let Some(missing) = self.missing {
+            flag("missing", missing_text(missing).to_owned());
+        }
+        for (column, kind) in &self.kinds {
+            flag("kind", format!("{column}={}", kind_text(*kind)));
+        }
+        for column in &self.expect_columns {
+            flag("expect-column", column.clone());
+        }
+        if let Some(train_seed) = self.train_seed {
+            flag("train-seed", train_seed.to_string());
+        }
+        line.push("--out".into());
+        line.push(self.out.clone().into());
+        if self.force {
+            line.push("--force".into());
+        }
+        if self.quiet {
+            line.push("--quiet".into());
+        }
+        line
+    }
+}
+
+fn kind_text(kind: ColumnKind) -> &'static str {
+    match kind {
+        ColumnKind::Numeric => "numeric",
+        ColumnKind::Categorical => "categorical",
+    }
+}
+
+fn missing_text(missing: MissingPolicy) -> &'static str {
+    match missing {
+        MissingPolicy::Refuse => "refuse",
+        MissingPolicy::Impute => "impute",
+    }
+}
+
+/// `COLUMN=numeric` or `COLUMN=categorical`; the column name may itself hold `=` (the last one
+/// splits).
+fn parse_column_kind(text: &str) -> Result<(String, ColumnKind), String> {
+    let (column, kind) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{text}`: expected COLUMN=numeric or COLUMN=categorical"))?;
+    let kind = [ColumnKind::Numeric, ColumnKind::Categorical]
+        .into_iter()
+        .find(|known| kind_text(*known) == kind)
+        .ok_or_else(|| {
+            format!("`{text}`: unknown kind `{kind}`; expected numeric or categorical")
+        })?;
+    if column.is_empty() {
+        return Err(format!("`{text}`: the column name is empty; expected COLUMN=KIND"));
+    }
+    Ok((column.to_owned(), kind))
 }
 
 fn parse_family(text: &str) -> Result<Family, String> {
@@ -136,5 +288,80 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Fit(args) => commands::fit::run(args),
         Command::Study(args) => commands::study::run(args),
+        Command::Report(args) => commands::report::run(&args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use clap::Parser;
+
+    use super::*;
+
+    /// Settings → arguments → command line → clap → settings gives back every field.
+    fn check_round_trip(settings: &FitSettings) {
+        let line = FitArgs::from_settings(settings).to_command_line();
+        let parsed =
+            Cli::try_parse_from(std::iter::once(OsString::from("synth-train")).chain(line))
+                .unwrap();
+        let Command::Fit(args) = parsed.command else { panic!("not a fit command") };
+        assert_eq!(&args.to_settings().unwrap(), settings);
+    }
+
+    #[test]
+    fn fit_settings_survive_the_command_line() {
+        let plain = FitSettings {
+            data: PathBuf::from("fixtures/wheat_splitsplit.csv"),
+            data_options: DataOptions::default(),
+            family: Family::Vae,
+            split: SplitSpec::new(0, 0.2, 1.0).unwrap(),
+            train_seed: 0,
+            epochs: None,
+            device: DeviceChoice::Cpu,
+            out: PathBuf::from("models/wheat-vae"),
+            replace: false,
+        };
+        check_round_trip(&plain);
+        // Every optional field set, awkward numbers and names included.
+        let full = FitSettings {
+            data: PathBuf::from("data dir/breast cancer.csv"),
+            data_options: DataOptions {
+                label: Some("diagnosis".to_owned()),
+                image_shape: Some(ImageShape { channels: 3, height: 32, width: 16 }),
+                missing: Some(MissingPolicy::Impute),
+                kinds: BTreeMap::from([
+                    ("plot=id".to_owned(), ColumnKind::Categorical),
+                    ("yield".to_owned(), ColumnKind::Numeric),
+                ]),
+                expect_header: Some(vec!["a, b".to_owned(), "diagnosis".to_owned()]),
+            },
+            family: Family::Ddpm,
+            split: SplitSpec::new(7, 0.1 + 0.2, 1.0 / 3.0).unwrap(),
+            train_seed: 11,
+            epochs: Some(40),
+            device: DeviceChoice::Cuda,
+            out: PathBuf::from("out/cell"),
+            replace: true,
+        };
+        check_round_trip(&full);
+        check_round_trip(&FitSettings {
+            data_options: DataOptions {
+                missing: Some(MissingPolicy::Refuse),
+                ..DataOptions::default()
+            },
+            family: Family::Gan,
+            ..plain
+        });
+    }
+
+    #[test]
+    fn column_kinds_are_checked() {
+        assert_eq!(parse_column_kind("a=b=numeric"), Ok(("a=b".to_owned(), ColumnKind::Numeric)));
+        for bad in ["yield", "yield=number", "=numeric"] {
+            assert!(parse_column_kind(bad).is_err(), "{bad}");
+        }
     }
 }

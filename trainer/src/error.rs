@@ -1,5 +1,7 @@
-//! The trainer's error type: data and bundle problems name the file and what was expected;
-//! candle failures carry candle's message.
+//! The trainer's error type: data, bundle and report problems name the file and what was
+//! expected. A variant that wraps another error keeps it as its `source()` and does not repeat
+//! it in its own message, so the binary's `{:#}` prints each cause once; code that turns an
+//! error into text (a logbook's failure reason) uses [`edge_runtime::error::chain`].
 
 use std::path::{Path, PathBuf};
 
@@ -11,11 +13,44 @@ pub enum Error {
     #[error(transparent)]
     Edge(#[from] edge_runtime::Error),
 
-    #[error("candle: {0}")]
+    #[error("candle")]
     Candle(#[from] candle_core::Error),
 
-    #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A bundle folder that cannot be created or staged where `--out` points.
+    #[error("{path}: cannot write a bundle here")]
+    BundleFolder {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// One cell of the study failed; the cause is the source.
+    #[error("study cell {cell}")]
+    StudyCell {
+        cell: String,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// A value the trainer made could not be written as JSON (a bug, not bad input).
+    #[error("encoding {what} as JSON")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The study report could not be built or written: a logbook that is not a study's, a
+    /// folder it may not replace, a chart that failed to draw.
+    #[error("report {path}: {message}")]
+    Report { path: PathBuf, message: String },
 
     /// Settings that cannot work, caught before any training starts.
     #[error("{0}")]
@@ -33,7 +68,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Error::Io { path: path.to_owned(), error: source }
+        Error::Io { path: path.to_owned(), source }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::onnx;
 use crate::train::{EpochStats, Hyper, TrainData, Trained, train};
 
 /// Everything `fit` needs, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FitSettings {
     pub data: PathBuf,
     pub data_options: DataOptions,

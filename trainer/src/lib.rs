@@ -1,12 +1,15 @@
 //! The workstation half of fieldsynth: trains class-conditional VAE, GAN and DDPM models with
-//! candle on tabular and image data, exports each as an ONNX bundle the edge runtime loads, and
-//! runs the study grid over families, datasets, scarcity fractions and seeds.
+//! candle on tabular and image data, exports each as an ONNX bundle the edge runtime loads, runs
+//! the study grid over families, datasets, scarcity fractions and seeds, and writes the study's
+//! report.
 //!
 //! Flow: [`fit::prepare`] (split, fit the transform, encode) → [`train::train`] (candle) →
 //! [`onnx::export`] (the same [`graph::Graph`] the candle model was built from) →
-//! [`bundle::Staging::commit`] (atomic bundle folder).
+//! [`bundle::Staging::commit`] (atomic bundle folder). A study logs each cell ([`cell`]) to its
+//! logbook; [`report::write_report`] turns that logbook into report.html and report.md.
 
 pub mod bundle;
+pub mod cell;
 pub mod cli;
 pub mod commands;
 pub mod conv;
@@ -18,6 +21,7 @@ pub mod graph;
 pub mod nets;
 pub mod onnx;
 pub mod params;
+pub mod report;
 pub mod study;
 pub mod train;
 

@@ -12,7 +12,7 @@ use edge_runtime::bundle::Bundle;
 use edge_runtime::data::{DataOptions, write_atomically};
 use edge_runtime::engine::EngineKind;
 use edge_runtime::logbook::Logbook;
-use edge_runtime::metrics::{EvalSettings, Metric, efficiency_metrics, sort_by_axis};
+use edge_runtime::metrics::{EvalSettings, Metric, MetricId, efficiency_metrics, sort_by_axis};
 use edge_runtime::output::{csv_bytes, grid_png, synthetic_dataset};
 use edge_runtime::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
 use models::manifest::Family;
@@ -20,6 +20,8 @@ use models::split::SplitSpec;
 use models::transform::Encoder;
 use serde::{Deserialize, Serialize};
 
+pub use crate::cell::{CellParams, STUDY_RUN_KIND};
+use crate::cli::FitArgs;
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::fit::{FitObserver, FitSettings, fit};
@@ -116,28 +118,6 @@ impl Cell {
     }
 }
 
-/// What the study records in each run's `params` (the report reads these back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CellParams {
-    pub cell: String,
-    pub dataset: String,
-    pub data_path: String,
-    pub label: String,
-    pub family: Family,
-    pub fraction: f64,
-    pub seed: u64,
-    pub holdout: f64,
-    pub n_synthetic: usize,
-    pub budget: Budget,
-    pub device: String,
-    /// Paths relative to the study folder.
-    pub bundle: String,
-    pub samples: String,
-    pub modality: models::Modality,
-    pub sampler: String,
-    pub sampling_steps: usize,
-}
-
 /// Observes the grid.
 pub trait StudyObserver {
     fn cell_started(&mut self, _index: usize, _total: usize, _key: &str, _epochs: Option<usize>) {}
@@ -221,7 +201,9 @@ pub fn run_study(
     let done: Vec<String> = logbook
         .runs()?
         .into_iter()
-        .filter(|run| run.kind == "study" && run.status == edge_runtime::logbook::RunStatus::Done)
+        .filter(|run| {
+            run.kind == STUDY_RUN_KIND && run.status == edge_runtime::logbook::RunStatus::Done
+        })
         .filter_map(|run| {
             serde_json::from_value::<CellParams>(run.params).ok().map(|params| params.cell)
         })
@@ -238,8 +220,9 @@ pub fn run_study(
             pending.push(index);
         }
     }
-    let fail = |index: usize, err: Error| {
-        Error::Invalid(format!("study cell {}: {err}", grid[index].key(settings)))
+    let fail = |index: usize, err: Error| Error::StudyCell {
+        cell: grid[index].key(settings),
+        source: Box::new(err),
     };
     match &settings.trainer {
         Some(trainer) => {
@@ -347,44 +330,15 @@ fn training_plan(settings: &StudySettings, cell: &Cell) -> Result<Option<FitSett
     }))
 }
 
-/// Runs `synth-train fit` for `plan` in a child process on one thread.
+/// Runs `synth-train fit` for `plan` in a child process on one thread; every field of `plan`
+/// travels on the command line ([`FitArgs::from_settings`]).
 fn train_in_child(trainer: &Path, plan: &FitSettings) -> Result<()> {
+    let args = FitArgs { quiet: true, ..FitArgs::from_settings(plan) };
     let mut command = std::process::Command::new(trainer);
     command
-        .arg("fit")
-        .arg("--data")
-        .arg(&plan.data)
-        .args([
-            "--family",
-            plan.family.as_str(),
-            "--device",
-            &plan.device.to_string(),
-            "--quiet",
-            "--force",
-        ])
-        .arg("--out")
-        .arg(&plan.out)
-        .args([
-            "--fraction",
-            &plan.split.fraction.to_string(),
-            "--holdout",
-            &plan.split.holdout.to_string(),
-        ])
-        .args(["--seed", &plan.train_seed.to_string()])
+        .args(args.to_command_line())
         .env("RAYON_NUM_THREADS", "1")
         .env("CANDLE_NUM_THREADS", "1");
-    if let Some(epochs) = plan.epochs {
-        command.args(["--epochs", &epochs.to_string()]);
-    }
-    if let Some(label) = &plan.data_options.label {
-        command.args(["--label", label]);
-    }
-    if let Some(shape) = plan.data_options.image_shape {
-        command.args([
-            "--image-shape",
-            &format!("{}x{}x{}", shape.height, shape.width, shape.channels),
-        ]);
-    }
     let output = command.output().map_err(|err| Error::io(trainer, err))?;
     if output.status.success() {
         Ok(())
@@ -466,12 +420,14 @@ fn evaluate_and_log(
     };
     logbook.register_model(
         &manifest.model_sha256,
-        &serde_json::to_string(manifest).map_err(|err| Error::Internal(err.to_string()))?,
+        &serde_json::to_string(manifest)
+            .map_err(|source| Error::Json { what: "the manifest", source })?,
     )?;
     let run_id = logbook.start_run(
-        "study",
+        STUDY_RUN_KIND,
         Some(&manifest.model_sha256),
-        &serde_json::to_value(&params).map_err(|err| Error::Internal(err.to_string()))?,
+        &serde_json::to_value(&params)
+            .map_err(|source| Error::Json { what: "the cell parameters", source })?,
     )?;
     let result = evaluate_cell(
         settings,
@@ -485,15 +441,11 @@ fn evaluate_and_log(
         Ok(mut metrics) => {
             // Training figures are single measurements on a side axis, not assessment figures:
             // their "interval" is the value itself.
-            for (name, value) in [("train_seconds", train_seconds), ("final_loss", final_loss)] {
-                metrics.push(Metric {
-                    axis: "training".to_owned(),
-                    name: name.to_owned(),
-                    value,
-                    ci_low: value,
-                    ci_high: value,
-                    n: manifest.provenance.n_train as u64,
-                });
+            let n_train = manifest.provenance.n_train as u64;
+            for (id, value) in
+                [(MetricId::TrainSeconds, train_seconds), (MetricId::FinalLoss, final_loss)]
+            {
+                metrics.push(Metric::new(id, value, value, value, n_train));
             }
             logbook.finish_run(&run_id, &metrics)?;
             Ok(CellOutcome::Done {
@@ -503,7 +455,7 @@ fn evaluate_and_log(
             })
         }
         Err(err) => {
-            logbook.fail_run(&run_id, &err.to_string())?;
+            logbook.fail_run(&run_id, &edge_runtime::error::chain(&err))?;
             Err(err)
         }
     }

@@ -1,6 +1,11 @@
 //! `synth-train fit` as a user meets it: a bundle that the edge can open, byte-identical models
 //! for the same seed, and clear errors (with no half-written bundle) for bad input.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

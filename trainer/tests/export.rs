@@ -2,6 +2,11 @@
 //! the loss falls, the exported ONNX run by tract matches the candle model on the same inputs,
 //! and onnxruntime (reference Python) accepts the file under `full_check` and agrees with tract.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
+
 #[path = "../../tests/support/python.rs"]
 mod python;
 

@@ -14,8 +14,8 @@ use crate::cli::BenchArgs;
 use crate::commands::record::run_recorded;
 use crate::data::write_atomically;
 use crate::memory::peak_rss_mb;
-use crate::metrics::Metric;
 use crate::metrics::intervals::{bootstrap, nearest_rank};
+use crate::metrics::{Metric, MetricId};
 use crate::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
 
 pub const BATCH_SIZES: [usize; 2] = [1, 256];
@@ -140,40 +140,32 @@ pub fn bench(
 /// (`samples_per_second.batch256`, `p50_ms.batch1.steps50.ddim`, ...). Peak memory and bundle
 /// size are measured, not estimated: their interval is the value itself.
 pub fn bench_metrics(report: &BenchReport) -> Vec<Metric> {
-    let efficiency = |name: String, value: f64, (ci_low, ci_high): (f64, f64), n: usize| Metric {
-        axis: "efficiency".to_owned(),
-        name,
-        value,
-        ci_low,
-        ci_high,
-        n: n as u64,
-    };
+    let measured = |id: MetricId, value: f64| Metric::new(id, value, value, value, 1);
     let mut metrics = Vec::new();
     for result in &report.results {
         let mut config = format!("batch{}", result.batch);
         if let (Some(steps), Some(sampler)) = (result.steps, &result.sampler) {
             config.push_str(&format!(".steps{steps}.{sampler}"));
         }
-        metrics.push(efficiency(
-            format!("samples_per_second.{config}"),
-            result.samples_per_second,
-            result.samples_per_second_ci95,
-            result.repeats,
-        ));
-        metrics.push(efficiency(
-            format!("p50_ms.{config}"),
-            result.p50_ms,
-            result.p50_ms_ci95,
-            result.repeats,
-        ));
+        let repeats = result.repeats as u64;
+        let (low, high) = result.samples_per_second_ci95;
+        metrics.push(
+            Metric::new(MetricId::SamplesPerSecond, result.samples_per_second, low, high, repeats)
+                .at_configuration(&config),
+        );
+        let (low, high) = result.p50_ms_ci95;
+        metrics.push(
+            Metric::new(MetricId::P50Ms, result.p50_ms, low, high, repeats)
+                .at_configuration(&config),
+        );
     }
     if let Some(peak) =
         report.results.iter().filter_map(|result| result.peak_rss_mb).reduce(f64::max)
     {
-        metrics.push(efficiency("peak_rss_mb".to_owned(), peak, (peak, peak), 1));
+        metrics.push(measured(MetricId::PeakRssMb, peak));
     }
     let size_kib = report.bundle_size_bytes as f64 / 1024.0;
-    metrics.push(efficiency("bundle_size_kib".to_owned(), size_kib, (size_kib, size_kib), 1));
+    metrics.push(measured(MetricId::BundleSizeKib, size_kib));
     metrics
 }
 

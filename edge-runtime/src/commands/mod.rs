@@ -5,6 +5,6 @@ pub mod evaluate;
 pub mod generate;
 pub mod hub;
 pub mod log;
+pub mod metrics;
 pub mod record;
-pub mod report;
 pub mod sync;

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::bundle::Bundle;
+use crate::error;
 use crate::logbook::Logbook;
 use crate::metrics::Metric;
 
@@ -40,6 +41,7 @@ pub fn run_recorded<T>(
         }
         Err(err) => {
             if let Err(log_err) = logbook.fail_run(&run_id, &format!("{err:#}")) {
+                let log_err = error::chain(&log_err);
                 eprintln!("warning: could not mark run {run_id} failed: {log_err}");
             }
             Err(err)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::error::Error;
+use crate::error;
 use crate::logbook::Logbook;
 use crate::sync::client::HubClient;
 use crate::sync::{self, DEFAULT_BATCH_RUNS, SyncReport, Token};
@@ -99,9 +99,13 @@ fn sync_periodically(
                     print_report(&report, hub.base_url());
                 }
             }
-            Err(err @ Error::HubUnreachable { .. }) => {
+            Err(err) if err.is_hub_unreachable() => {
                 failures = failures.saturating_add(1);
-                eprintln!("{err}; retrying in {}s", sync::next_delay(interval, failures).as_secs());
+                eprintln!(
+                    "{}; retrying in {}s",
+                    error::chain(&err),
+                    sync::next_delay(interval, failures).as_secs()
+                );
             }
             Err(err) => return Err(err.into()),
         }

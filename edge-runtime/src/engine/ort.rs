@@ -7,7 +7,7 @@
 //! provider, so a run never reports CPU speed under a GPU label.
 
 use std::borrow::Cow;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProviderDispatch};
@@ -25,27 +25,48 @@ pub struct OrtEngine {
     provider: OrtProvider,
 }
 
-/// ONNX Runtime allows one environment per process: it is created on first use and shared.
-static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+/// ONNX Runtime allows one environment per process: it is created on first use and shared, and
+/// so is the reason it could not be created.
+static ENVIRONMENT: OnceLock<std::result::Result<Environment, Unavailable>> = OnceLock::new();
 
-fn environment() -> Result<&'static Environment> {
-    ENVIRONMENT
-        .get_or_init(|| {
-            let library = std::env::var_os("ORT_DYLIB_PATH").filter(|path| !path.is_empty()).ok_or_else(|| {
-                "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so.1.* (the PyPI onnxruntime wheel has one in onnxruntime/capi/)"
-                    .to_owned()
-            })?;
-            ort::init_from(&library)
-                .map_err(|err| format!("cannot load ONNX Runtime from {}: {err}", library.to_string_lossy()))?
-                .build()
-                .map_err(|err| err.to_string())
-        })
-        .as_ref()
-        .map_err(engine_error)
+/// Why ONNX Runtime could not start, kept so that every later load reports the same.
+#[derive(Debug)]
+enum Unavailable {
+    NoLibrary,
+    Failed { context: &'static str, source: Arc<dyn std::error::Error + Send + Sync> },
 }
 
-fn engine_error(err: impl std::fmt::Display) -> Error {
-    Error::Engine { engine: "ort", message: err.to_string() }
+fn environment() -> Result<&'static Environment> {
+    let environment = ENVIRONMENT.get_or_init(|| {
+        let library = std::env::var_os("ORT_DYLIB_PATH")
+            .filter(|path| !path.is_empty())
+            .ok_or(Unavailable::NoLibrary)?;
+        ort::init_from(&library)
+            .map_err(|err| Unavailable::Failed {
+                context: "cannot load ONNX Runtime (ORT_DYLIB_PATH)",
+                source: Arc::new(err),
+            })?
+            .build()
+            .map_err(|err| Unavailable::Failed {
+                context: "cannot create the ONNX Runtime environment",
+                source: Arc::new(err),
+            })
+    });
+    match environment {
+        Ok(environment) => Ok(environment),
+        Err(Unavailable::NoLibrary) => Err(Error::Engine {
+            engine: "ort",
+            message: "ORT_DYLIB_PATH is not set; point it at libonnxruntime.so.1.* (the PyPI onnxruntime wheel has one in onnxruntime/capi/)".to_owned(),
+        }),
+        Err(Unavailable::Failed { context, source }) => {
+            Err(Error::engine_failed("ort", *context, Arc::clone(source)))
+        }
+    }
+}
+
+/// ONNX Runtime failed while doing `context`.
+fn engine_error<E: Into<ort::Error>>(context: &'static str) -> impl FnOnce(E) -> Error {
+    move |err| Error::engine_failed("ort", context, err.into())
 }
 
 impl OrtEngine {
@@ -53,21 +74,26 @@ impl OrtEngine {
         let environment = environment()?;
         let threads = super::resolve_threads(threads);
         let mut builder = Session::builder(environment)
-            .map_err(engine_error)?
+            .map_err(engine_error("cannot create a session"))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(engine_error)?
+            .map_err(engine_error("cannot set the optimisation level"))?
             .with_intra_threads(threads)
-            .map_err(engine_error)?;
+            .map_err(engine_error("cannot set the number of threads"))?;
         let providers = execution_providers(provider);
         if !providers.is_empty() {
             builder = builder.with_execution_providers(providers).map_err(|err| {
-                engine_error(format!("cannot use ONNX Runtime's {} execution provider (does the library at ORT_DYLIB_PATH include it, and is the GPU visible?): {err}", provider_name(provider)))
+                Error::engine_failed(
+                    "ort",
+                    format!("cannot use ONNX Runtime's {} execution provider (does the library at ORT_DYLIB_PATH include it, and is the GPU visible?)", provider_name(provider)),
+                    ort::Error::<()>::from(err),
+                )
             })?;
         }
         let session = builder.commit_from_memory(&bundle.model).map_err(|err| {
-            Error::bundle(
+            Error::bundle_unreadable(
                 &bundle.model_path(),
-                format!("ONNX Runtime cannot load the model: {err}"),
+                "ONNX Runtime cannot load the model",
+                err,
             )
         })?;
         let input_names =
@@ -105,11 +131,13 @@ impl Engine for OrtEngine {
             Vec::with_capacity(inputs.len());
         for (name, input) in self.input_names.iter().zip(inputs) {
             let tensor = TensorRef::from_array_view((input.shape.to_vec(), input.data))
-                .map_err(engine_error)?;
+                .map_err(engine_error("cannot build the input tensors"))?;
             values.push((Cow::Borrowed(name.as_str()), tensor.into()));
         }
-        let outputs = self.session.run(values).map_err(engine_error)?;
-        let (_, data) = outputs[0].try_extract_tensor::<f32>().map_err(engine_error)?;
+        let outputs = self.session.run(values).map_err(engine_error("running the model failed"))?;
+        let (_, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(engine_error("the output is not f32"))?;
         Ok(data.to_vec())
     }
 }

@@ -22,25 +22,32 @@ pub struct TractEngine {
     states: Vec<State>,
 }
 
-fn engine_error(err: impl std::fmt::Display) -> Error {
-    Error::Engine { engine: "tract", message: format!("{err:#}") }
+/// tract failed while doing `context`.
+fn engine_error(context: &'static str) -> impl FnOnce(TractError) -> Error {
+    move |source| Error::engine_failed("tract", context, source)
 }
 
 impl TractEngine {
+    /// Builds the engine for a verified bundle; a model tract cannot read names `model.onnx`.
     pub fn load(bundle: &Bundle, threads: usize) -> Result<TractEngine> {
-        Self::from_onnx(&bundle.model, threads).map_err(|err| {
-            Error::bundle(&bundle.model_path(), format!("tract cannot load the model: {err}"))
-        })
+        let plan = optimised_plan(&bundle.model).map_err(|source| {
+            Error::bundle_unreadable(&bundle.model_path(), "tract cannot load the model", source)
+        })?;
+        Self::from_plan(&plan, threads)
     }
 
     /// Builds the engine from ONNX bytes that were already verified.
     pub fn from_onnx(model: &[u8], threads: usize) -> Result<TractEngine> {
-        let plan = optimised_plan(model).map_err(engine_error)?;
+        let plan = optimised_plan(model).map_err(engine_error("cannot load the model"))?;
+        Self::from_plan(&plan, threads)
+    }
+
+    fn from_plan(plan: &Arc<Plan>, threads: usize) -> Result<TractEngine> {
         let threads = super::resolve_threads(threads);
         let states = (0..threads)
-            .map(|_| State::new(&plan))
+            .map(|_| State::new(plan))
             .collect::<TractResult<Vec<_>>>()
-            .map_err(engine_error)?;
+            .map_err(engine_error("cannot create the workers' states"))?;
         Ok(TractEngine { states })
     }
 }
@@ -65,11 +72,15 @@ fn run_state(
                 .map(TValue::from)
         })
         .collect::<TractResult<_>>()
-        .map_err(engine_error)?;
-    let outputs = state.run(values).map_err(engine_error)?;
-    let first = outputs.first().ok_or_else(|| engine_error("the model returned no output"))?;
-    let view = first.try_as_plain_ram().map_err(engine_error)?;
-    Ok(view.as_slice::<f32>().map_err(engine_error)?.to_vec())
+        .map_err(engine_error("cannot build the input tensors"))?;
+    let outputs = state.run(values).map_err(engine_error("running the model failed"))?;
+    let first = outputs.first().ok_or_else(|| Error::Engine {
+        engine: "tract",
+        message: "the model returned no output; expected the samples as its first output"
+            .to_owned(),
+    })?;
+    let view = first.try_as_plain_ram().map_err(engine_error("cannot read the output"))?;
+    Ok(view.as_slice::<f32>().map_err(engine_error("the output is not f32"))?.to_vec())
 }
 
 impl Engine for TractEngine {

@@ -7,11 +7,15 @@
 //! A power cut or a kill therefore leaves either a whole run or a `running` row, never a `done`
 //! run missing metrics. The same file serves as a hub: [`Logbook::apply_rows`] merges rows from
 //! other devices, inserting or ignoring by primary key, so a repeated batch changes nothing.
+//!
+//! This file holds the run store (opening, registering models, starting and settling runs,
+//! listing them); `sync_rows.rs` holds the rows a sync moves between logbooks.
 
 mod schema;
+mod sync_rows;
 pub mod timestamp;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,19 +23,17 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 pub use schema::SCHEMA_VERSION;
+pub use sync_rows::{ApplySummary, MetricRow, ModelRow, RunRow, SyncRows};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
+use crate::metrics::catalogue::UnknownAxis;
+use sync_rows::run_row_from_row;
 
 /// How long a writer waits for another process holding the file (a sync beside a generate).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The axes in the order reports list them; a run's first metric on each is its headline.
-pub const AXES: [&str; 6] =
-    ["fidelity", "diversity", "efficiency", "utility", "robustness", "privacy"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,95 +120,8 @@ pub struct RunSummary {
     pub finished_at: Option<String>,
     pub message: Option<String>,
     pub n_metrics: usize,
-    /// The first metric recorded on each axis, axes in [`AXES`] order, then any others by name.
+    /// The first metric recorded on each axis, axes in [`Axis::ALL`](crate::metrics::Axis::ALL) order, then `training`.
     pub headline_metrics: Vec<Metric>,
-}
-
-/// A `models` row as it travels in a sync batch; the manifest's JSON text is kept byte for byte.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelRow {
-    pub sha256: String,
-    pub manifest: Box<RawValue>,
-    pub registered_at: String,
-}
-
-/// A `runs` row as it travels in a sync batch; the parameters' JSON text is kept byte for byte.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunRow {
-    pub id: String,
-    pub device_id: String,
-    pub model_sha256: Option<String>,
-    pub kind: String,
-    pub params: Box<RawValue>,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub status: RunStatus,
-    pub message: Option<String>,
-}
-
-/// A `metrics` row as it travels in a sync batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MetricRow {
-    pub run_id: String,
-    pub axis: String,
-    pub name: String,
-    pub value: f64,
-    pub ci_low: f64,
-    pub ci_high: f64,
-    pub n: u64,
-}
-
-/// Rows to move from one logbook to another: what a sync batch carries.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SyncRows {
-    pub devices: Vec<DeviceRecord>,
-    pub models: Vec<ModelRow>,
-    pub runs: Vec<RunRow>,
-    pub metrics: Vec<MetricRow>,
-}
-
-impl SyncRows {
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
-            && self.models.is_empty()
-            && self.runs.is_empty()
-            && self.metrics.is_empty()
-    }
-
-    pub fn n_settled_runs(&self) -> usize {
-        self.runs.iter().filter(|run| run.status.is_settled()).count()
-    }
-}
-
-/// What applying a batch changed; all zero when the batch had been applied before.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ApplySummary {
-    pub devices_added: usize,
-    pub models_added: usize,
-    pub runs_added: usize,
-    /// Runs the hub held as `running` that the batch reports done or failed.
-    pub runs_settled: usize,
-    pub metrics_added: usize,
-}
-
-impl ApplySummary {
-    pub fn changed_anything(&self) -> bool {
-        *self != ApplySummary::default()
-    }
-}
-
-impl fmt::Display for ApplySummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} new device(s), {} new model(s), {} new run(s), {} run(s) settled, {} new metric(s)",
-            self.devices_added,
-            self.models_added,
-            self.runs_added,
-            self.runs_settled,
-            self.metrics_added
-        )
-    }
 }
 
 pub struct Logbook {
@@ -228,36 +143,35 @@ impl Logbook {
     /// Opens the logbook at `path`, creating it or migrating it to [`SCHEMA_VERSION`]; on first
     /// open it records this device (a new UUID and the hostname).
     pub fn open(path: &Path) -> Result<Logbook> {
-        let failure = |message: String| Error::Logbook { path: path.to_owned(), message };
-        let mut connection =
-            Connection::open(path).map_err(|err| failure(format!("cannot open: {err}")))?;
+        let mut connection = Connection::open(path).map_err(sql_failure(path, "cannot open"))?;
         connection
             .busy_timeout(BUSY_TIMEOUT)
-            .map_err(|err| failure(format!("cannot set the busy timeout: {err}")))?;
+            .map_err(sql_failure(path, "cannot set the busy timeout"))?;
         let journal_mode: String = connection
             .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(|err| {
-                failure(format!("is not a SQLite logbook (switching to WAL failed: {err})"))
-            })?;
+            .map_err(sql_failure(path, "is not a SQLite logbook (switching to WAL failed)"))?;
         if !journal_mode.eq_ignore_ascii_case("wal") {
-            return Err(failure(format!(
-                "journal mode is `{journal_mode}`; expected WAL (is the file on a filesystem without shared memory?)"
-            )));
+            return Err(Error::Logbook {
+                path: path.to_owned(),
+                message: format!(
+                    "journal mode is `{journal_mode}`; expected WAL (is the file on a filesystem without shared memory?)"
+                ),
+            });
         }
         // FULL, not NORMAL: in WAL mode NORMAL cannot corrupt the file, but a power cut may undo
         // the last commits, and a run reported done must stay done.
         connection
             .pragma_update(None, "synchronous", "FULL")
-            .map_err(|err| failure(format!("cannot set synchronous: {err}")))?;
+            .map_err(sql_failure(path, "cannot set synchronous"))?;
         connection
             .pragma_update(None, "foreign_keys", true)
-            .map_err(|err| failure(format!("cannot enable foreign keys: {err}")))?;
+            .map_err(sql_failure(path, "cannot enable foreign keys"))?;
         // Writers take the lock when the transaction begins, so two processes never deadlock
         // upgrading read locks; the busy timeout makes the second one wait.
         connection.set_transaction_behavior(TransactionBehavior::Immediate);
         schema::migrate(&connection, path)?;
-        let device_id = own_device(&connection)
-            .map_err(|err| failure(format!("cannot record this device: {err}")))?;
+        let device_id =
+            own_device(&connection).map_err(sql_failure(path, "cannot record this device"))?;
         Ok(Logbook { connection, path: path.to_owned(), device_id })
     }
 
@@ -270,8 +184,14 @@ impl Logbook {
         &self.device_id
     }
 
-    fn failure(&self, context: impl fmt::Display, err: impl fmt::Display) -> Error {
-        Error::Logbook { path: self.path.clone(), message: format!("{context}: {err}") }
+    /// SQLite failed while the logbook was doing `context`.
+    fn failure(&self, context: impl Into<String>, source: rusqlite::Error) -> Error {
+        Error::LogbookSql { path: self.path.clone(), context: context.into(), source }
+    }
+
+    /// The logbook refuses a request that SQLite would have taken.
+    fn refusal(&self, message: String) -> Error {
+        Error::Logbook { path: self.path.clone(), message }
     }
 
     /// Records a bundle by the SHA-256 of its `model.onnx`; a bundle already known is left as it is.
@@ -279,10 +199,16 @@ impl Logbook {
         let context = || format!("registering model {bundle_sha256}");
         if bundle_sha256.len() != 64 || !bundle_sha256.bytes().all(|byte| byte.is_ascii_hexdigit())
         {
-            return Err(self.failure(context(), "expected a SHA-256 as 64 hexadecimal digits"));
+            return Err(
+                self.refusal(format!("{}: expected a SHA-256 as 64 hexadecimal digits", context()))
+            );
         }
-        serde_json::from_str::<serde::de::IgnoredAny>(manifest_json)
-            .map_err(|err| self.failure(context(), format!("the manifest is not JSON: {err}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(manifest_json).map_err(|err| {
+            Error::json(
+                format!("logbook {}: {}: the manifest is not JSON", self.path.display(), context()),
+                err,
+            )
+        })?;
         self.connection
             .execute(
                 "INSERT OR IGNORE INTO models (sha256, manifest, registered_at) VALUES (?1, ?2, ?3)",
@@ -310,10 +236,10 @@ impl Logbook {
                 .optional()
                 .map_err(|err| self.failure(context(), err))?;
             if known.is_none() {
-                return Err(self.failure(
-                    context(),
-                    format!("model {model_id} is not registered; register the bundle first"),
-                ));
+                return Err(self.refusal(format!(
+                    "{}: model {model_id} is not registered; register the bundle first",
+                    context()
+                )));
             }
         }
         self.connection
@@ -334,10 +260,12 @@ impl Logbook {
                 [("value", metric.value), ("ci_low", metric.ci_low), ("ci_high", metric.ci_high)]
             {
                 if !value.is_finite() {
-                    return Err(self.failure(
+                    return Err(self.refusal(format!(
+                        "{}: metric {}/{} has {field} = {value}; the logbook stores finite numbers only",
                         context(),
-                        format!("metric {}/{} has {field} = {value}; the logbook stores finite numbers only", metric.axis, metric.name),
-                    ));
+                        metric.axis,
+                        metric.name
+                    )));
                 }
             }
         }
@@ -353,7 +281,7 @@ impl Logbook {
                     .and_then(|n| {
                         insert.execute(params![
                             run_id,
-                            metric.axis,
+                            metric.axis.as_str(),
                             metric.name,
                             metric.value,
                             metric.ci_low,
@@ -403,13 +331,12 @@ impl Logbook {
             .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| row.get(0))
             .optional()
             .map_err(|err| self.failure(context(), err))?;
-        Err(self.failure(
-            context(),
-            match current {
-                Some(current) => format!("the run is already {current}; expected a running run"),
-                None => "no such run".to_owned(),
-            },
-        ))
+        Err(self.refusal(match current {
+            Some(current) => {
+                format!("{}: the run is already {current}; expected a running run", context())
+            }
+            None => format!("{}: no such run", context()),
+        }))
     }
 
     /// The latest `limit` runs, newest first, with their headline figures.
@@ -463,9 +390,9 @@ impl Logbook {
                 run.metrics = self.metrics_of(&run.id)?;
                 Ok(Some(run))
             }
-            _ => {
-                Err(self.failure(&context, "more than one run starts with it; give more of the id"))
-            }
+            _ => Err(self.refusal(format!(
+                "{context}: more than one run starts with it; give more of the id"
+            ))),
         }
     }
 
@@ -556,214 +483,11 @@ impl Logbook {
             .and_then(Iterator::collect)
             .map_err(|err| self.failure(context(), err))
     }
+}
 
-    /// The next rows a sync should send: up to `max_runs` settled runs not yet synced (oldest
-    /// first) with their metrics, with `include_running` also every running run, and the devices
-    /// and models those runs refer to or that were never synced. Empty when nothing is left.
-    pub fn pending_rows(&self, max_runs: usize, include_running: bool) -> Result<SyncRows> {
-        let context = "collecting rows to sync";
-        let max_runs = i64::try_from(max_runs).unwrap_or(i64::MAX);
-        let mut runs: Vec<RunRow> = {
-            let mut statement = self
-                .connection
-                .prepare(&format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE status != 'running'
-                     AND id NOT IN (SELECT row_key FROM synced WHERE row_kind = 'run')
-                     ORDER BY started_at, id LIMIT ?1"
-                ))
-                .map_err(|err| self.failure(context, err))?;
-            statement
-                .query_map([max_runs], run_row_from_row)
-                .and_then(Iterator::collect)
-                .map_err(|err| self.failure(context, err))?
-        };
-        if include_running {
-            let mut statement = self
-                .connection
-                .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY started_at, id"))
-                .map_err(|err| self.failure(context, err))?;
-            let running: Vec<RunRow> = statement
-                .query_map([], run_row_from_row)
-                .and_then(Iterator::collect)
-                .map_err(|err| self.failure(context, err))?;
-            runs.extend(running);
-        }
-        let mut metrics = Vec::new();
-        for run in runs.iter().filter(|run| run.status.is_settled()) {
-            metrics.extend(self.metrics_of(&run.id)?.into_iter().map(|metric| MetricRow {
-                run_id: run.id.clone(),
-                axis: metric.axis,
-                name: metric.name,
-                value: metric.value,
-                ci_low: metric.ci_low,
-                ci_high: metric.ci_high,
-                n: metric.n,
-            }));
-        }
-        let wanted_devices: BTreeSet<&str> =
-            runs.iter().map(|run| run.device_id.as_str()).collect();
-        let wanted_models: BTreeSet<&str> =
-            runs.iter().filter_map(|run| run.model_sha256.as_deref()).collect();
-        let unsynced = |kind: &str| -> Result<BTreeSet<String>> {
-            let mut statement = self
-                .connection
-                .prepare(&format!(
-                    "SELECT {key} FROM {kind}s WHERE {key} NOT IN (SELECT row_key FROM synced WHERE row_kind = ?1)",
-                    key = if kind == "model" { "sha256" } else { "id" }
-                ))
-                .map_err(|err| self.failure(context, err))?;
-            statement
-                .query_map([kind], |row| row.get(0))
-                .and_then(Iterator::collect)
-                .map_err(|err| self.failure(context, err))
-        };
-        let mut device_ids = unsynced("device")?;
-        device_ids.extend(wanted_devices.into_iter().map(str::to_owned));
-        let mut model_ids = unsynced("model")?;
-        model_ids.extend(wanted_models.into_iter().map(str::to_owned));
-        let mut devices = Vec::with_capacity(device_ids.len());
-        for id in &device_ids {
-            devices.push(
-                self.connection
-                    .query_row(
-                        "SELECT id, hostname, first_seen FROM devices WHERE id = ?1",
-                        [id],
-                        device_from_row,
-                    )
-                    .map_err(|err| self.failure(context, err))?,
-            );
-        }
-        let mut models = Vec::with_capacity(model_ids.len());
-        for sha256 in &model_ids {
-            let (manifest, registered_at): (String, String) = self
-                .connection
-                .query_row(
-                    "SELECT manifest, registered_at FROM models WHERE sha256 = ?1",
-                    [sha256],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .map_err(|err| self.failure(context, err))?;
-            let manifest = RawValue::from_string(manifest).map_err(|err| {
-                self.failure(
-                    format!("model {sha256}"),
-                    format!("stored manifest is not JSON: {err}"),
-                )
-            })?;
-            models.push(ModelRow { sha256: sha256.clone(), manifest, registered_at });
-        }
-        Ok(SyncRows { devices, models, runs, metrics })
-    }
-
-    /// Records that a hub acknowledged `rows` (sent in the batch with checksum `batch_sha256`):
-    /// its devices, models and settled runs are not sent again. Running runs stay unsynced.
-    pub fn mark_synced(&self, rows: &SyncRows, batch_sha256: &str) -> Result<()> {
-        let context = "marking rows synced";
-        let transaction =
-            self.connection.unchecked_transaction().map_err(|err| self.failure(context, err))?;
-        {
-            let mut insert = transaction
-                .prepare_cached("INSERT OR IGNORE INTO synced (row_kind, row_key, batch_sha256, synced_at) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(|err| self.failure(context, err))?;
-            let now = timestamp::now();
-            let keys = rows
-                .devices
-                .iter()
-                .map(|device| ("device", device.id.as_str()))
-                .chain(rows.models.iter().map(|model| ("model", model.sha256.as_str())))
-                .chain(
-                    rows.runs
-                        .iter()
-                        .filter(|run| run.status.is_settled())
-                        .map(|run| ("run", run.id.as_str())),
-                );
-            for (kind, key) in keys {
-                insert
-                    .execute(params![kind, key, batch_sha256, now])
-                    .map_err(|err| self.failure(context, err))?;
-            }
-        }
-        transaction.commit().map_err(|err| self.failure(context, err))
-    }
-
-    /// Merges rows from another logbook in one transaction: rows are inserted or ignored by
-    /// primary key, and a run held as `running` is settled when the rows say it is done or
-    /// failed. Applying the same rows twice changes nothing the second time. Rows that break a
-    /// constraint (a metric of an unknown run, a bad status) abort the whole transaction.
-    pub fn apply_rows(&self, rows: &SyncRows) -> Result<ApplySummary> {
-        let context = "applying a sync batch";
-        let fail = |err: rusqlite::Error| self.failure(context, err);
-        let mut summary = ApplySummary::default();
-        let transaction = self.connection.unchecked_transaction().map_err(fail)?;
-        {
-            let mut insert_device = transaction
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO devices (id, hostname, first_seen) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(fail)?;
-            for device in &rows.devices {
-                summary.devices_added += insert_device
-                    .execute(params![device.id, device.hostname, device.first_seen])
-                    .map_err(fail)?;
-            }
-            let mut insert_model =
-                transaction.prepare_cached("INSERT OR IGNORE INTO models (sha256, manifest, registered_at) VALUES (?1, ?2, ?3)").map_err(fail)?;
-            for model in &rows.models {
-                summary.models_added += insert_model
-                    .execute(params![model.sha256, model.manifest.get(), model.registered_at])
-                    .map_err(fail)?;
-            }
-            let mut insert_run = transaction
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO runs (id, device_id, model_id, kind, params, started_at, finished_at, status, message)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(fail)?;
-            let mut settle_run = transaction
-                .prepare_cached("UPDATE runs SET status = ?2, finished_at = ?3, message = ?4 WHERE id = ?1 AND status = 'running'")
-                .map_err(fail)?;
-            for run in &rows.runs {
-                let added = insert_run
-                    .execute(params![
-                        run.id,
-                        run.device_id,
-                        run.model_sha256,
-                        run.kind,
-                        run.params.get(),
-                        run.started_at,
-                        run.finished_at,
-                        run.status.as_str(),
-                        run.message
-                    ])
-                    .map_err(fail)?;
-                summary.runs_added += added;
-                if added == 0 && run.status.is_settled() {
-                    summary.runs_settled += settle_run
-                        .execute(params![run.id, run.status.as_str(), run.finished_at, run.message])
-                        .map_err(fail)?;
-                }
-            }
-            let mut insert_metric = transaction
-                .prepare_cached("INSERT OR IGNORE INTO metrics (run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .map_err(fail)?;
-            for metric in &rows.metrics {
-                summary.metrics_added += sql_count(metric.n)
-                    .and_then(|n| {
-                        insert_metric.execute(params![
-                            metric.run_id,
-                            metric.axis,
-                            metric.name,
-                            metric.value,
-                            metric.ci_low,
-                            metric.ci_high,
-                            n
-                        ])
-                    })
-                    .map_err(fail)?;
-            }
-        }
-        transaction.commit().map_err(fail)?;
-        Ok(summary)
-    }
+/// Turns a SQLite error met while the logbook at `path` was doing `context` into an [`Error`].
+fn sql_failure(path: &Path, context: &str) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |source| Error::LogbookSql { path: path.to_owned(), context: context.to_owned(), source }
 }
 
 /// This logbook's own device, recorded on first open.
@@ -811,17 +535,6 @@ fn hostname() -> String {
 const RUN_COLUMNS: &str =
     "id, device_id, model_id, kind, params, started_at, finished_at, status, message";
 
-fn status_from_row(row: &Row<'_>, index: usize) -> rusqlite::Result<RunStatus> {
-    let text: String = row.get(index)?;
-    text.parse().map_err(|message: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Text,
-            message.into(),
-        )
-    })
-}
-
 /// A run as listed: [`run_row_from_row`] with its params parsed into a JSON value.
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     let RunRow {
@@ -852,26 +565,15 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-fn run_row_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
-    let params = RawValue::from_string(row.get(4)?).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, err.into())
-    })?;
-    Ok(RunRow {
-        id: row.get(0)?,
-        device_id: row.get(1)?,
-        model_sha256: row.get(2)?,
-        kind: row.get(3)?,
-        params,
-        started_at: row.get(5)?,
-        finished_at: row.get(6)?,
-        status: status_from_row(row, 7)?,
-        message: row.get(8)?,
-    })
-}
-
 fn metric_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Metric> {
     Ok(Metric {
-        axis: row.get(first)?,
+        axis: row.get::<_, String>(first)?.parse().map_err(|err: UnknownAxis| {
+            rusqlite::Error::FromSqlConversionFailure(
+                first,
+                rusqlite::types::Type::Text,
+                err.into(),
+            )
+        })?,
         name: row.get(first + 1)?,
         value: row.get(first + 2)?,
         ci_low: row.get(first + 3)?,
@@ -895,12 +597,11 @@ fn device_from_row(row: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
     Ok(DeviceRecord { id: row.get(0)?, hostname: row.get(1)?, first_seen: row.get(2)? })
 }
 
-/// The first metric on each axis, axes in [`AXES`] order and unknown axes after them by name.
+/// The first metric on each axis, axes in report order ([`Axis::rank`]).
 fn headline_metrics(metrics: &[Metric]) -> Vec<Metric> {
-    let mut first_by_axis: BTreeMap<(usize, &str), &Metric> = BTreeMap::new();
+    let mut first_by_axis: BTreeMap<usize, &Metric> = BTreeMap::new();
     for metric in metrics {
-        let rank = AXES.iter().position(|axis| *axis == metric.axis).unwrap_or(AXES.len());
-        first_by_axis.entry((rank, metric.axis.as_str())).or_insert(metric);
+        first_by_axis.entry(metric.axis.rank()).or_insert(metric);
     }
     first_by_axis.into_values().cloned().collect()
 }
@@ -908,22 +609,16 @@ fn headline_metrics(metrics: &[Metric]) -> Vec<Metric> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Axis;
 
-    fn metric(axis: &str, name: &str) -> Metric {
-        Metric {
-            axis: axis.to_owned(),
-            name: name.to_owned(),
-            value: 1.0,
-            ci_low: 0.5,
-            ci_high: 1.5,
-            n: 10,
-        }
+    fn metric(axis: Axis, name: &str) -> Metric {
+        Metric { axis, name: name.to_owned(), value: 1.0, ci_low: 0.5, ci_high: 1.5, n: 10 }
     }
 
-    fn check(metrics: &[Metric], expected: &[(&str, &str)]) {
+    fn check(metrics: &[Metric], expected: &[(Axis, &str)]) {
         let headlines = headline_metrics(metrics);
-        let got: Vec<(&str, &str)> =
-            headlines.iter().map(|metric| (metric.axis.as_str(), metric.name.as_str())).collect();
+        let got: Vec<(Axis, &str)> =
+            headlines.iter().map(|metric| (metric.axis, metric.name.as_str())).collect();
         assert_eq!(got, expected);
     }
 
@@ -932,13 +627,18 @@ mod tests {
         check(&[], &[]);
         check(
             &[
-                metric("privacy", "dcr"),
-                metric("fidelity", "ks"),
-                metric("fidelity", "tv"),
-                metric("custom", "x"),
-                metric("efficiency", "sps"),
+                metric(Axis::Privacy, "dcr"),
+                metric(Axis::Fidelity, "ks"),
+                metric(Axis::Fidelity, "tv"),
+                metric(Axis::Training, "x"),
+                metric(Axis::Efficiency, "sps"),
             ],
-            &[("fidelity", "ks"), ("efficiency", "sps"), ("privacy", "dcr"), ("custom", "x")],
+            &[
+                (Axis::Fidelity, "ks"),
+                (Axis::Efficiency, "sps"),
+                (Axis::Privacy, "dcr"),
+                (Axis::Training, "x"),
+            ],
         );
     }
 }

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use rusqlite::Connection;
 
+use super::sql_failure;
 use crate::error::{Error, Result};
 
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit one that has
@@ -75,37 +76,39 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the file at `path` up to [`SCHEMA_VERSION`] in one transaction, or refuses a newer one.
 pub fn migrate(connection: &Connection, path: &Path) -> Result<()> {
-    let failure = |message: String| Error::Logbook { path: path.to_owned(), message };
+    let refusal = |message: String| Error::Logbook { path: path.to_owned(), message };
     let current: i64 = connection
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|err| failure(format!("is not a readable SQLite logbook: {err}")))?;
+        .map_err(sql_failure(path, "is not a readable SQLite logbook"))?;
     if current == SCHEMA_VERSION {
         return Ok(());
     }
     // Check again under the write lock: another process may be migrating the same file.
     let transaction = connection
         .unchecked_transaction()
-        .map_err(|err| failure(format!("cannot start the migration: {err}")))?;
+        .map_err(sql_failure(path, "cannot start the migration"))?;
     let found: i64 = transaction
         .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(|err| failure(format!("is not a readable SQLite logbook: {err}")))?;
+        .map_err(sql_failure(path, "is not a readable SQLite logbook"))?;
     if found > SCHEMA_VERSION {
-        return Err(failure(format!(
+        return Err(refusal(format!(
             "was written by a newer synth-edge (schema version {found}; this one reads up to {SCHEMA_VERSION}); refusing to open it"
         )));
     }
     if found < 0 {
-        return Err(failure(format!("has schema version {found}; expected 0 to {SCHEMA_VERSION}")));
+        return Err(refusal(format!("has schema version {found}; expected 0 to {SCHEMA_VERSION}")));
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        transaction.execute_batch(sql).map_err(|err| {
-            failure(format!("migration to schema version {} failed: {err}", index + 1))
-        })?;
+        transaction.execute_batch(sql).map_err(sql_failure(
+            path,
+            &format!("migration to schema version {} failed", index + 1),
+        ))?;
     }
     if found < SCHEMA_VERSION {
-        transaction.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(|err| {
-            failure(format!("cannot record schema version {SCHEMA_VERSION}: {err}"))
-        })?;
+        transaction.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_failure(
+            path,
+            &format!("cannot record schema version {SCHEMA_VERSION}"),
+        ))?;
     }
-    transaction.commit().map_err(|err| failure(format!("cannot commit the migration: {err}")))
+    transaction.commit().map_err(sql_failure(path, "cannot commit the migration"))
 }

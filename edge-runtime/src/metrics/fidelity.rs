@@ -18,7 +18,7 @@ use smartcore::xgboost::{XGRegressor, XGRegressorParameters};
 
 use super::intervals::{bootstrap, roc_auc};
 use super::knn::Rows;
-use super::{Axis, Metric};
+use super::{Metric, MetricId};
 use crate::error::{Error, Result};
 use models::transform::Block;
 
@@ -189,21 +189,28 @@ pub fn detection_scores(
             (0..samples.len()).partition(|idx| idx % FOLDS != fold);
         let x: Vec<Vec<f64>> = train.iter().map(|&i| samples[i].0.clone()).collect();
         let y: Vec<f64> = train.iter().map(|&i| if samples[i].1 { 1.0 } else { 0.0 }).collect();
-        let matrix = DenseMatrix::from_2d_vec(&x)
-            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
+        let matrix = DenseMatrix::from_2d_vec(&x).map_err(|err| Error::Classifier {
+            context: "detection classifier",
+            source: err.into(),
+        })?;
         let parameters = XGRegressorParameters::default()
             .with_n_estimators(40)
             .with_max_depth(3)
             .with_learning_rate(0.3)
             .with_seed(seed);
-        let model = XGRegressor::fit(&matrix, &y, parameters)
-            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
+        let model = XGRegressor::fit(&matrix, &y, parameters).map_err(|err| Error::Classifier {
+            context: "detection classifier",
+            source: err.into(),
+        })?;
         let test_x: Vec<Vec<f64>> = test.iter().map(|&i| samples[i].0.clone()).collect();
-        let test_matrix = DenseMatrix::from_2d_vec(&test_x)
-            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
-        let predicted = model
-            .predict(&test_matrix)
-            .map_err(|err| Error::Invalid(format!("detection classifier: {err}")))?;
+        let test_matrix = DenseMatrix::from_2d_vec(&test_x).map_err(|err| Error::Classifier {
+            context: "detection classifier",
+            source: err.into(),
+        })?;
+        let predicted = model.predict(&test_matrix).map_err(|err| Error::Classifier {
+            context: "detection classifier",
+            source: err.into(),
+        })?;
         for (&i, score) in test.iter().zip(predicted) {
             scores[i] = score;
         }
@@ -231,26 +238,35 @@ pub fn fidelity_metrics(
         replicates,
         4.0 * dim.powi(3) + (real.n_rows + synthetic.n_rows) as f64 * dim * dim,
     );
-    let (low, high) = bootstrap(&groups, fd_replicates, seed, "frechet_distance", fd, |idx| {
-        frechet_distance(&real, &synthetic, Some(&idx[0]), Some(&idx[1]))
-    });
-    metrics.push(Metric::new(Axis::Fidelity, "frechet_distance", fd, low, high, n_total));
+    let (low, high) =
+        bootstrap(&groups, fd_replicates, seed, MetricId::FrechetDistance.name(), fd, |idx| {
+            frechet_distance(&real, &synthetic, Some(&idx[0]), Some(&idx[1]))
+        });
+    metrics.push(Metric::new(MetricId::FrechetDistance, fd, low, high, n_total));
 
     let shape = column_shape_similarity(&real, &synthetic, blocks, &real_all, &syn_all);
-    let (low, high) =
-        bootstrap(&groups, replicates, seed, "column_shape_similarity", shape, |idx| {
-            column_shape_similarity(&real, &synthetic, blocks, &idx[0], &idx[1])
-        });
-    metrics.push(Metric::new(Axis::Fidelity, "column_shape_similarity", shape, low, high, n_total));
+    let (low, high) = bootstrap(
+        &groups,
+        replicates,
+        seed,
+        MetricId::ColumnShapeSimilarity.name(),
+        shape,
+        |idx| column_shape_similarity(&real, &synthetic, blocks, &idx[0], &idx[1]),
+    );
+    metrics.push(Metric::new(MetricId::ColumnShapeSimilarity, shape, low, high, n_total));
 
     let corr = correlation_difference(&real, &synthetic, &real_all, &syn_all);
     let corr_replicates =
         affordable_replicates(replicates, (real.n_rows + synthetic.n_rows) as f64 * dim * dim);
-    let (low, high) =
-        bootstrap(&groups, corr_replicates, seed, "correlation_difference", corr, |idx| {
-            correlation_difference(&real, &synthetic, &idx[0], &idx[1])
-        });
-    metrics.push(Metric::new(Axis::Fidelity, "correlation_difference", corr, low, high, n_total));
+    let (low, high) = bootstrap(
+        &groups,
+        corr_replicates,
+        seed,
+        MetricId::CorrelationDifference.name(),
+        corr,
+        |idx| correlation_difference(&real, &synthetic, &idx[0], &idx[1]),
+    );
+    metrics.push(Metric::new(MetricId::CorrelationDifference, corr, low, high, n_total));
 
     let (scores, is_real) = detection_scores(&real, &synthetic, seed)?;
     let auc = roc_auc(&scores, &is_real);
@@ -262,7 +278,7 @@ pub fn fidelity_metrics(
         &[real_scores.len(), syn_scores.len()],
         replicates,
         seed,
-        "detection_auc",
+        MetricId::DetectionAuc.name(),
         auc,
         |idx| {
             let s: Vec<f64> = idx[0]
@@ -275,7 +291,7 @@ pub fn fidelity_metrics(
             roc_auc(&s, &p)
         },
     );
-    metrics.push(Metric::new(Axis::Fidelity, "detection_auc", auc, low, high, scores.len() as u64));
+    metrics.push(Metric::new(MetricId::DetectionAuc, auc, low, high, scores.len() as u64));
     Ok(metrics)
 }
 
@@ -316,18 +332,11 @@ pub fn class_balance_metric(
         &[real.len(), synthetic.len()],
         replicates,
         seed,
-        "class_balance_tv",
+        MetricId::ClassBalanceTv.name(),
         value,
         |idx| class_balance_tv(real, synthetic, n_classes, &idx[0], &idx[1]),
     );
-    Metric::new(
-        Axis::Diversity,
-        "class_balance_tv",
-        value,
-        low,
-        high,
-        (real.len() + synthetic.len()) as u64,
-    )
+    Metric::new(MetricId::ClassBalanceTv, value, low, high, (real.len() + synthetic.len()) as u64)
 }
 
 #[cfg(test)]

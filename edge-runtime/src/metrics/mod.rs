@@ -5,6 +5,7 @@
 //! and population standard deviation, categoricals one-hot, pixels in [-1, 1]); the label is not
 //! a feature. The real set for k-NN figures is the real train part (the records the model saw).
 
+pub mod catalogue;
 pub mod fidelity;
 pub mod intervals;
 pub mod knn;
@@ -18,47 +19,16 @@ use models::transform::Block;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use catalogue::{Axis, Direction, MetricId, MetricSpec, Source};
 use intervals::{bootstrap, wilson};
 pub use utility::Labelled;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Axis {
-    Fidelity,
-    Diversity,
-    Efficiency,
-    Utility,
-    Robustness,
-    Privacy,
-}
-
-impl Axis {
-    pub const ALL: [Axis; 6] = [
-        Axis::Fidelity,
-        Axis::Diversity,
-        Axis::Efficiency,
-        Axis::Utility,
-        Axis::Robustness,
-        Axis::Privacy,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Axis::Fidelity => "fidelity",
-            Axis::Diversity => "diversity",
-            Axis::Efficiency => "efficiency",
-            Axis::Utility => "utility",
-            Axis::Robustness => "robustness",
-            Axis::Privacy => "privacy",
-        }
-    }
-}
 
 /// One figure of an assessment, as printed, written to JSON and stored in the logbook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
-    /// `fidelity`, `diversity`, `efficiency`, `utility`, `robustness` or `privacy`.
-    pub axis: String,
+    /// One of the six assessment axes, or `training`; JSON and the logbook hold its lowercase
+    /// name.
+    pub axis: Axis,
     pub name: String,
     pub value: f64,
     pub ci_low: f64,
@@ -68,21 +38,34 @@ pub struct Metric {
 }
 
 impl Metric {
-    pub fn new(axis: Axis, name: &str, value: f64, ci_low: f64, ci_high: f64, n: u64) -> Metric {
-        Metric { axis: axis.as_str().to_owned(), name: name.to_owned(), value, ci_low, ci_high, n }
+    /// The figure `id` (its axis and name from the catalogue).
+    pub fn new(id: MetricId, value: f64, ci_low: f64, ci_high: f64, n: u64) -> Metric {
+        Metric { axis: id.axis(), name: id.name().to_owned(), value, ci_low, ci_high, n }
     }
 
     /// A share of `n` with its Wilson interval.
-    pub fn proportion(axis: Axis, name: &str, successes: u64, n: u64) -> Metric {
+    pub fn proportion(id: MetricId, successes: u64, n: u64) -> Metric {
         let (low, high) = wilson(successes, n);
-        Metric::new(
-            axis,
-            name,
-            if n == 0 { f64::NAN } else { successes as f64 / n as f64 },
-            low,
-            high,
-            n,
-        )
+        let value = if n == 0 { f64::NAN } else { successes as f64 / n as f64 };
+        Metric::new(id, value, low, high, n)
+    }
+
+    /// The same figure for one of its parts, named `name/detail`.
+    pub fn detail(mut self, detail: &str) -> Metric {
+        self.name = format!("{}/{detail}", self.name);
+        self
+    }
+
+    /// The same figure at one benchmark configuration, named `name.configuration`.
+    pub fn at_configuration(mut self, configuration: &str) -> Metric {
+        self.name = format!("{}.{configuration}", self.name);
+        self
+    }
+
+    /// The catalogue entry of this figure; `None` for a name the catalogue does not know (a
+    /// row synced from a newer version).
+    pub fn spec(&self) -> Option<&'static MetricSpec> {
+        catalogue::lookup(&self.name)
     }
 }
 
@@ -215,11 +198,9 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
             seed,
             replicates,
         );
-        assessment.metrics.extend(
-            metrics
-                .into_iter()
-                .filter(|metric| settings.axes.iter().any(|axis| axis.as_str() == metric.axis)),
-        );
+        assessment
+            .metrics
+            .extend(metrics.into_iter().filter(|metric| settings.axes.contains(&metric.axis)));
     }
     if wants(Axis::Fidelity) {
         assessment.metrics.extend(fidelity::fidelity_metrics(
@@ -246,13 +227,14 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
             let reason = format!(
                 "a classifier needs two classes or more; the real train part has {real_classes} and the synthetic set {synthetic_classes}"
             );
-            for name in [
-                "tstr_accuracy",
-                "trtr_accuracy",
-                "tstr_perturbed_accuracy_ratio",
-                "tstr_adversarial_accuracy",
-            ] {
-                assessment.skipped.push(Skipped { name: name.to_owned(), reason: reason.clone() });
+            let classifier_figures = catalogue::CATALOGUE.iter().filter(|spec| {
+                spec.source == Source::Assessment
+                    && matches!(spec.axis, Axis::Utility | Axis::Robustness)
+            });
+            for spec in classifier_figures {
+                assessment
+                    .skipped
+                    .push(Skipped { name: spec.name.to_owned(), reason: reason.clone() });
             }
         } else {
             let utility_settings = utility::UtilitySettings {
@@ -268,11 +250,9 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
                 input.n_classes,
                 &utility_settings,
             )?;
-            assessment.metrics.extend(
-                metrics
-                    .into_iter()
-                    .filter(|metric| settings.axes.iter().any(|axis| axis.as_str() == metric.axis)),
-            );
+            assessment
+                .metrics
+                .extend(metrics.into_iter().filter(|metric| settings.axes.contains(&metric.axis)));
         }
     }
     set_aside_undefined(&mut assessment);
@@ -301,10 +281,7 @@ pub fn set_aside_undefined(assessment: &mut Assessment) {
 
 /// Stable order: by axis as in [`Axis::ALL`], then as computed.
 pub fn sort_by_axis(metrics: &mut [Metric]) {
-    let rank = |metric: &Metric| {
-        Axis::ALL.iter().position(|axis| axis.as_str() == metric.axis).unwrap_or(Axis::ALL.len())
-    };
-    metrics.sort_by_key(rank);
+    metrics.sort_by_key(|metric| metric.axis.rank());
 }
 
 /// `samples_per_second` and `ms_per_sample` of a generation run from its per-batch timings
@@ -322,13 +299,17 @@ pub fn efficiency_metrics(
     let all: Vec<usize> = (0..batches.len()).collect();
     let n: u64 = batches.iter().map(|(samples, _)| *samples as u64).sum();
     let value = rate(&all);
-    let (low, high) =
-        bootstrap(&[batches.len()], replicates, seed, "samples_per_second", value, |idx| {
-            rate(&idx[0])
-        });
+    let (low, high) = bootstrap(
+        &[batches.len()],
+        replicates,
+        seed,
+        MetricId::SamplesPerSecond.name(),
+        value,
+        |idx| rate(&idx[0]),
+    );
     vec![
-        Metric::new(Axis::Efficiency, "samples_per_second", value, low, high, n),
-        Metric::new(Axis::Efficiency, "ms_per_sample", 1e3 / value, 1e3 / high, 1e3 / low, n),
+        Metric::new(MetricId::SamplesPerSecond, value, low, high, n),
+        Metric::new(MetricId::MsPerSample, 1e3 / value, 1e3 / high, 1e3 / low, n),
     ]
 }
 
@@ -339,10 +320,10 @@ pub fn format_table(metrics: &[Metric], skipped: &[Skipped]) -> String {
         "{:<11} {:<width$} {:>12}  {:>27}  {:>7}\n",
         "axis", "metric", "value", "95% interval", "n"
     );
-    let mut last_axis = "";
+    let mut last_axis = None;
     for metric in metrics {
-        let axis = if metric.axis == last_axis { "" } else { metric.axis.as_str() };
-        last_axis = &metric.axis;
+        let axis = if last_axis == Some(metric.axis) { "" } else { metric.axis.as_str() };
+        last_axis = Some(metric.axis);
         out.push_str(&format!(
             "{axis:<11} {:<width$} {:>12.4}  [{:>11.4}, {:>11.4}]  {:>7}\n",
             metric.name, metric.value, metric.ci_low, metric.ci_high, metric.n

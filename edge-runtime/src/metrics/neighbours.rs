@@ -17,7 +17,7 @@
 
 use super::intervals::{bootstrap, mean, median, quantile, roc_auc};
 use super::knn::{Rows, cross, nearest_within};
-use super::{Axis, Metric};
+use super::{Metric, MetricId};
 
 /// Passes over the three sets; see the module documentation.
 pub fn neighbour_metrics(
@@ -39,49 +39,56 @@ pub fn neighbour_metrics(
     // Fidelity and diversity (Naeem et al. 2020).
     let counts = &to_train.a_in_b_balls;
     let precise = counts.iter().filter(|&&count| count > 0).count() as u64;
-    metrics.push(Metric::proportion(Axis::Fidelity, "precision", precise, n_syn));
+    metrics.push(Metric::proportion(MetricId::Precision, precise, n_syn));
     let density_of = |rows: &[usize]| {
         rows.iter().map(|&j| f64::from(counts[j])).sum::<f64>() / (k as f64 * rows.len() as f64)
     };
     let all_synthetic: Vec<usize> = (0..synthetic.n_rows).collect();
     let density = density_of(&all_synthetic);
-    let (low, high) = bootstrap(&[synthetic.n_rows], replicates, seed, "density", density, |idx| {
-        density_of(&idx[0])
-    });
-    metrics.push(Metric::new(Axis::Fidelity, "density", density, low, high, n_syn));
+    let (low, high) = bootstrap(
+        &[synthetic.n_rows],
+        replicates,
+        seed,
+        MetricId::Density.name(),
+        density,
+        |idx| density_of(&idx[0]),
+    );
+    metrics.push(Metric::new(MetricId::Density, density, low, high, n_syn));
     let recalled = to_train.b_in_some_a_ball.iter().filter(|&&hit| hit).count() as u64;
-    metrics.push(Metric::proportion(Axis::Diversity, "recall", recalled, n_real));
+    metrics.push(Metric::proportion(MetricId::Recall, recalled, n_real));
     let nearest_synthetic_to_train = to_train.b_nearest.column(0);
     let covered =
         nearest_synthetic_to_train.iter().zip(&real_radius).filter(|(d, r)| d < r).count() as u64;
-    metrics.push(Metric::proportion(Axis::Diversity, "coverage", covered, n_real));
+    metrics.push(Metric::proportion(MetricId::Coverage, covered, n_real));
 
     // Privacy.
     let dcr_train = to_train.a_nearest.column(0);
     let second = to_train.a_nearest.column(1);
     let dcr_holdout = to_holdout.a_nearest.column(0);
-    let statistic_of = |values: &[f64], name: &str, statistic: &(dyn Fn(&[f64]) -> f64 + Sync)| {
+    let statistic_of = |values: &[f64],
+                        id: MetricId,
+                        statistic: &(dyn Fn(&[f64]) -> f64 + Sync)| {
         let value = statistic(values);
-        let (low, high) = bootstrap(&[values.len()], replicates, seed, name, value, |idx| {
+        let (low, high) = bootstrap(&[values.len()], replicates, seed, id.name(), value, |idx| {
             statistic(&idx[0].iter().map(|&j| values[j]).collect::<Vec<_>>())
         });
-        Metric::new(Axis::Privacy, name, value, low, high, values.len() as u64)
+        Metric::new(id, value, low, high, values.len() as u64)
     };
-    metrics.push(statistic_of(&dcr_train, "dcr_train_median", &median));
-    metrics.push(statistic_of(&dcr_holdout, "dcr_holdout_median", &median));
-    metrics.push(statistic_of(&dcr_train, "dcr_train_p05", &|values| quantile(values, 0.05)));
+    metrics.push(statistic_of(&dcr_train, MetricId::DcrTrainMedian, &median));
+    metrics.push(statistic_of(&dcr_holdout, MetricId::DcrHoldoutMedian, &median));
+    metrics.push(statistic_of(&dcr_train, MetricId::DcrTrainP05, &|values| quantile(values, 0.05)));
 
     let closer = dcr_train.iter().zip(&dcr_holdout).filter(|(t, h)| t < h).count() as u64;
-    metrics.push(Metric::proportion(Axis::Privacy, "closer_to_train_share", closer, n_syn));
+    metrics.push(Metric::proportion(MetricId::CloserToTrainShare, closer, n_syn));
 
     let ratios: Vec<f64> = dcr_train
         .iter()
         .zip(&second)
         .map(|(&d1, &d2)| if d1 == 0.0 { 0.0 } else { d1 / d2 })
         .collect();
-    metrics.push(statistic_of(&ratios, "nndr_mean", &mean));
+    metrics.push(statistic_of(&ratios, MetricId::NndrMean, &mean));
     let copies = dcr_train.iter().filter(|&&d| d == 0.0).count() as u64;
-    metrics.push(Metric::proportion(Axis::Privacy, "exact_copy_rate", copies, n_syn));
+    metrics.push(Metric::proportion(MetricId::ExactCopyRate, copies, n_syn));
 
     let members: Vec<f64> = nearest_synthetic_to_train.iter().map(|d| -d).collect();
     let non_members: Vec<f64> = to_holdout.b_nearest.column(0).iter().map(|d| -d).collect();
@@ -92,15 +99,20 @@ pub fn neighbour_metrics(
         roc_auc(&scores, &positive)
     };
     let auc = auc_of(&members, &non_members);
-    let (low, high) =
-        bootstrap(&[members.len(), non_members.len()], replicates, seed, "mia_auc", auc, |idx| {
+    let (low, high) = bootstrap(
+        &[members.len(), non_members.len()],
+        replicates,
+        seed,
+        MetricId::MiaAuc.name(),
+        auc,
+        |idx| {
             let m: Vec<f64> = idx[0].iter().map(|&i| members[i]).collect();
             let h: Vec<f64> = idx[1].iter().map(|&i| non_members[i]).collect();
             auc_of(&m, &h)
-        });
+        },
+    );
     metrics.push(Metric::new(
-        Axis::Privacy,
-        "mia_auc",
+        MetricId::MiaAuc,
         auc,
         low,
         high,

@@ -21,7 +21,7 @@ use smartcore::linalg::basic::matrix::DenseMatrix;
 
 use super::intervals::bootstrap;
 use super::knn::Rows;
-use super::{Axis, Metric};
+use super::{Metric, MetricId};
 use crate::error::{Error, Result};
 use models::ImageShape;
 
@@ -84,8 +84,8 @@ impl LinearModel {
     }
 }
 
-fn smartcore_error(what: &str) -> impl Fn(smartcore::error::Failed) -> Error + '_ {
-    move |err| Error::Invalid(format!("{what}: {err}"))
+fn smartcore_error(context: &'static str) -> impl Fn(smartcore::error::Failed) -> Error {
+    move |err| Error::Classifier { context, source: err.into() }
 }
 
 fn dense(x: &Rows<'_>) -> Result<DenseMatrix<f64>> {
@@ -107,7 +107,7 @@ pub fn fit_logistic(data: &Labelled<'_>, n_classes: usize) -> Result<LinearModel
         .alpha(1.0)
         .max_iterations(200)
         .fit(&dataset)
-        .map_err(|err| Error::Invalid(format!("logistic regression: {err}")))?;
+        .map_err(|err| Error::Classifier { context: "logistic regression", source: err.into() })?;
     let (params, intercept) = (model.params(), model.intercept());
     let mut weights = vec![0.0; n_classes * dim];
     let mut bias = vec![f64::NEG_INFINITY; n_classes];
@@ -188,27 +188,17 @@ pub fn utility_metrics(
     let tstr = predict_all(&tstr_model, &holdout.x);
     let correct =
         |predicted: &[u32]| predicted.iter().zip(truth).filter(|(p, t)| p == t).count() as u64;
-    metrics.push(Metric::proportion(
-        Axis::Utility,
-        "trtr_accuracy",
-        correct(&trtr),
-        n_holdout as u64,
-    ));
-    metrics.push(Metric::proportion(
-        Axis::Utility,
-        "tstr_accuracy",
-        correct(&tstr),
-        n_holdout as u64,
-    ));
+    metrics.push(Metric::proportion(MetricId::TrtrAccuracy, correct(&trtr), n_holdout as u64));
+    metrics.push(Metric::proportion(MetricId::TstrAccuracy, correct(&tstr), n_holdout as u64));
     let ratio =
         |idx: &[usize], a: &[u32], b: &[u32]| accuracy(a, truth, idx) / accuracy(b, truth, idx);
-    metrics.push(boot(Axis::Utility, "tstr_trtr_ratio", &all, seed, replicates, |idx| {
+    metrics.push(boot(MetricId::TstrTrtrRatio, None, &all, seed, replicates, |idx| {
         ratio(idx, &tstr, &trtr)
     }));
-    metrics.push(boot(Axis::Utility, "trtr_macro_f1", &all, seed, replicates, |idx| {
+    metrics.push(boot(MetricId::TrtrMacroF1, None, &all, seed, replicates, |idx| {
         macro_f1(&trtr, truth, idx, n_classes)
     }));
-    metrics.push(boot(Axis::Utility, "tstr_macro_f1", &all, seed, replicates, |idx| {
+    metrics.push(boot(MetricId::TstrMacroF1, None, &all, seed, replicates, |idx| {
         macro_f1(&tstr, truth, idx, n_classes)
     }));
 
@@ -217,7 +207,7 @@ pub fn utility_metrics(
     let combined_labels: Vec<u32> = train.labels.iter().chain(synthetic.labels).copied().collect();
     let combined = Labelled { x: Rows::new(&combined_x, train.x.dim), labels: &combined_labels };
     let augmented = predict_all(&fit_logistic(&combined, n_classes)?, &holdout.x);
-    metrics.push(boot(Axis::Utility, "augmentation_gain", &all, seed, replicates, |idx| {
+    metrics.push(boot(MetricId::AugmentationGain, None, &all, seed, replicates, |idx| {
         accuracy(&augmented, truth, idx) - accuracy(&trtr, truth, idx)
     }));
 
@@ -225,23 +215,35 @@ pub fn utility_metrics(
     let trtr_forest = forest_predictions(&train, &holdout.x, settings.forest_trees, seed)?;
     let tstr_forest = forest_predictions(&synthetic, &holdout.x, settings.forest_trees, seed)?;
     metrics.push(Metric::proportion(
-        Axis::Utility,
-        "trtr_accuracy_forest",
+        MetricId::TrtrAccuracyForest,
         correct(&trtr_forest),
         n_holdout as u64,
     ));
     metrics.push(Metric::proportion(
-        Axis::Utility,
-        "tstr_accuracy_forest",
+        MetricId::TstrAccuracyForest,
         correct(&tstr_forest),
         n_holdout as u64,
     ));
-    metrics.push(boot(Axis::Utility, "tstr_trtr_ratio_forest", &all, seed, replicates, |idx| {
+    metrics.push(boot(MetricId::TstrTrtrRatioForest, None, &all, seed, replicates, |idx| {
         ratio(idx, &tstr_forest, &trtr_forest)
     }));
 
     // Robustness.
-    for (prefix, model, clean) in [("tstr", &tstr_model, &tstr), ("trtr", &trtr_model, &trtr)] {
+    let classifiers = [
+        (
+            &tstr_model,
+            &tstr,
+            MetricId::TstrPerturbedAccuracyRatio,
+            MetricId::TstrAdversarialAccuracy,
+        ),
+        (
+            &trtr_model,
+            &trtr,
+            MetricId::TrtrPerturbedAccuracyRatio,
+            MetricId::TrtrAdversarialAccuracy,
+        ),
+    ];
+    for (model, clean, perturbed_id, adversarial_id) in classifiers {
         let mut per_perturbation: Vec<(String, Vec<u32>)> = Vec::new();
         for perturbation in perturbations(settings.image) {
             let perturbed = perturb(&holdout.x, perturbation, seed, settings.image);
@@ -256,23 +258,11 @@ pub fn utility_metrics(
                 .sum::<f64>()
                 / per_perturbation.len() as f64
         };
-        metrics.push(boot(
-            Axis::Robustness,
-            &format!("{prefix}_perturbed_accuracy_ratio"),
-            &all,
-            seed,
-            replicates,
-            mean_ratio,
-        ));
+        metrics.push(boot(perturbed_id, None, &all, seed, replicates, mean_ratio));
         for (name, predicted) in &per_perturbation {
-            metrics.push(boot(
-                Axis::Robustness,
-                &format!("{prefix}_perturbed_accuracy_ratio/{name}"),
-                &all,
-                seed,
-                replicates,
-                |idx| accuracy(predicted, truth, idx) / accuracy(clean, truth, idx),
-            ));
+            metrics.push(boot(perturbed_id, Some(name), &all, seed, replicates, |idx| {
+                accuracy(predicted, truth, idx) / accuracy(clean, truth, idx)
+            }));
         }
         let adversarial: u64 = (0..n_holdout)
             .filter(|&r| {
@@ -280,12 +270,7 @@ pub fn utility_metrics(
                     == truth[r]
             })
             .count() as u64;
-        metrics.push(Metric::proportion(
-            Axis::Robustness,
-            &format!("{prefix}_adversarial_accuracy"),
-            adversarial,
-            n_holdout as u64,
-        ));
+        metrics.push(Metric::proportion(adversarial_id, adversarial, n_holdout as u64));
     }
     Ok(metrics)
 }
@@ -293,18 +278,25 @@ pub fn utility_metrics(
 /// L∞ size of the adversarial perturbation, in standardised units.
 pub const ADVERSARIAL_EPSILON: f32 = 0.1;
 
+/// The figure `id` (or its part `id/detail`) of a statistic over hold-out rows, with its
+/// bootstrap interval; seeded by the stored name, so each part draws its own resamples.
 fn boot(
-    axis: Axis,
-    name: &str,
+    id: MetricId,
+    detail: Option<&str>,
     all: &[usize],
     seed: u64,
     replicates: usize,
     statistic: impl Fn(&[usize]) -> f64 + Sync,
 ) -> Metric {
     let value = statistic(all);
+    let unmeasured = Metric::new(id, value, value, value, all.len() as u64);
+    let metric = match detail {
+        Some(detail) => unmeasured.detail(detail),
+        None => unmeasured,
+    };
     let (low, high) =
-        bootstrap(&[all.len()], replicates, seed, name, value, |idx| statistic(&idx[0]));
-    Metric::new(axis, name, value, low, high, all.len() as u64)
+        bootstrap(&[all.len()], replicates, seed, &metric.name, value, |idx| statistic(&idx[0]));
+    Metric { ci_low: low, ci_high: high, ..metric }
 }
 
 /// One perturbation of the hold-out features.

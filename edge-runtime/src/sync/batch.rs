@@ -47,8 +47,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(source_device: &str, rows: SyncRows) -> Result<Batch> {
-        let payload_json = serde_json::to_string(&rows)
-            .map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))?;
+        let payload_json = serde_json::to_string(&rows).map_err(encoding_failure)?;
         Ok(Batch {
             source_device: source_device.to_owned(),
             created_at: timestamp::now(),
@@ -59,8 +58,7 @@ impl Batch {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let payload = RawValue::from_string(self.payload_json.clone())
-            .map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))?;
+        let payload = RawValue::from_string(self.payload_json.clone()).map_err(encoding_failure)?;
         let envelope = Envelope {
             format: FORMAT.to_owned(),
             version: VERSION,
@@ -69,8 +67,7 @@ impl Batch {
             payload_sha256: self.payload_sha256.clone(),
             payload,
         };
-        serde_json::to_vec_pretty(&envelope)
-            .map_err(|err| Error::Sync(format!("cannot encode a batch: {err}")))
+        serde_json::to_vec_pretty(&envelope).map_err(encoding_failure)
     }
 
     /// Parses and verifies a batch; `origin` (a file, a peer address) names it in errors.
@@ -78,8 +75,11 @@ impl Batch {
         let refuse = |message: String| {
             Error::Sync(format!("{origin}: {message}; the batch was rejected whole"))
         };
+        let unreadable = |context: String| {
+            move |source| Error::BatchUnreadable { origin: origin.to_owned(), context, source }
+        };
         let envelope: Envelope = serde_json::from_slice(bytes)
-            .map_err(|err| refuse(format!("not a readable {FORMAT} document ({err})")))?;
+            .map_err(unreadable(format!("not a readable {FORMAT} document")))?;
         if envelope.format != FORMAT {
             return Err(refuse(format!("format is `{}`; expected `{FORMAT}`", envelope.format)));
         }
@@ -98,7 +98,7 @@ impl Batch {
             )));
         }
         let rows: SyncRows = serde_json::from_str(&payload_json)
-            .map_err(|err| refuse(format!("payload rows are malformed ({err})")))?;
+            .map_err(unreadable("payload rows are malformed".to_owned()))?;
         check_rows(&rows).map_err(refuse)?;
         Ok(Batch {
             source_device: envelope.source_device,
@@ -116,6 +116,10 @@ impl Batch {
             self.source_device.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
         format!("fieldsynth-batch-{stamp}-{device}-{}.json", &self.payload_sha256[..12])
     }
+}
+
+fn encoding_failure(source: serde_json::Error) -> Error {
+    Error::json("sync: cannot encode a batch", source)
 }
 
 /// Every metric belongs to a settled run of the batch; every run's device and model are in it.
@@ -156,11 +160,7 @@ fn check_rows(rows: &SyncRows) -> std::result::Result<(), String> {
                 metric.axis, metric.name, metric.run_id
             ));
         }
-        if !seen_metrics.insert((
-            metric.run_id.as_str(),
-            metric.axis.as_str(),
-            metric.name.as_str(),
-        )) {
+        if !seen_metrics.insert((metric.run_id.as_str(), metric.axis, metric.name.as_str())) {
             return Err(format!(
                 "metric {}/{} of run {} appears twice",
                 metric.axis, metric.name, metric.run_id

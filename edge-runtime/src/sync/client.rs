@@ -1,8 +1,9 @@
 //! The edge's side of HTTP sync: `POST {hub}/api/batches` with the bearer token. A batch counts
 //! as delivered only on `200` with the batch's own checksum echoed back.
 //!
-//! A hub that cannot be reached, times out or answers 5xx is [`Error::HubUnreachable`] (worth
-//! retrying later); a refused token or a rejected batch is [`Error::Sync`] (retrying won't help).
+//! A hub that cannot be reached or times out ([`Error::HubConnection`]) or answers 5xx
+//! ([`Error::HubUnreachable`]) is worth retrying later ([`Error::is_hub_unreachable`]); a refused
+//! token or a rejected batch is [`Error::Sync`] (retrying won't help).
 
 use std::time::Duration;
 
@@ -67,9 +68,10 @@ impl HubClient {
             .send(&body[..]);
         let text = self.read_answer(response)?;
         let acknowledgement: Acknowledgement = serde_json::from_str(&text).map_err(|err| {
-            Error::Sync(format!(
-                "{url}: the hub's answer is not an acknowledgement ({err}): {text}"
-            ))
+            Error::json(
+                format!("sync: {url}: the hub's answer `{text}` is not an acknowledgement"),
+                err,
+            )
         })?;
         if acknowledgement.payload_sha256 != batch.payload_sha256 {
             return Err(Error::Sync(format!(
@@ -93,23 +95,31 @@ impl HubClient {
         &self,
         response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<String> {
-        let unreachable =
-            |message: String| Error::HubUnreachable { url: self.base_url.clone(), message };
-        let mut response = response.map_err(|err| unreachable(err.to_string()))?;
+        let broken = |context: &'static str| {
+            move |source| Error::HubConnection {
+                url: self.base_url.clone(),
+                context,
+                source: Box::new(source),
+            }
+        };
+        let mut response = response.map_err(broken("sending the request"))?;
         let status = response.status().as_u16();
         let text = response
             .body_mut()
             .with_config()
             .limit(MAX_ANSWER_BYTES)
             .read_to_string()
-            .map_err(|err| unreachable(format!("reading the answer: {err}")))?;
+            .map_err(broken("reading the answer"))?;
         match status {
             200 => Ok(text),
             401 => Err(Error::Sync(format!(
                 "{}: the hub refused the token (401); check --token-file against the hub's",
                 self.base_url
             ))),
-            500.. => Err(unreachable(format!("the hub answered {status}: {}", text.trim()))),
+            500.. => Err(Error::HubUnreachable {
+                url: self.base_url.clone(),
+                message: format!("the hub answered {status}: {}", text.trim()),
+            }),
             _ => Err(Error::Sync(format!(
                 "{}: the hub answered {status}: {}",
                 self.base_url,

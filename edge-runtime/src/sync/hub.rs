@@ -1,6 +1,6 @@
 //! The hub's HTTP server (`synth-edge hub serve`): a workstation's logbook that devices sync into.
 //!
-//! - `POST /api/batches`: a [`Batch`](crate::sync::Batch) as the body; applied in one transaction
+//! - `POST /api/batches`: a [`Batch`] as the body; applied in one transaction
 //!   and answered with its checksum ([`Acknowledgement`]), or `400` with nothing written.
 //! - `GET /api/runs`: every device and run with its metrics, as a [`Listing`].
 //!
@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use crate::error::{Error, Result};
+use crate::error::{self, Error, Result};
 use crate::logbook::{DeviceRecord, Logbook, RunRecord};
 use crate::sync::Token;
 use crate::sync::batch::Batch;
@@ -72,8 +72,11 @@ impl Answer {
 impl Hub {
     /// Listens on `address` (`127.0.0.1:0` picks a free port; see [`Hub::address`]).
     pub fn bind(logbook: Logbook, address: &str, token: Token) -> Result<Hub> {
-        let server = Server::http(address)
-            .map_err(|err| Error::Sync(format!("cannot listen on {address}: {err}")))?;
+        let server = Server::http(address).map_err(|source| Error::HubServer {
+            address: address.to_owned(),
+            context: "cannot listen",
+            source,
+        })?;
         let address = server
             .server_addr()
             .to_ip()
@@ -89,10 +92,12 @@ impl Hub {
     /// Serves requests until `stop` is set; the request in hand is finished first.
     pub fn serve_until(&self, stop: &AtomicBool) -> Result<()> {
         while !stop.load(Ordering::SeqCst) {
-            let request = self
-                .server
-                .recv_timeout(STOP_POLL)
-                .map_err(|err| Error::Sync(format!("hub on {}: {err}", self.address)))?;
+            let request =
+                self.server.recv_timeout(STOP_POLL).map_err(|source| Error::HubServer {
+                    address: self.address.to_string(),
+                    context: "cannot take a request",
+                    source: source.into(),
+                })?;
             if let Some(request) = request {
                 self.handle(request);
             }
@@ -175,14 +180,14 @@ impl Hub {
         }
         let batch = match Batch::decode(&body, &format!("batch from {peer}")) {
             Ok(batch) => batch,
-            Err(err) => return Answer::error(400, &err.to_string()),
+            Err(err) => return Answer::error(400, &error::chain(&err)),
         };
         match self.logbook.apply_rows(&batch.rows) {
             Ok(summary) => Answer::json(
                 200,
                 &Acknowledgement { payload_sha256: batch.payload_sha256, summary },
             ),
-            Err(err) => Answer::error(500, &err.to_string()),
+            Err(err) => Answer::error(500, &error::chain(&err)),
         }
     }
 
@@ -193,7 +198,7 @@ impl Hub {
             .and_then(|devices| Ok(Listing { devices, runs: self.logbook.runs()? }))
         {
             Ok(listing) => Answer::json(200, &listing),
-            Err(err) => Answer::error(500, &err.to_string()),
+            Err(err) => Answer::error(500, &error::chain(&err)),
         }
     }
 }

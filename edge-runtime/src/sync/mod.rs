@@ -199,8 +199,7 @@ pub fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) -> bool {
 pub fn stop_flag_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        let register =
-            |err: std::io::Error| Error::Invalid(format!("cannot handle signal {signal}: {err}"));
+        let register = |source| Error::Signal { signal, source };
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
             .map_err(register)?;
         signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(register)?;

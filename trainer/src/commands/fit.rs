@@ -1,31 +1,14 @@
 //! `synth-train fit`: train one model with a progress bar, then print where the bundle is.
 
 use anyhow::Context;
-use edge_runtime::data::DataOptions;
 use indicatif::{ProgressBar, ProgressStyle};
-use models::split::SplitSpec;
 
 use crate::cli::FitArgs;
-use crate::fit::{FitObserver, FitSettings, fit};
+use crate::fit::{FitObserver, fit};
 use crate::train::EpochStats;
 
 pub fn run(args: FitArgs) -> anyhow::Result<()> {
-    let settings = FitSettings {
-        data_options: DataOptions {
-            label: args.label.clone(),
-            image_shape: args.image_shape,
-            missing: args.missing,
-            ..DataOptions::default()
-        },
-        data: args.data.clone(),
-        family: args.family,
-        split: SplitSpec::new(args.seed, args.holdout, args.fraction)?,
-        train_seed: args.seed,
-        epochs: args.epochs,
-        device: args.device,
-        out: args.out.clone(),
-        replace: args.force,
-    };
+    let settings = args.to_settings()?;
     let mut progress =
         ProgressObserver::new(args.quiet, &format!("{} {}", args.family, args.data.display()));
     let outcome = fit(&settings, &mut progress)

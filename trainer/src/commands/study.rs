@@ -7,6 +7,7 @@ use edge_runtime::data::DataOptions;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::cli::StudyArgs;
+use crate::report::{HTML_FILE, write_report};
 use crate::study::{
     Budget, CellOutcome, DATABASE, StudyDataset, StudyObserver, StudySettings, default_datasets,
     run_study,
@@ -70,9 +71,8 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         settings.out.join(DATABASE).display()
     );
     let report_dir = settings.out.join("report");
-    edge_runtime::report::write_report(&settings.out.join(DATABASE), &report_dir)
-        .context("writing the report")?;
-    println!("report: {}", report_dir.join("report.html").display());
+    write_report(&settings.out.join(DATABASE), &report_dir).context("writing the report")?;
+    println!("report: {}", report_dir.join(HTML_FILE).display());
     Ok(())
 }
 

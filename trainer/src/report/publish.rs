@@ -1,64 +1,22 @@
-//! Reports of a study logbook: `report.html` (one page that opens offline: inline stylesheet, no
-//! scripts, every chart and sample grid embedded) and `report.md`, with the charts as SVG files
-//! under `plots/` and the sample grids as PNG under `samples/` beside them.
-//!
-//! The report is built in a staging folder beside `out` and renamed into place only once every
-//! file is written, so a failed or interrupted run leaves the previous report whole. A folder
-//! holding anything a report does not write is never replaced.
-//!
-//! Code map: [`study`] reads the logbook's study runs into figures per dataset × family ×
-//! fraction; [`score`] orients metrics and computes axis scores and verdicts; `content` writes
-//! the document (`doc`) and draws the charts (`plot`, `marginals`); `html` and `markdown` render
-//! it.
-
-mod content;
-mod doc;
-mod html;
-mod marginals;
-mod markdown;
-mod plot;
-pub mod score;
-pub mod study;
+//! Writing a built report: every file into a staging folder beside `out`, the HTML last, then
+//! swapped in for the earlier report. A folder holding anything a report does not write is never
+//! replaced.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use crate::data::{make_readable, write_atomically};
+use edge_runtime::data::{make_readable, write_atomically};
+
 use crate::error::{Error, Result};
-use crate::logbook::{Logbook, timestamp};
-use study::Study;
+use crate::report::content::{PLOTS_DIR, SAMPLES_DIR};
+use crate::report::{HTML_FILE, MARKDOWN_FILE};
 
-pub const HTML_FILE: &str = "report.html";
-pub const MARKDOWN_FILE: &str = "report.md";
 /// What a report folder holds; a folder with anything else is not replaced.
-const REPORT_ENTRIES: [&str; 4] =
-    [HTML_FILE, MARKDOWN_FILE, content::PLOTS_DIR, content::SAMPLES_DIR];
-
-/// Writes the report of the study logbook `db` into the folder `out` (created, or replaced when it
-/// holds an earlier report).
-pub fn write_report(db: &Path, out: &Path) -> Result<()> {
-    if !db.is_file() {
-        return Err(Error::Logbook {
-            path: db.to_owned(),
-            message: "no such file; expected the study logbook (DIR/study.sqlite) that `synth-train study` writes".to_owned(),
-        });
-    }
-    check_replaceable(out)?;
-    let runs = Logbook::open(db)?.runs()?;
-    let study = Study::from_runs(db, runs)?;
-    let study_dir = match db.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let report = content::build(&study, db, study_dir, out, &timestamp::now())?;
-    let html = html::render(&report.document, &report.files);
-    let markdown = markdown::render(&report.document);
-    publish(out, &report.files, &markdown, &html)
-}
+const REPORT_ENTRIES: [&str; 4] = [HTML_FILE, MARKDOWN_FILE, PLOTS_DIR, SAMPLES_DIR];
 
 /// Refuses an `out` that exists and is not a report folder.
-fn check_replaceable(out: &Path) -> Result<()> {
+pub fn check_replaceable(out: &Path) -> Result<()> {
     if !out.exists() {
         return Ok(());
     }
@@ -86,7 +44,7 @@ fn check_replaceable(out: &Path) -> Result<()> {
 }
 
 /// Writes everything into a staging folder beside `out`, the HTML last, then swaps it in.
-fn publish(
+pub fn publish(
     out: &Path,
     files: &BTreeMap<String, Vec<u8>>,
     markdown: &str,
@@ -108,7 +66,7 @@ fn publish(
         .prefix(&format!(".{name}.staging-"))
         .tempdir_in(parent)
         .map_err(|err| Error::io(parent, err))?;
-    for dir in [content::PLOTS_DIR, content::SAMPLES_DIR] {
+    for dir in [PLOTS_DIR, SAMPLES_DIR] {
         let path = staging.path().join(dir);
         fs::create_dir(&path).map_err(|err| Error::io(&path, err))?;
         make_readable(&path)?;

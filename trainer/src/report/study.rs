@@ -1,5 +1,6 @@
-//! The study as the report sees it: the logbook's `study` runs grouped by dataset, then by
-//! (family, scarcity fraction), each metric aggregated over the seeds of its group.
+//! The study as the report sees it: the logbook's study runs (their params read as the study's
+//! [`CellParams`]) grouped by dataset, then by (family, scarcity fraction), each metric
+//! aggregated over the seeds of its group.
 //!
 //! With one seed a figure is that run's value and interval. With several, the value is the mean
 //! over seeds, the interval is the envelope of the seeds' intervals (lowest low, highest high),
@@ -9,44 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use edge_runtime::logbook::{RunRecord, RunStatus};
+use edge_runtime::metrics::{Axis, Metric, catalogue};
+use models::Modality;
+use models::manifest::Family;
 
+use crate::cell::{CellParams, STUDY_RUN_KIND};
 use crate::error::{Error, Result};
-use crate::logbook::{AXES, RunRecord, RunStatus};
-use crate::metrics::Metric;
-
-/// The run kind the study logs its cells under.
-pub const STUDY_KIND: &str = "study";
-
-/// The families in the order the report lists them; any other family follows by name.
-const FAMILY_ORDER: [&str; 3] = ["vae", "gan", "ddpm"];
-
-/// What the report needs from a study run's `params` (the trainer's `CellParams`); fields it does
-/// not use are ignored, so the trainer may add more.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct CellParams {
-    /// `breast_cancer/vae/f0.25/s0`.
-    pub cell: String,
-    pub dataset: String,
-    pub family: String,
-    pub fraction: f64,
-    pub seed: u64,
-    /// The real data, relative to the folder the study ran from.
-    #[serde(default)]
-    pub data_path: Option<String>,
-    #[serde(default)]
-    pub label: Option<String>,
-    /// `tabular` or `image`.
-    #[serde(default)]
-    pub modality: Option<String>,
-    /// The synthetic rows (CSV) or sample grid (PNG) the cell was judged on, relative to the
-    /// study folder.
-    #[serde(default)]
-    pub samples: Option<String>,
-    /// The model bundle, relative to the study folder.
-    #[serde(default)]
-    pub bundle: Option<String>,
-}
 
 /// One study run, whatever its status: the appendix lists them all.
 #[derive(Debug, Clone)]
@@ -97,20 +67,14 @@ impl Figure {
 /// The done runs of one dataset × family × fraction.
 #[derive(Debug, Clone)]
 pub struct Group {
-    pub family: String,
+    pub family: Family,
     pub fraction: f64,
     /// Seeds in increasing order, one per done run.
     pub seeds: Vec<u64>,
     /// The samples file of each seed, relative to the study folder, in `seeds` order.
-    pub samples: Vec<Option<String>>,
+    pub samples: Vec<String>,
     /// By metric name.
     pub figures: BTreeMap<String, Figure>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Modality {
-    Tabular,
-    Image,
 }
 
 /// Everything the study measured on one dataset.
@@ -118,23 +82,24 @@ pub enum Modality {
 pub struct DatasetResults {
     pub name: String,
     pub modality: Modality,
-    pub data_path: Option<String>,
-    pub label: Option<String>,
-    /// Families with at least one done run, in report order.
-    pub families: Vec<String>,
+    /// The real data, relative to the folder the study ran from (as the study recorded it).
+    pub data_path: String,
+    pub label: String,
+    /// Families with at least one done run, in report order (vae, gan, ddpm).
+    pub families: Vec<Family>,
     /// Fractions with at least one done run, increasing.
     pub fractions: Vec<f64>,
     pub groups: Vec<Group>,
     /// Every metric seen on this dataset as (axis, name), axes in report order.
-    pub metrics: Vec<(String, String)>,
+    pub metrics: Vec<(Axis, String)>,
 }
 
 impl DatasetResults {
-    pub fn group(&self, family: &str, fraction: f64) -> Option<&Group> {
+    pub fn group(&self, family: Family, fraction: f64) -> Option<&Group> {
         self.groups.iter().find(|group| group.family == family && group.fraction == fraction)
     }
 
-    pub fn figure(&self, family: &str, fraction: f64, name: &str) -> Option<&Figure> {
+    pub fn figure(&self, family: Family, fraction: f64, name: &str) -> Option<&Figure> {
         self.group(family, fraction).and_then(|group| group.figures.get(name))
     }
 }
@@ -153,13 +118,13 @@ impl Study {
     pub fn from_runs(db: &Path, runs: Vec<RunRecord>) -> Result<Study> {
         let mut cell_runs = Vec::new();
         let mut done: Vec<(CellParams, Vec<Metric>)> = Vec::new();
-        for run in runs.into_iter().filter(|run| run.kind == STUDY_KIND) {
-            let params: CellParams = serde_json::from_value(run.params).map_err(|err| Error::Logbook {
+        for run in runs.into_iter().filter(|run| run.kind == STUDY_RUN_KIND) {
+            let params: CellParams = serde_json::from_value(run.params).map_err(|err| Error::Report {
                 path: db.to_owned(),
-                message: format!("study run {}: its params are not a study cell's ({err}); expected cell, dataset, family, fraction and seed", run.id),
+                message: format!("study run {}: its params are not a study cell's ({err}); expected the fields `synth-train study` records (cell, dataset, data_path, label, family, fraction, seed, samples, ...)", run.id),
             })?;
             if !params.fraction.is_finite() {
-                return Err(Error::Logbook {
+                return Err(Error::Report {
                     path: db.to_owned(),
                     message: format!(
                         "study run {}: fraction {} is not a number",
@@ -181,10 +146,10 @@ impl Study {
             }
         }
         if cell_runs.is_empty() {
-            return Err(Error::Logbook {
+            return Err(Error::Report {
                 path: db.to_owned(),
                 message: format!(
-                    "holds no study runs (kind `{STUDY_KIND}`); expected the logbook `synth-train study` writes (DIR/study.sqlite)"
+                    "holds no study runs (kind `{STUDY_RUN_KIND}`); expected the logbook `synth-train study` writes (DIR/study.sqlite)"
                 ),
             });
         }
@@ -206,27 +171,28 @@ impl Study {
 fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetResults {
     let runs: Vec<&(CellParams, Vec<Metric>)> =
         done.iter().filter(|(params, _)| params.dataset == name).collect();
-    let mut families: Vec<String> = Vec::new();
+    let mut families: Vec<Family> = Vec::new();
     let mut fractions: Vec<f64> = Vec::new();
     for (params, _) in &runs {
         if !families.contains(&params.family) {
-            families.push(params.family.clone());
+            families.push(params.family);
         }
         if !fractions.contains(&params.fraction) {
             fractions.push(params.fraction);
         }
     }
-    families.sort_by_key(|family| family_rank(family));
+    // Family's order is the report's: vae, gan, ddpm.
+    families.sort();
     fractions.sort_by(f64::total_cmp);
 
-    let mut metrics: Vec<(String, String)> = Vec::new();
+    let mut metrics: Vec<(Axis, String)> = Vec::new();
     let mut groups = Vec::new();
-    for family in &families {
+    for &family in &families {
         for &fraction in &fractions {
             let mut members: Vec<&(CellParams, Vec<Metric>)> = runs
                 .iter()
                 .copied()
-                .filter(|(params, _)| &params.family == family && params.fraction == fraction)
+                .filter(|(params, _)| params.family == family && params.fraction == fraction)
                 .collect();
             if members.is_empty() {
                 continue;
@@ -235,7 +201,7 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
             let mut by_name: BTreeMap<String, Vec<&Metric>> = BTreeMap::new();
             for (_, run_metrics) in &members {
                 for metric in run_metrics {
-                    let key = (metric.axis.clone(), metric.name.clone());
+                    let key = (metric.axis, metric.name.clone());
                     if !metrics.contains(&key) {
                         metrics.push(key);
                     }
@@ -243,7 +209,7 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
                 }
             }
             groups.push(Group {
-                family: family.clone(),
+                family,
                 fraction,
                 seeds: members.iter().map(|(params, _)| params.seed).collect(),
                 samples: members.iter().map(|(params, _)| params.samples.clone()).collect(),
@@ -259,16 +225,11 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
     metrics.sort_by(|a, b| metric_rank(a).cmp(&metric_rank(b)).then_with(|| a.1.cmp(&b.1)));
 
     let first = runs.first().map(|(params, _)| params);
-    let is_image = first.is_some_and(|params| {
-        params.modality.as_deref() == Some("image")
-            || (params.modality.is_none()
-                && params.samples.as_deref().is_some_and(|path| path.ends_with(".png")))
-    });
     DatasetResults {
         name: name.to_owned(),
-        modality: if is_image { Modality::Image } else { Modality::Tabular },
-        data_path: first.and_then(|params| params.data_path.clone()),
-        label: first.and_then(|params| params.label.clone()),
+        modality: first.map_or(Modality::Tabular, |params| params.modality),
+        data_path: first.map(|params| params.data_path.clone()).unwrap_or_default(),
+        label: first.map(|params| params.label.clone()).unwrap_or_default(),
         families,
         fractions,
         groups,
@@ -276,58 +237,13 @@ fn dataset_results(name: &str, done: &[(CellParams, Vec<Metric>)]) -> DatasetRes
     }
 }
 
-fn family_rank(family: &str) -> (usize, String) {
+/// The order of metrics within the full table: axes in report order, then `training`; within
+/// an axis, the catalogue's order, then names it does not know; a perturbation's row
+/// (`tstr_perturbed_accuracy_ratio/gaussian_0.1`) ranks with the figure it details, and ties are
+/// broken by name, which puts it right after that figure.
+fn metric_rank((axis, name): &(Axis, String)) -> (usize, usize) {
     (
-        FAMILY_ORDER.iter().position(|known| *known == family).unwrap_or(FAMILY_ORDER.len()),
-        family.to_owned(),
+        axis.rank(),
+        catalogue::lookup(name).map_or(catalogue::CATALOGUE.len(), |spec| spec.id as usize),
     )
-}
-
-/// The order of metrics within the full table: axes in report order, then `training`, then any
-/// other axis; within an axis, the known metrics in their usual order, then the rest; a
-/// perturbation's row (`tstr_perturbed_accuracy_ratio/gaussian_0.1`) ranks with the figure it
-/// details, and ties are broken by name, which puts it right after that figure.
-fn metric_rank((axis, name): &(String, String)) -> (usize, usize) {
-    const KNOWN: &[&str] = &[
-        "precision",
-        "density",
-        "frechet_distance",
-        "column_shape_similarity",
-        "correlation_difference",
-        "detection_auc",
-        "recall",
-        "coverage",
-        "class_balance_tv",
-        "samples_per_second",
-        "ms_per_sample",
-        "tstr_accuracy",
-        "trtr_accuracy",
-        "tstr_trtr_ratio",
-        "tstr_macro_f1",
-        "trtr_macro_f1",
-        "augmentation_gain",
-        "tstr_accuracy_forest",
-        "trtr_accuracy_forest",
-        "tstr_trtr_ratio_forest",
-        "tstr_perturbed_accuracy_ratio",
-        "trtr_perturbed_accuracy_ratio",
-        "tstr_adversarial_accuracy",
-        "trtr_adversarial_accuracy",
-        "mia_auc",
-        "exact_copy_rate",
-        "closer_to_train_share",
-        "dcr_train_median",
-        "dcr_holdout_median",
-        "dcr_train_p05",
-        "nndr_mean",
-        "train_seconds",
-        "final_loss",
-    ];
-    let axis_rank = match AXES.iter().position(|known| known == axis) {
-        Some(rank) => rank,
-        None if axis == "training" => AXES.len(),
-        None => AXES.len() + 1,
-    };
-    let base = name.split('/').next().unwrap_or(name);
-    (axis_rank, KNOWN.iter().position(|known| *known == base).unwrap_or(KNOWN.len()))
 }

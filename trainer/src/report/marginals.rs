@@ -1,12 +1,10 @@
 //! Real-against-synthetic marginals for a few columns of a table: the share of rows in each bin
 //! (numeric columns, equal-width bins over the range of all values shown) or each category.
-//! [`marginals`] is pure; [`load`] finds and reads the files.
+//! Pure: tables (or a samples file's bytes, see [`synthetic_table`]) in, shares out; the files
+//! are read beforehand by `assets`.
 
-use std::path::{Path, PathBuf};
-
-use models::{ColumnData, Dataset, Table};
-
-use crate::data::{DataOptions, read_dataset};
+use models::manifest::Family;
+use models::{ColumnData, Table, TableOptions};
 
 /// Columns shown per dataset: numeric ones first, in file order, then categorical ones.
 pub const MAX_COLUMNS: usize = 4;
@@ -22,14 +20,14 @@ pub struct Marginal {
     pub labels: Vec<String>,
     /// Shares of rows (each sums to 1 over the labels, missing values left out).
     pub real: Vec<f64>,
-    pub synthetic: Vec<(String, Vec<f64>)>,
+    pub synthetic: Vec<(Family, Vec<f64>)>,
 }
 
 /// The marginals of the first [`MAX_COLUMNS`] suitable columns; `synthetic` is (family, table
 /// read like the real one).
 pub fn marginals(
     real: &Table,
-    synthetic: &[(String, Table)],
+    synthetic: &[(Family, Table)],
     label_of: impl Fn(f64) -> String,
 ) -> Vec<Marginal> {
     let numeric =
@@ -47,8 +45,8 @@ pub fn marginals(
                 .find(|other| other.name == column.name)
                 .map(|other| other.data.clone())
         };
-        let others: Vec<(String, Option<ColumnData>)> =
-            synthetic.iter().map(|(family, table)| (family.clone(), columns_of(table))).collect();
+        let others: Vec<(Family, Option<ColumnData>)> =
+            synthetic.iter().map(|(family, table)| (*family, columns_of(table))).collect();
         let marginal = match &column.data {
             ColumnData::Numeric { values, .. } => {
                 let numbers = |data: &Option<ColumnData>| match data {
@@ -59,8 +57,8 @@ pub fn marginals(
                 };
                 let real_values: Vec<f64> =
                     values.iter().flatten().copied().filter(|value| value.is_finite()).collect();
-                let synthetic_values: Vec<(String, Vec<f64>)> =
-                    others.iter().map(|(family, data)| (family.clone(), numbers(data))).collect();
+                let synthetic_values: Vec<(Family, Vec<f64>)> =
+                    others.iter().map(|(family, data)| (*family, numbers(data))).collect();
                 let all = real_values
                     .iter()
                     .chain(synthetic_values.iter().flat_map(|(_, values)| values.iter()));
@@ -81,9 +79,7 @@ pub fn marginals(
                     real: histogram(&real_values, edges_low, width),
                     synthetic: synthetic_values
                         .iter()
-                        .map(|(family, values)| {
-                            (family.clone(), histogram(values, edges_low, width))
-                        })
+                        .map(|(family, values)| (*family, histogram(values, edges_low, width)))
                         .collect(),
                 }
             }
@@ -112,7 +108,7 @@ pub fn marginals(
                     real: category_shares(categories, &real_names),
                     synthetic: others
                         .iter()
-                        .map(|(family, data)| (family.clone(), shares(data)))
+                        .map(|(family, data)| (*family, shares(data)))
                         .collect(),
                 }
             }
@@ -143,49 +139,16 @@ fn category_shares(categories: &[String], names: &[&str]) -> Vec<f64> {
         .collect()
 }
 
-/// Where the real data of a study probably is: `data_path` as given (relative to the folder the
-/// study ran from, normally the current one), else relative to the study folder or one of its
-/// ancestors.
-pub fn find_real_data(data_path: &str, study_dir: &Path) -> Option<PathBuf> {
-    let given = Path::new(data_path);
-    if given.exists() {
-        return Some(given.to_owned());
-    }
-    if given.is_absolute() {
-        return None;
-    }
-    let study_dir = study_dir.canonicalize().ok()?;
-    study_dir.ancestors().map(|dir| dir.join(given)).find(|candidate| candidate.exists())
-}
-
-/// Reads the real table and each family's samples; problems come back as notes for the report
-/// (a missing file leaves a family out rather than failing the report).
-pub fn load(
-    real_path: &Path,
-    label: Option<&str>,
-    samples: &[(String, PathBuf)],
-) -> (Option<Table>, Vec<(String, Table)>, Vec<String>) {
-    let mut notes = Vec::new();
-    let options = DataOptions { label: label.map(str::to_owned), ..DataOptions::default() };
-    let real = match read_dataset(real_path, &options) {
-        Ok(Dataset::Table(table)) => table,
-        Ok(Dataset::Images(_)) => return (None, Vec::new(), notes),
-        Err(err) => {
-            notes.push(format!("the real data could not be read: {err}"));
-            return (None, Vec::new(), notes);
-        }
+/// Parses a family's synthetic rows exactly like the real table: the same header, label, column
+/// kinds and missing-value policy. `source` names the file in errors.
+pub fn synthetic_table(real: &Table, bytes: &[u8], source: &str) -> models::Result<Table> {
+    let options = TableOptions {
+        label: real.label_name().to_owned(),
+        missing: real.missing,
+        kinds: real.features.iter().map(|column| (column.name.clone(), column.kind())).collect(),
+        expect_header: Some(real.header.clone()),
     };
-    let like_real = DataOptions::like_table(&real, real.missing);
-    let mut tables = Vec::new();
-    for (family, path) in samples {
-        match read_dataset(path, &like_real) {
-            Ok(Dataset::Table(table)) => tables.push((family.clone(), table)),
-            Ok(Dataset::Images(_)) => notes
-                .push(format!("{}: expected synthetic rows (CSV), found images", path.display())),
-            Err(err) => notes.push(format!("{family}'s samples could not be read: {err}")),
-        }
-    }
-    (Some(real), tables, notes)
+    Table::parse_csv(bytes, source, &options)
 }
 
 #[cfg(test)]
@@ -202,7 +165,7 @@ mod tests {
         // 11 (the top edge belongs to the last bin). c has categories a, b.
         let real = table("x,c,y\n0,a,p\n0,a,q\n11,b,p\n12,a,q\n");
         let synthetic = table("x,c,y\n6,b,p\n6.5,b,q\n");
-        let shown = marginals(&real, &[("gan".to_owned(), synthetic)], |value| format!("{value}"));
+        let shown = marginals(&real, &[(Family::Gan, synthetic)], |value| format!("{value}"));
         assert_eq!(
             shown.iter().map(|marginal| marginal.column.as_str()).collect::<Vec<_>>(),
             ["x", "c"]
@@ -215,6 +178,17 @@ mod tests {
         let c = &shown[1];
         assert_eq!(c.labels, ["a", "b"]);
         assert_eq!(c.real, [0.75, 0.25]);
-        assert_eq!(c.synthetic, [("gan".to_owned(), vec![0.0, 1.0])]);
+        assert_eq!(c.synthetic, [(Family::Gan, vec![0.0, 1.0])]);
+    }
+
+    #[test]
+    fn synthetic_rows_are_read_like_the_real_table() {
+        let real = table("x,c,y\n0,a,p\n1,b,q\n");
+        // On its own `c` would read as numbers; like the real table it is a category.
+        let synthetic = synthetic_table(&real, b"x,c,y\n2,1,p\n3,2,q\n", "gan.csv").unwrap();
+        let kinds: Vec<_> = synthetic.features.iter().map(|column| column.kind()).collect();
+        assert_eq!(kinds, [models::ColumnKind::Numeric, models::ColumnKind::Categorical]);
+        let err = synthetic_table(&real, b"c,x,y\na,2,p\n", "gan.csv").unwrap_err().to_string();
+        assert!(err.contains("gan.csv") && err.contains("header"), "{err}");
     }
 }

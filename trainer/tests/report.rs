@@ -2,18 +2,24 @@
 //! families, two fractions, one cell with two seeds. Metrics are built so that a known family
 //! wins each priority, with intervals that overlap only where the test wants a caveat; the tests
 //! read the report back as a person would rely on it: every cell named, every axis there, plots
-//! that are SVG, grids that decode as PNG, nothing fetched from the network, the right winners.
+//! that are SVG, grids that decode as PNG, nothing fetched from the network, the right winners,
+//! and no file from outside the study folder read or copied whatever the logbook names.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly too; clippy.toml's allow-unwrap-in-tests covers #[test] fns only"
+)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use base64::Engine;
 use edge_runtime::logbook::Logbook;
-use edge_runtime::metrics::Metric;
-use edge_runtime::report::write_report;
+use edge_runtime::metrics::{Axis, Metric, MetricId};
+use trainer::report::write_report;
 
 const FAMILIES: [&str; 3] = ["vae", "gan", "ddpm"];
 const FRACTIONS: [f64; 2] = [0.5, 1.0];
-const AXES: [&str; 6] = ["fidelity", "diversity", "efficiency", "utility", "robustness", "privacy"];
 /// A column name that must be escaped in HTML.
 const HOSTILE_COLUMN: &str = "dose<b>&\"mg\"";
 
@@ -27,29 +33,23 @@ enum Scenario {
     VaeEverywhere,
 }
 
-fn quality(scenario: Scenario, family: &str, axis: &str) -> f64 {
+fn quality(scenario: Scenario, family: &str, axis: Axis) -> f64 {
     let rank = |order: [&str; 3]| {
         order.iter().position(|name| *name == family).map_or(0.0, |idx| 2.0 - idx as f64)
     };
     match scenario {
         Scenario::VaeEverywhere => rank(["vae", "gan", "ddpm"]),
         Scenario::Mixed => match axis {
-            "fidelity" | "efficiency" => rank(["vae", "gan", "ddpm"]),
-            "diversity" | "utility" | "robustness" => rank(["ddpm", "vae", "gan"]),
+            Axis::Fidelity | Axis::Efficiency => rank(["vae", "gan", "ddpm"]),
+            Axis::Diversity | Axis::Utility | Axis::Robustness => rank(["ddpm", "vae", "gan"]),
             _ => rank(["gan", "ddpm", "vae"]),
         },
     }
 }
 
-fn metric(axis: &str, name: &str, value: f64, half_width: f64, n: u64) -> Metric {
-    Metric {
-        axis: axis.to_owned(),
-        name: name.to_owned(),
-        value,
-        ci_low: value - half_width,
-        ci_high: value + half_width,
-        n,
-    }
+/// The figure `id` (or `id/detail`) at `value ± half_width`.
+fn metric(id: MetricId, value: f64, half_width: f64, n: u64) -> Metric {
+    Metric::new(id, value, value - half_width, value + half_width, n)
 }
 
 /// Every metric of a cell. Higher-is-better figures are 0.5 + 0.2 q, lower-is-better 1 − 0.3 q,
@@ -57,44 +57,44 @@ fn metric(axis: &str, name: &str, value: f64, half_width: f64, n: u64) -> Metric
 /// q. In the mixed scenario sampling speeds differ by 2 % with ± 10 % intervals, so they overlap;
 /// otherwise they are a decade apart.
 fn cell_metrics(scenario: Scenario, family: &str, fraction: f64, seed: u64) -> Vec<Metric> {
-    let q = |axis: &str| quality(scenario, family, axis);
+    use MetricId::*;
+    let q = |id: MetricId| quality(scenario, family, id.axis());
     let shift = 0.01 * fraction + 0.005 * seed as f64;
-    let higher =
-        |axis: &str, name: &str| metric(axis, name, 0.5 + 0.2 * q(axis) + shift, 0.03, 200);
-    let lower = |axis: &str, name: &str| metric(axis, name, 1.0 - 0.3 * q(axis) + shift, 0.03, 200);
-    let auc = |axis: &str, name: &str| metric(axis, name, 0.5 + 0.1 * (2.0 - q(axis)), 0.03, 120);
+    let higher = |id: MetricId| metric(id, 0.5 + 0.2 * q(id) + shift, 0.03, 200);
+    let lower = |id: MetricId| metric(id, 1.0 - 0.3 * q(id) + shift, 0.03, 200);
+    let auc = |id: MetricId| metric(id, 0.5 + 0.1 * (2.0 - q(id)), 0.03, 120);
     let speed = match scenario {
-        Scenario::Mixed => 50_000.0 * (1.0 - 0.02 * (2.0 - q("efficiency"))),
-        Scenario::VaeEverywhere => 50_000.0 * 10f64.powf(q("efficiency")),
+        Scenario::Mixed => 50_000.0 * (1.0 - 0.02 * (2.0 - q(SamplesPerSecond))),
+        Scenario::VaeEverywhere => 50_000.0 * 10f64.powf(q(SamplesPerSecond)),
     };
     vec![
-        higher("fidelity", "precision"),
-        metric("fidelity", "density", 1.0 + 0.3 * (2.0 - q("fidelity")), 0.03, 200),
-        lower("fidelity", "frechet_distance"),
-        higher("fidelity", "column_shape_similarity"),
-        lower("fidelity", "correlation_difference"),
-        auc("fidelity", "detection_auc"),
-        higher("diversity", "recall"),
-        higher("diversity", "coverage"),
-        lower("diversity", "class_balance_tv"),
-        metric("efficiency", "samples_per_second", speed, speed * 0.1, 1000),
-        metric("efficiency", "ms_per_sample", 1000.0 / speed, 100.0 / speed, 1000),
-        higher("utility", "tstr_accuracy"),
-        metric("utility", "trtr_accuracy", 0.95, 0.02, 60),
-        higher("utility", "tstr_trtr_ratio"),
-        higher("utility", "tstr_macro_f1"),
-        higher("utility", "augmentation_gain"),
-        higher("robustness", "tstr_perturbed_accuracy_ratio"),
-        higher("robustness", "tstr_perturbed_accuracy_ratio/gaussian_0.1"),
-        higher("robustness", "tstr_adversarial_accuracy"),
-        auc("privacy", "mia_auc"),
-        lower("privacy", "exact_copy_rate"),
-        lower("privacy", "closer_to_train_share"),
-        higher("privacy", "dcr_train_median"),
-        higher("privacy", "dcr_train_p05"),
-        higher("privacy", "nndr_mean"),
-        metric("training", "train_seconds", 12.0, 0.0, 200),
-        metric("training", "final_loss", 0.3, 0.0, 200),
+        higher(Precision),
+        metric(Density, 1.0 + 0.3 * (2.0 - q(Density)), 0.03, 200),
+        lower(FrechetDistance),
+        higher(ColumnShapeSimilarity),
+        lower(CorrelationDifference),
+        auc(DetectionAuc),
+        higher(Recall),
+        higher(Coverage),
+        lower(ClassBalanceTv),
+        metric(SamplesPerSecond, speed, speed * 0.1, 1000),
+        metric(MsPerSample, 1000.0 / speed, 100.0 / speed, 1000),
+        higher(TstrAccuracy),
+        metric(TrtrAccuracy, 0.95, 0.02, 60),
+        higher(TstrTrtrRatio),
+        higher(TstrMacroF1),
+        higher(AugmentationGain),
+        higher(TstrPerturbedAccuracyRatio),
+        higher(TstrPerturbedAccuracyRatio).detail("gaussian_0.1"),
+        higher(TstrAdversarialAccuracy),
+        auc(MiaAuc),
+        lower(ExactCopyRate),
+        lower(CloserToTrainShare),
+        higher(DcrTrainMedian),
+        higher(DcrTrainP05),
+        higher(NndrMean),
+        metric(TrainSeconds, 12.0, 0.0, 200),
+        metric(FinalLoss, 0.3, 0.0, 200),
     ]
 }
 
@@ -159,6 +159,32 @@ fn fraction_text(fraction: f64) -> String {
     format!("{fraction}")
 }
 
+/// A study run's params as `synth-train study` records them, plus a field a later study may add.
+fn cell_params(
+    cell: &str,
+    modality: &str,
+    samples: &str,
+    real_path: &Path,
+    extra_field: bool,
+) -> serde_json::Value {
+    let parts: Vec<&str> = cell.split('/').collect();
+    let (dataset, family) = (parts[0], parts[1]);
+    let fraction: f64 = parts[2].trim_start_matches('f').parse().unwrap();
+    let seed: u64 = parts[3].trim_start_matches('s').parse().unwrap();
+    let stem = cell.replace('/', "-");
+    let mut params = serde_json::json!({
+        "cell": cell, "dataset": dataset, "family": family, "fraction": fraction, "seed": seed,
+        "data_path": if modality == "image" { "elsewhere/leaves".to_owned() } else { real_path.display().to_string() },
+        "label": if modality == "image" { "species" } else { "y" },
+        "modality": modality, "samples": samples, "bundle": format!("models/{stem}"),
+        "budget": "quick", "holdout": 0.2, "n_synthetic": 45, "device": "cpu", "sampler": "ddpm", "sampling_steps": 1,
+    });
+    if extra_field {
+        params["a_field_a_later_trainer_adds"] = serde_json::json!([1, 2, 3]);
+    }
+    params
+}
+
 /// Builds the study: datasets `clinic` (table) and `leaves` (images), three families, two
 /// fractions, seed 0, plus seed 1 for clinic/vae/f1; a failed run of an extra cell.
 fn build_study(scenario: Scenario) -> Study {
@@ -193,14 +219,7 @@ fn build_study(scenario: Scenario) -> Study {
                             table_csv(45, 3.0 * (cells.len() % 3) as f64).as_bytes(),
                         );
                     }
-                    let params = serde_json::json!({
-                        "cell": cell, "dataset": dataset, "family": family, "fraction": fraction, "seed": seed,
-                        "data_path": if modality == "image" { "elsewhere/leaves".to_owned() } else { real_path.display().to_string() },
-                        "label": if modality == "image" { "species" } else { "y" },
-                        "modality": modality, "samples": samples, "bundle": format!("models/{stem}"),
-                        "budget": "quick", "holdout": 0.2, "n_synthetic": 45, "device": "cpu", "sampler": "ddpm", "sampling_steps": 1,
-                        "a_field_a_later_trainer_adds": [1, 2, 3],
-                    });
+                    let params = cell_params(&cell, modality, &samples, &real_path, true);
                     let run_id = logbook.start_run("study", None, &params).unwrap();
                     logbook
                         .finish_run(&run_id, &cell_metrics(scenario, family, fraction, seed))
@@ -210,11 +229,17 @@ fn build_study(scenario: Scenario) -> Study {
             }
         }
     }
-    let failed = serde_json::json!({"cell": "clinic/vae/f0.1/s0", "dataset": "clinic", "family": "vae", "fraction": 0.1, "seed": 0});
+    let failed = cell_params(
+        "clinic/vae/f0.1/s0",
+        "tabular",
+        "samples/clinic-vae-f0.1-s0.csv",
+        &real_path,
+        false,
+    );
     let run_id = logbook.start_run("study", None, &failed).unwrap();
     logbook.fail_run(&run_id, "training diverged at epoch 3").unwrap();
     let other = logbook.start_run("evaluate", None, &serde_json::json!({"real": "x.csv"})).unwrap();
-    logbook.finish_run(&other, &[metric("fidelity", "precision", 0.1, 0.01, 5)]).unwrap();
+    logbook.finish_run(&other, &[metric(MetricId::Precision, 0.1, 0.01, 5)]).unwrap();
     cells.push("clinic/vae/f0.1/s0".to_owned());
     Study { dir, cells }
 }
@@ -310,14 +335,14 @@ fn the_report_names_every_cell_and_shows_all_six_axes() {
             .unwrap_or_else(|| panic!("no full table for {dataset}"));
         let table = &written.markdown[start..];
         let table = &table[..table.find("\n\n## ").unwrap_or(table.len())];
-        for axis in AXES.iter().chain(&["training"]) {
+        for axis in Axis::ALL.into_iter().chain([Axis::Training]) {
             assert!(
                 table.contains(&format!("| **{axis}** |")),
                 "{dataset}'s full table has no {axis} section"
             );
         }
         assert!(
-            table.contains("tstr_perturbed_accuracy_ratio/gaussian_0.1"),
+            table.contains(&MetricId::TstrPerturbedAccuracyRatio.detailed("gaussian_0.1")),
             "perturbation rows are listed"
         );
         // Six-axis table: one section per fraction, three families in each.
@@ -478,7 +503,7 @@ fn a_missing_logbook_or_one_without_study_runs_is_refused_by_name() {
     let other = dir.path().join("field.sqlite");
     let logbook = Logbook::open(&other).unwrap();
     let run_id = logbook.start_run("evaluate", None, &serde_json::json!({})).unwrap();
-    logbook.finish_run(&run_id, &[metric("fidelity", "precision", 0.5, 0.1, 10)]).unwrap();
+    logbook.finish_run(&run_id, &[metric(MetricId::Precision, 0.5, 0.1, 10)]).unwrap();
     let err = write_report(&other, &dir.path().join("report"))
         .map(|()| "written".to_owned())
         .unwrap_or_else(|err| err.to_string());
@@ -520,4 +545,123 @@ fn an_earlier_report_is_replaced_whole_and_a_foreign_folder_never() {
         std::fs::read_to_string(foreign.join("field-notes.txt")).unwrap_or_default(),
         "do not delete"
     );
+}
+
+#[test]
+fn synth_train_report_writes_the_report_and_names_both_files() {
+    let study = build_study(Scenario::Mixed);
+    let output = Command::new(env!("CARGO_BIN_EXE_synth-train"))
+        .arg("report")
+        .arg("--db")
+        .arg(study.db())
+        .arg("--out")
+        .arg(study.out())
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run synth-train: {err}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "synth-train report failed: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!(
+            "report: {} and {}\n",
+            study.out().join("report.html").display(),
+            study.out().join("report.md").display()
+        )
+    );
+    let markdown = std::fs::read_to_string(study.out().join("report.md")).unwrap();
+    assert!(markdown.contains("clinic/vae/f1/s1"), "{markdown}");
+
+    let missing = study.dir.path().join("nowhere.sqlite");
+    let output = Command::new(env!("CARGO_BIN_EXE_synth-train"))
+        .arg("report")
+        .arg("--db")
+        .arg(&missing)
+        .arg("--out")
+        .arg(study.dir.path().join("elsewhere"))
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run synth-train: {err}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("nowhere.sqlite") && stderr.contains("no such file"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn samples_outside_the_study_folder_are_never_read_or_copied() {
+    let study = build_study(Scenario::Mixed);
+    let study_dir = study.dir.path().join("study");
+    let real_path = study.dir.path().join("data").join("clinic.csv");
+    // Beside the study folder: a grid of another size, and rows that would show in marginals.
+    write(&study.dir.path().join("outside.png"), &grid_png(7, 5, 1));
+    write(&study.dir.path().join("outside.csv"), table_csv(45, 500.0).as_bytes());
+    let mut hostile = vec![
+        ("leaves/gan/f0.5/s0", "image", "/etc/passwd".to_owned()),
+        ("leaves/gan/f1/s0", "image", "../outside.png".to_owned()),
+        ("leaves/vae/f1/s0", "image", "samples/../../outside.png".to_owned()),
+        ("clinic/gan/f1/s0", "tabular", "/etc/passwd".to_owned()),
+        ("clinic/ddpm/f1/s0", "tabular", "../outside.csv".to_owned()),
+    ];
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("../../outside.png", study_dir.join("samples/link.png"))
+            .unwrap();
+        hostile.push(("leaves/ddpm/f1/s0", "image", "samples/link.png".to_owned()));
+    }
+    // A cell run again counts once, the later run: these replace the cells' first runs.
+    let logbook = Logbook::open(&study.db()).unwrap();
+    for (cell, modality, samples) in &hostile {
+        let params = cell_params(cell, modality, samples, &real_path, false);
+        let run_id = logbook.start_run("study", None, &params).unwrap();
+        let parts: Vec<&str> = cell.split('/').collect();
+        let fraction: f64 = parts[2].trim_start_matches('f').parse().unwrap();
+        logbook.finish_run(&run_id, &cell_metrics(Scenario::Mixed, parts[1], fraction, 0)).unwrap();
+    }
+    drop(logbook);
+
+    let written = report(&study);
+    let copied: Vec<String> = std::fs::read_dir(study.out().join("samples"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let image_cells = hostile.iter().filter(|(_, modality, _)| *modality == "image").count();
+    assert_eq!(
+        copied.len(),
+        FAMILIES.len() * FRACTIONS.len() - image_cells,
+        "only the grids inside the study folder are copied: {copied:?}"
+    );
+    for name in ["passwd", "outside.png", "link.png"] {
+        assert!(!copied.iter().any(|copy| copy == name), "{name} was copied: {copied:?}");
+    }
+    let pngs = data_uris(&written.html, "image/png");
+    assert_eq!(pngs.len(), copied.len(), "only the grids inside are embedded");
+    for bytes in &pngs {
+        let reader = png::Decoder::new(std::io::Cursor::new(bytes.as_slice())).read_info().unwrap();
+        assert_eq!((reader.info().width, reader.info().height), (40, 30), "a grid from outside");
+    }
+    for text in [&written.html, &written.markdown] {
+        assert!(!text.contains("root:x:0"), "/etc/passwd reached the report");
+    }
+    // Each refused file is named with the reason, in the grids' and the marginals' notes.
+    let expected = [
+        "Sample grids not shown: ",
+        "/etc/passwd: is an absolute path; the report reads only files inside the study folder",
+        "../outside.png: leads out of the study folder",
+        "samples/../../outside.png: leads out of the study folder",
+        "gan's samples could not be read: /etc/passwd: is an absolute path",
+        "ddpm's samples could not be read: ../outside.csv: leads out of the study folder",
+    ];
+    for part in expected {
+        assert!(written.markdown.contains(part), "report.md does not say `{part}`");
+    }
+    #[cfg(unix)]
+    assert!(written.markdown.contains("samples/link.png: resolves to"), "{}", written.markdown);
+    // The marginals still draw the real data and vae's samples, the ones inside.
+    let marginal_svg = std::fs::read_dir(study.out().join("plots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.to_string_lossy().contains("clinic-marginal-1-"))
+        .expect("the clinic marginals are drawn");
+    let svg = std::fs::read_to_string(marginal_svg).unwrap();
+    let legend = |name: &str| svg.contains(&format!(">\n{name}\n</text>"));
+    assert!(legend("real") && legend("vae") && !legend("gan") && !legend("ddpm"), "{svg}");
 }
