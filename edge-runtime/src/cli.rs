@@ -38,6 +38,16 @@ pub enum Command {
     /// List every figure the assessment, generation, bench and study report: axis, direction,
     /// whether a release policy may bound it, what it measures.
     Metrics(commands::metrics::MetricsArgs),
+    /// Moved: the study report is `synth-train report` on the workstation.
+    #[command(hide = true)]
+    Report(MovedArgs),
+}
+
+/// Whatever was given to a command that moved.
+#[derive(Debug, Args)]
+pub struct MovedArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
 }
 
 /// How to run a bundle.
@@ -193,5 +203,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Hub(args) => commands::hub::run(&args),
         Command::Log(args) => commands::log::run(&args),
         Command::Metrics(args) => commands::metrics::run(&args),
+        Command::Report(_) => anyhow::bail!(
+            "the study report is built on the workstation now (it draws charts the field binary \
+             does not carry): run `synth-train report --db DIR/study.sqlite --out DIR/report`"
+        ),
     }
 }

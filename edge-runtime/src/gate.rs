@@ -60,7 +60,8 @@ impl Policy {
             let Some(id) =
                 catalogue::gateable().find(|spec| spec.name == metric).map(|spec| spec.id)
             else {
-                let known: Vec<&str> = catalogue::gateable().map(|spec| spec.name).collect();
+                let mut known: Vec<&str> = catalogue::gateable().map(|spec| spec.name).collect();
+                known.sort_unstable();
                 return Err(invalid(format!(
                     "`{key}` bounds an unknown figure `{metric}`; known: {}",
                     known.join(", ")
@@ -84,10 +85,13 @@ impl Policy {
         axes
     }
 
-    /// Checks every rule; a figure that could not be computed fails its rule.
+    /// Checks every rule, in the order of the figures' names; a figure that could not be
+    /// computed fails its rule.
     pub fn judge(&self, assessment: &Assessment) -> Verdict {
         let mut verdict = Verdict::default();
-        for (metric, bound) in &self.rules {
+        let mut rules: Vec<(&MetricId, &Bound)> = self.rules.iter().collect();
+        rules.sort_by_key(|(metric, _)| metric.name());
+        for (metric, bound) in rules {
             let line = match (assessment.get(metric.name()), bound) {
                 (Some(figure), Bound::Max(limit)) => (
                     figure.value <= *limit,

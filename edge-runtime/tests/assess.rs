@@ -568,3 +568,10 @@ fn the_metrics_command_prints_the_catalogue() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(CATALOGUE.iter().all(|spec| text.contains(spec.name)), "{text}");
 }
+
+#[test]
+fn the_moved_report_command_says_where_it_went() {
+    let output = synth_edge(&["report", "--db", "study/study.sqlite", "--out", "study/report"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("synth-train report"), "{stderr}");
+}

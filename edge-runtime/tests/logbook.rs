@@ -223,7 +223,8 @@ fn recent_runs_are_newest_first_with_one_headline_per_axis() {
         .iter()
         .map(|metric| format!("{}/{}", metric.axis, metric.name))
         .collect();
-    assert_eq!(headline, ["fidelity/ks_mean", "efficiency/samples_per_second", "privacy/dcr_p05"]);
+    let speed = format!("{}/{}", Axis::Efficiency, MetricId::SamplesPerSecond);
+    assert_eq!(headline, ["fidelity/ks_mean".to_owned(), speed, "privacy/dcr_p05".to_owned()]);
     assert_eq!(recent[0].n_metrics, 4);
     let found = logbook.find_run(&ids[0][..8]).unwrap().map(|run| run.id);
     assert_eq!(found.as_deref(), Some(ids[0].as_str()));
@@ -435,7 +436,7 @@ fn generate_with_db_logs_its_runs_and_log_lists_them() {
     assert!(
         lines[2].starts_with(&done.id[..8])
             && lines[2].contains("done")
-            && lines[2].contains("efficiency/samples_per_second"),
+            && lines[2].contains(&format!("{}/{}", Axis::Efficiency, MetricId::SamplesPerSecond)),
         "{listing}"
     );
     assert!(lines[2].contains(&sha[..12]), "{listing}");
@@ -445,7 +446,7 @@ fn generate_with_db_logs_its_runs_and_log_lists_them() {
     assert!(
         detail.contains(&done.id)
             && detail.contains("\"seed\": 3")
-            && detail.contains("efficiency/ms_per_sample"),
+            && detail.contains(&format!("{}/{}", Axis::Efficiency, MetricId::MsPerSample)),
         "{detail}"
     );
     let output = synth_edge(&["log", "--db", text(&dir.path().join("typo.sqlite"))]);
@@ -454,4 +455,33 @@ fn generate_with_db_logs_its_runs_and_log_lists_them() {
             && String::from_utf8_lossy(&output.stderr).contains("no logbook there")
     );
     assert!(!dir.path().join("typo.sqlite").exists(), "log never creates a logbook");
+}
+
+/// A metric row on an axis this version does not know (put there by another program) is not
+/// read, and every other row still is.
+#[test]
+fn a_stored_metric_on_an_unknown_axis_does_not_break_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logbook.sqlite");
+    let logbook = open(&db);
+    let run = logbook.start_run("generate", None, &serde_json::json!({})).unwrap();
+    logbook.finish_run(&run, &sample_metrics()).unwrap();
+    {
+        let raw = rusqlite::Connection::open(&db).unwrap();
+        raw.execute(
+            "INSERT INTO metrics (run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, 'speed', 'x', 1, 0, 2, 3)",
+            [&run],
+        )
+        .unwrap();
+    }
+    let logbook = open(&db);
+    let expected: Vec<String> = sample_metrics().iter().map(|metric| metric.name.clone()).collect();
+    let names =
+        |metrics: &[Metric]| metrics.iter().map(|metric| metric.name.clone()).collect::<Vec<_>>();
+    let runs = logbook.runs().unwrap();
+    assert_eq!(names(&runs[0].metrics), expected);
+    assert_eq!(names(&logbook.find_run(&run).unwrap().unwrap().metrics), expected);
+    assert_eq!(logbook.recent_runs(5).unwrap()[0].n_metrics, expected.len());
+    let pending = logbook.pending_rows(10, false).unwrap();
+    assert!(pending.metrics.iter().all(|metric| metric.name != "x"), "{:?}", pending.metrics);
 }

@@ -482,15 +482,26 @@ fn a_corrupt_or_truncated_batch_file_is_rejected_whole() {
     let orphan_batch = Batch::new(edge.device_id(), orphan_rows).unwrap();
     std::fs::write(&orphan, orphan_batch.encode().unwrap()).unwrap();
 
+    // A correct checksum over a metric on an axis this version does not know.
+    let mut document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    document["payload"]["metrics"][0]["axis"] = serde_json::json!("speed");
+    let payload = serde_json::to_string(&document["payload"]).unwrap();
+    document["payload_sha256"] = serde_json::json!(hex::encode(Sha256::digest(payload.as_bytes())));
+    let unknown_axis = site.path("unknown-axis.json");
+    std::fs::write(&unknown_axis, serde_json::to_string(&document).unwrap()).unwrap();
+
     let hub = open(&hub_db);
     for (damaged, expected) in [
         (&flipped, "SHA-256"),
         (&truncated, "not a readable"),
         (&orphan, "not a done or failed run"),
+        (&unknown_axis, "unknown variant `speed`"),
     ] {
         let files = [good.clone(), vec![damaged.clone()]].concat();
-        let message =
-            sync::import_files(&hub, &files).err().map(|err| err.to_string()).unwrap_or_default();
+        let message = sync::import_files(&hub, &files)
+            .err()
+            .map(|err| edge_runtime::error::chain(&err))
+            .unwrap_or_default();
         assert!(
             message.contains(text(damaged))
                 && message.contains(expected)

@@ -165,7 +165,8 @@ impl FitArgs {
         })
     }
 
-    /// The arguments that give back `settings`: `FitArgs::from_settings(s).to_settings() == s`.
+    /// The arguments that give back `settings`: `FitArgs::from_settings(s).to_settings() == s`
+    /// (an expected header of no columns, which no CSV can match, reads back as none).
     pub fn from_settings(settings: &FitSettings) -> FitArgs {
         let options = &settings.data_options;
         FitArgs {
@@ -189,14 +190,17 @@ impl FitArgs {
     }
 
     /// These arguments as a `synth-train fit` command line (without the program name), for the
-    /// study's training processes. Numbers are written so that they parse back to the same
-    /// value (Rust's shortest round-trip form).
+    /// study's training processes. Every value is joined to its flag (`--label=-dose`), so one
+    /// that starts with `-` is not taken for a flag; paths stay `OsString`s; numbers are written
+    /// in Rust's shortest round-trip form, so they parse back to the same value.
     pub fn to_command_line(&self) -> Vec<OsString> {
-        let mut line: Vec<OsString> = vec!["fit".into(), "--data".into(), self.data.clone().into()];
-        let mut flag = |name: &str, value: String| {
-            line.push(format!("--{name}").into());
-            line.push(value.into());
+        let joined = |name: &str, value: &std::path::Path| {
+            let mut arg = OsString::from(format!("--{name}="));
+            arg.push(value);
+            arg
         };
+        let mut line: Vec<OsString> = vec!["fit".into(), joined("data", &self.data)];
+        let mut flag = |name: &str, value: String| line.push(format!("--{name}={value}").into());
         if let Some(label) = &self.label {
             flag("label", label.clone());
         }
@@ -223,8 +227,7 @@ impl FitArgs {
         if let Some(train_seed) = self.train_seed {
             flag("train-seed", train_seed.to_string());
         }
-        line.push("--out".into());
-        line.push(self.out.clone().into());
+        line.push(joined("out", &self.out));
         if self.force {
             line.push("--force".into());
         }
@@ -327,16 +330,17 @@ mod tests {
         check_round_trip(&plain);
         // Every optional field set, awkward numbers and names included.
         let full = FitSettings {
-            data: PathBuf::from("data dir/breast cancer.csv"),
+            data: PathBuf::from("-data dir/breast cancer.csv"),
             data_options: DataOptions {
-                label: Some("diagnosis".to_owned()),
+                label: Some("-diagnosis".to_owned()),
                 image_shape: Some(ImageShape { channels: 3, height: 32, width: 16 }),
                 missing: Some(MissingPolicy::Impute),
                 kinds: BTreeMap::from([
                     ("plot=id".to_owned(), ColumnKind::Categorical),
+                    ("-1".to_owned(), ColumnKind::Numeric),
                     ("yield".to_owned(), ColumnKind::Numeric),
                 ]),
-                expect_header: Some(vec!["a, b".to_owned(), "diagnosis".to_owned()]),
+                expect_header: Some(vec!["a, b".to_owned(), "-diagnosis".to_owned()]),
             },
             family: Family::Ddpm,
             split: SplitSpec::new(7, 0.1 + 0.2, 1.0 / 3.0).unwrap(),

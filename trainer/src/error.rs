@@ -52,6 +52,19 @@ pub enum Error {
     #[error("report {path}: {message}")]
     Report { path: PathBuf, message: String },
 
+    /// A study run whose params are not a study cell's.
+    #[error(
+        "report {path}: study run {run_id}: its params are not a study cell's; expected the fields \
+         `synth-train study` records (cell, dataset, data_path, label, family, fraction, seed, \
+         samples, ...)"
+    )]
+    CellParams {
+        path: PathBuf,
+        run_id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// Settings that cannot work, caught before any training starts.
     #[error("{0}")]
     Invalid(String),

@@ -402,9 +402,10 @@ impl Logbook {
         let mut metrics_by_run: HashMap<String, Vec<Metric>> = HashMap::new();
         let mut statement = self
             .connection
-            .prepare(
-                "SELECT run_id, axis, name, value, ci_low, ci_high, n FROM metrics ORDER BY rowid",
-            )
+            .prepare(&format!(
+                "SELECT run_id, {METRIC_COLUMNS} FROM metrics WHERE {} ORDER BY rowid",
+                known_axes()
+            ))
             .map_err(|err| self.failure(context, err))?;
         let rows = statement
             .query_map([], |row| Ok((row.get::<_, String>(0)?, metric_from_row(row, 1)?)))
@@ -476,7 +477,10 @@ impl Logbook {
         let context = || format!("reading the metrics of run {run_id}");
         let mut statement = self
             .connection
-            .prepare_cached("SELECT axis, name, value, ci_low, ci_high, n FROM metrics WHERE run_id = ?1 ORDER BY rowid")
+            .prepare_cached(&format!(
+                "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ?1 AND {} ORDER BY rowid",
+                known_axes()
+            ))
             .map_err(|err| self.failure(context(), err))?;
         statement
             .query_map([run_id], |row| metric_from_row(row, 0))
@@ -563,6 +567,22 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         message,
         metrics: Vec::new(),
     })
+}
+
+/// The columns [`metric_from_row`] reads, in its order.
+const METRIC_COLUMNS: &str = "axis, name, value, ci_low, ci_high, n";
+
+/// The SQL condition `axis IN ('fidelity', …, 'training')`. The logbook only stores metrics on
+/// these axes (`Metric.axis` is an [`Axis`](crate::metrics::Axis), and a sync batch naming
+/// another is refused whole); a row on another axis, written into the file by some other
+/// program, is not read rather than failing every read of the logbook.
+fn known_axes() -> String {
+    let names: Vec<String> = crate::metrics::Axis::ALL
+        .into_iter()
+        .chain([crate::metrics::Axis::Training])
+        .map(|axis| format!("'{axis}'"))
+        .collect();
+    format!("axis IN ({})", names.join(", "))
 }
 
 fn metric_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Metric> {

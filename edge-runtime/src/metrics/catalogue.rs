@@ -230,7 +230,8 @@ const fn shown(flags: &[Flag]) -> Shown {
 }
 
 /// One line per metric: `Id: "name", Axis, direction, Source, [flags], "description";`. The
-/// order is the order of tables and reports.
+/// order is the study report's (its full tables, summary columns and charts) and the README's;
+/// `evaluate` lists figures as it computes them, grouped by axis.
 macro_rules! catalogue {
     ($($id:ident: $name:literal, $axis:ident, $direction:expr, $source:ident,
        [$($flag:ident),*], $description:literal;)+) => {
@@ -280,13 +281,13 @@ catalogue! {
     ClassBalanceTv: "class_balance_tv", Diversity, Lower, Assessment, [Gate, Score],
         "total variation distance between the real and synthetic label distributions";
     SamplesPerSecond: "samples_per_second", Efficiency, Higher, Generation, [Score, Log, Chart],
-        "synthetic samples generated per second (bootstrap over batches)";
+        "synthetic samples generated per second";
     MsPerSample: "ms_per_sample", Efficiency, Lower, Generation, [],
         "milliseconds per generated sample";
     P50Ms: "p50_ms", Efficiency, Lower, Bench, [],
         "median latency of one generation call at a configuration, in milliseconds";
     PeakRssMb: "peak_rss_mb", Efficiency, Lower, Bench, [],
-        "peak resident memory of the benchmark process, in MB";
+        "peak resident memory of the benchmark process, in MiB";
     BundleSizeKib: "bundle_size_kib", Efficiency, Lower, Bench, [],
         "size of the bundle's files, in KiB";
     TstrAccuracy: "tstr_accuracy", Utility, Higher, Assessment, [Gate, Score, Chart],

@@ -119,9 +119,8 @@ impl Study {
         let mut cell_runs = Vec::new();
         let mut done: Vec<(CellParams, Vec<Metric>)> = Vec::new();
         for run in runs.into_iter().filter(|run| run.kind == STUDY_RUN_KIND) {
-            let params: CellParams = serde_json::from_value(run.params).map_err(|err| Error::Report {
-                path: db.to_owned(),
-                message: format!("study run {}: its params are not a study cell's ({err}); expected the fields `synth-train study` records (cell, dataset, data_path, label, family, fraction, seed, samples, ...)", run.id),
+            let params: CellParams = serde_json::from_value(run.params).map_err(|source| {
+                Error::CellParams { path: db.to_owned(), run_id: run.id.clone(), source }
             })?;
             if !params.fraction.is_finite() {
                 return Err(Error::Report {
