@@ -360,11 +360,6 @@ impl MetricId {
         format!("{}/{detail}", self.name())
     }
 
-    /// The stored name of this figure at one benchmark configuration: `name.configuration`.
-    pub fn configured(self, configuration: &str) -> String {
-        format!("{}.{configuration}", self.name())
-    }
-
     /// The metric with exactly this catalogue name (no detail).
     pub fn from_name(name: &str) -> Option<MetricId> {
         CATALOGUE.iter().find(|spec| spec.name == name).map(|spec| spec.id)
