@@ -12,6 +12,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod gate;
+pub mod keys;
 pub mod logbook;
 pub mod memory;
 pub mod metrics;
