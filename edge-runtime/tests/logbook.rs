@@ -275,7 +275,9 @@ fn check_after_crash(db: &Path, kill: usize) -> (usize, usize) {
                 );
                 counts.0 += 1;
             }
-            RunStatus::Running => {
+            // A killed writer's run is still running, or interrupted once a reader found its
+            // process gone.
+            RunStatus::Running | RunStatus::Interrupted => {
                 assert!(
                     run.metrics.is_empty(),
                     "after kill {kill}: running run {} has metrics",

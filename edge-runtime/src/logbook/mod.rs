@@ -41,6 +41,9 @@ pub enum RunStatus {
     Running,
     Done,
     Failed,
+    /// The process running it ended without settling it (killed, power cut); found when the
+    /// logbook was next opened.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -49,10 +52,11 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Done => "done",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 
-    /// Done and failed runs never change again; only they are marked synced.
+    /// Done, failed and interrupted runs never change again; only they are marked synced.
     pub fn is_settled(self) -> bool {
         self != RunStatus::Running
     }
@@ -72,7 +76,10 @@ impl FromStr for RunStatus {
             "running" => Ok(RunStatus::Running),
             "done" => Ok(RunStatus::Done),
             "failed" => Ok(RunStatus::Failed),
-            other => Err(format!("unknown run status `{other}`; expected running, done or failed")),
+            "interrupted" => Ok(RunStatus::Interrupted),
+            other => Err(format!(
+                "unknown run status `{other}`; expected running, done, failed or interrupted"
+            )),
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - `devices`: every device whose runs this logbook holds (its own, and on a hub, the edges').
 //! - `this_device`: one row naming this logbook's own device.
 //! - `models`: bundles by the SHA-256 of their `model.onnx`, with the manifest as JSON.
-//! - `runs`: one row per command run, `running` until it is settled as `done` or `failed`.
+//! - `runs`: one row per command run, `running` until it is settled as `done` or `failed`, or
+//!   found `interrupted` (its process gone) when the logbook is next opened; `process` names the
+//!   process of a running run on this device.
 //! - `metrics`: the figures of a run, one per `(run_id, axis, name)`.
 //! - `synced`: rows this logbook has handed to a hub, and the batch that carried them.
 
@@ -19,7 +21,8 @@ use crate::error::{Error, Result};
 
 /// Each entry moves the schema from version `index` to `index + 1`. Never edit one that has
 /// shipped: add a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE devices (
     id          TEXT PRIMARY KEY NOT NULL,
     hostname    TEXT NOT NULL,
@@ -69,7 +72,48 @@ CREATE TABLE synced (
     synced_at     TEXT NOT NULL,
     PRIMARY KEY (row_kind, row_key)
 );
-"#];
+"#,
+    // 2: runs may be `interrupted` (the process that ran one is gone), and a running run names its
+    // process (`process`, opaque to SQL: the pid and the process's start time) so the next open can
+    // tell. SQLite cannot change a CHECK in place: runs is rebuilt, and metrics with it (children
+    // first, so dropping the old tables never leaves a dangling reference; renaming runs_v2 rewrites
+    // metrics_v2's reference to it).
+    r#"
+CREATE TABLE runs_v2 (
+    id           TEXT PRIMARY KEY NOT NULL,
+    device_id    TEXT NOT NULL REFERENCES devices (id),
+    model_id     TEXT REFERENCES models (sha256),
+    kind         TEXT NOT NULL,
+    params       TEXT NOT NULL CHECK (json_valid(params)),
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    status       TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'interrupted')),
+    message      TEXT,
+    process      TEXT,
+    CHECK ((status = 'running') = (finished_at IS NULL))
+);
+INSERT INTO runs_v2 (id, device_id, model_id, kind, params, started_at, finished_at, status, message)
+    SELECT id, device_id, model_id, kind, params, started_at, finished_at, status, message FROM runs;
+
+CREATE TABLE metrics_v2 (
+    run_id   TEXT NOT NULL REFERENCES runs_v2 (id),
+    axis     TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    value    REAL NOT NULL,
+    ci_low   REAL NOT NULL,
+    ci_high  REAL NOT NULL,
+    n        INTEGER NOT NULL CHECK (n >= 0),
+    PRIMARY KEY (run_id, axis, name)
+);
+INSERT INTO metrics_v2 SELECT run_id, axis, name, value, ci_low, ci_high, n FROM metrics;
+
+DROP TABLE metrics;
+DROP TABLE runs;
+ALTER TABLE runs_v2 RENAME TO runs;
+ALTER TABLE metrics_v2 RENAME TO metrics;
+CREATE INDEX runs_by_start ON runs (started_at);
+"#,
+];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
