@@ -37,6 +37,7 @@ fn train_export_sample_evaluate_log_sync_import() {
         device: DeviceChoice::Cpu,
         out: bundle_dir.clone(),
         replace: false,
+        sign_key: None,
     };
     let outcome = fit(&settings, &mut Quiet).unwrap();
     assert!(
@@ -73,10 +74,14 @@ fn train_export_sample_evaluate_log_sync_import() {
 
     let stick = dir.path().join("stick");
     std::fs::create_dir(&stick).unwrap();
-    let report =
-        edge_runtime::sync::write_to_dir(&edge, &stick, 100, &AtomicBool::new(false)).unwrap();
-    assert_eq!(report.settled_runs, 1);
+    // The device is enrolled at the hub first; its batch files are signed with its key.
     let hub = Logbook::open(&dir.path().join("hub.sqlite")).unwrap();
+    let device_key = edge_runtime::keys::SecretKey::generate().unwrap();
+    hub.enroll_device("field-1", &device_key.public(), None, false, || Ok(())).unwrap();
+    let report =
+        edge_runtime::sync::write_to_dir(&edge, &device_key, &stick, 100, &AtomicBool::new(false))
+            .unwrap();
+    assert_eq!(report.settled_runs, 1);
     edge_runtime::sync::import_files(&hub, &report.files).unwrap();
     let runs = hub.runs().unwrap();
     assert_eq!(runs.len(), 1);

@@ -54,7 +54,13 @@ fn main() {
         (Rows::new(&train, DIM), Rows::new(&holdout, DIM), Rows::new(&synthetic, DIM));
     let threads = rayon::current_num_threads();
     // One warm-up pass (thread pool, page faults), then the median of three timed runs each.
-    let figures = neighbour_metrics(train, holdout, synthetic, 5, 0, 0);
+    let figures = match neighbour_metrics(train, holdout, synthetic, 5, 0, 0) {
+        Ok(figures) => figures,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(1);
+        }
+    };
     let median_seconds = |replicates: usize| {
         let mut times: Vec<f64> = (0..3)
             .map(|_| {

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::engine::EngineKind;
+use crate::metrics::{intervals, knn};
 use crate::sampler::SamplerKind;
 
 #[derive(Debug, Parser)]
@@ -58,25 +59,51 @@ pub struct EngineArgs {
     /// with that provider).
     #[arg(long, default_value = "tract", value_parser = parse_engine)]
     pub engine: EngineKind,
-    /// Worker threads for inference (0: all cores).
-    #[arg(long, default_value_t = 0)]
+    /// Worker threads for inference, 0 to 1024 (0: all cores).
+    #[arg(long, default_value_t = 0, value_parser = count_in::<0, MAX_THREADS>)]
     pub threads: usize,
 }
 
 /// How to sample from a bundle.
 #[derive(Debug, Args, Clone)]
 pub struct SamplingArgs {
-    /// Diffusion sampling steps (default: all training steps for ddpm, 50 for ddim).
-    #[arg(long)]
+    /// Diffusion sampling steps, at most the bundle's training steps (default: all training
+    /// steps for ddpm, 50 for ddim).
+    #[arg(long, value_parser = count_in::<1, MAX_STEPS>)]
     pub steps: Option<usize>,
     /// Diffusion sampler.
     #[arg(long, default_value = "ddpm", value_parser = parse_sampler)]
     pub sampler: SamplerKind,
-    /// Samples per engine call.
-    #[arg(long, default_value_t = 256)]
+    /// Samples per engine call, 1 to 65536.
+    #[arg(long, default_value_t = 256, value_parser = count_in::<1, MAX_BATCH>)]
     pub batch: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+/// Which bundles to accept.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TrustArgs {
+    /// Accept only bundles signed by this public key (`trainer.pub` from `synth-train keygen`);
+    /// repeat to trust several, e.g. the old and the new key while rotating. Without it, any
+    /// bundle with an intact seal is accepted.
+    #[arg(long = "trust", value_name = "FILE", requires = "model")]
+    pub trust: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    /// What a bundle must show: the keys read from their files, or an intact seal alone.
+    pub fn to_trust(&self) -> crate::Result<crate::bundle::Trust> {
+        if self.trust.is_empty() {
+            return Ok(crate::bundle::Trust::Sealed);
+        }
+        let keys = self
+            .trust
+            .iter()
+            .map(|path| crate::keys::PublicKey::read(path))
+            .collect::<crate::Result<_>>()?;
+        Ok(crate::bundle::Trust::SignedBy(keys))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -84,8 +111,8 @@ pub struct GenerateArgs {
     /// The bundle folder (model.onnx + manifest.json).
     #[arg(long)]
     pub model: PathBuf,
-    /// Number of samples.
-    #[arg(long)]
+    /// Number of samples, 1 to 10,000,000 (and as many as fit the memory budget).
+    #[arg(long, value_parser = count_in::<1, MAX_SAMPLES>)]
     pub n: usize,
     /// Output: a CSV for tables; for images a folder of PNGs (or a .csv of pixels).
     #[arg(long)]
@@ -100,6 +127,8 @@ pub struct GenerateArgs {
     pub balanced: bool,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Release gate: a policy (TOML, e.g. `max_mia_auc = 0.6`) the batch must pass against the
     /// real data given with --real; otherwise nothing is written and the exit code is 3.
     #[arg(long, requires = "real")]
@@ -124,8 +153,8 @@ pub struct EvaluateArgs {
     /// The real data the bundle was trained on; its train / hold-out split is re-derived.
     #[arg(long)]
     pub real: Option<PathBuf>,
-    /// Samples to generate (with --model).
-    #[arg(long, default_value_t = 1000)]
+    /// Samples to generate (with --model), 1 to 10,000,000.
+    #[arg(long, default_value_t = 1000, value_parser = count_in::<1, MAX_SAMPLES>)]
     pub n: usize,
     /// The real train part (what the generator learnt from).
     #[arg(long)]
@@ -145,11 +174,15 @@ pub struct EvaluateArgs {
     /// Seed of generation, bootstrap resampling and every randomised figure.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Neighbours of the k-NN figures.
-    #[arg(long, default_value_t = 5)]
+    /// Neighbours of the k-NN figures, 1 to 16 (and fewer than the rows of each set).
+    #[arg(long, default_value_t = 5, value_parser = count_in::<1, { knn::MAX_K }>)]
     pub k: usize,
-    /// Bootstrap replicates per interval.
-    #[arg(long, default_value_t = 200)]
+    /// Bootstrap replicates per interval, 1 to 100,000.
+    #[arg(
+        long,
+        default_value_t = 200,
+        value_parser = count_in::<1, { intervals::MAX_REPLICATES }>
+    )]
     pub bootstrap: usize,
     /// Write the figures as JSON here.
     #[arg(long)]
@@ -159,6 +192,8 @@ pub struct EvaluateArgs {
     pub db: Option<PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Debug, Args)]
@@ -167,25 +202,51 @@ pub struct BenchArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Timed repetitions per configuration.
-    #[arg(long, default_value_t = 50)]
+    /// Timed repetitions per configuration, 1 to 10,000 (timing stops after about two seconds
+    /// once three are done).
+    #[arg(long, default_value_t = 50, value_parser = count_in::<1, MAX_REPEATS>)]
     pub repeats: usize,
-    /// Diffusion step counts to measure (default: 10, 50 and all training steps).
-    #[arg(long, value_delimiter = ',')]
+    /// Diffusion step counts to measure, at most 16 of them (default: 10, 50 and all training
+    /// steps; each is capped at the training steps).
+    #[arg(long, value_delimiter = ',', value_parser = count_in::<1, MAX_STEPS>)]
     pub steps: Option<Vec<usize>>,
     /// Log the run and its figures in this logbook (created if missing).
     #[arg(long)]
     pub db: Option<PathBuf>,
 }
 
+/// The most samples one command generates; the sampler also bounds them by memory.
+pub const MAX_SAMPLES: usize = 10_000_000;
+/// The most inference worker threads.
+pub const MAX_THREADS: usize = 1024;
+/// The most samples per engine call.
+pub const MAX_BATCH: usize = 65_536;
+/// The most diffusion sampling steps a flag may ask for (a bundle's own count bounds it further).
+pub const MAX_STEPS: usize = 100_000;
+/// The most timed repetitions per benchmark configuration.
+pub const MAX_REPEATS: usize = 10_000;
+/// The most step counts one benchmark measures.
+pub const MAX_BENCH_STEP_COUNTS: usize = 16;
+
+/// A whole-number flag value in `MIN..=MAX`. clap names the flag and the value in its message;
+/// this says what it accepts.
+pub fn count_in<const MIN: usize, const MAX: usize>(text: &str) -> Result<usize, String> {
+    let expected = || format!("expected a whole number from {MIN} to {MAX}");
+    let value: usize = text.trim().parse().map_err(|_| expected())?;
+    if (MIN..=MAX).contains(&value) { Ok(value) } else { Err(expected()) }
+}
+
 fn parse_engine(text: &str) -> Result<EngineKind, String> {
     text.parse().map_err(|err: crate::Error| err.to_string())
 }
 
-fn parse_image_shape(text: &str) -> Result<models::ImageShape, String> {
+/// `HxW` or `HxWxC`, each side from 1 to [`MAX_IMAGE_SIDE`](models::image::MAX_IMAGE_SIDE).
+pub fn parse_image_shape(text: &str) -> Result<models::ImageShape, String> {
     text.parse().map_err(|err: models::Error| err.to_string())
 }
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use models::table::SchemaFile;
@@ -15,6 +15,10 @@ use models::{
 };
 
 use crate::error::{Error, Result};
+use crate::memory::MemoryBudget;
+
+/// The largest schema file read: a few lines of TOML, with room to spare.
+pub const MAX_SCHEMA_BYTES: u64 = 1 << 20;
 
 /// How to read a dataset; `None` fields fall back to the schema file, then to defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,24 +54,32 @@ pub fn schema_path(path: &Path) -> PathBuf {
     path.with_extension("schema.toml")
 }
 
+/// Reads a dataset: an image folder, or a CSV (a table, or flattened images) with its optional
+/// schema file beside it. A CSV is read whole, so its size is checked against the memory budget
+/// first; a schema file is at most [`MAX_SCHEMA_BYTES`].
 pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
     let metadata = fs::metadata(path).map_err(|err| Error::io(path, err))?;
     if metadata.is_dir() {
         return read_image_folder(path).map(Dataset::Images);
     }
     let schema_file = schema_path(path);
-    let schema = match fs::read_to_string(&schema_file) {
-        Ok(text) => SchemaFile::parse(&text, schema_file.as_path())?,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => SchemaFile::default(),
-        Err(err) => return Err(Error::io(&schema_file, err)),
+    let schema = match read_schema_text(&schema_file)? {
+        Some(text) => SchemaFile::parse(&text, schema_file.as_path())?,
+        None => SchemaFile::default(),
     };
     let label = options.label.clone().or_else(|| schema.label.clone()).ok_or_else(|| {
         Error::Invalid(format!(
-            "{}: no label column given; pass --label COLUMN or set `label` in {}",
+            "{}: no label column given; expected one from the command or `label = \"COLUMN\"` \
+             in {}",
             path.display(),
             schema_file.display()
         ))
     })?;
+    MemoryBudget::from_system().check(
+        &format!("reading {}", path.display()),
+        u128::from(metadata.len()),
+        "the size of the file (fewer rows)",
+    )?;
     let bytes = fs::read(path).map_err(|err| Error::io(path, err))?;
     if let Some(shape) = options.image_shape.or_else(|| schema.image_shape()) {
         return Ok(Dataset::Images(ImageSet::parse_pixel_csv(
@@ -85,6 +97,27 @@ pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
     table_options.kinds.extend(options.kinds.iter().map(|(name, kind)| (name.clone(), *kind)));
     table_options.expect_header = options.expect_header.clone();
     Ok(Dataset::Table(Table::parse_csv(&bytes, path, &table_options)?))
+}
+
+/// The text of the schema file at `path`, `None` when there is none; refused when larger than
+/// [`MAX_SCHEMA_BYTES`] (read through a bounded reader, so a file that grows is cut off too).
+fn read_schema_text(path: &Path) -> Result<Option<String>> {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io(path, err)),
+    };
+    let mut text = String::new();
+    file.take(MAX_SCHEMA_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|err| Error::io(path, err))?;
+    if text.len() as u64 > MAX_SCHEMA_BYTES {
+        return Err(Error::Invalid(format!(
+            "{}: is over {MAX_SCHEMA_BYTES} bytes; expected a schema file of a few lines",
+            path.display()
+        )));
+    }
+    Ok(Some(text))
 }
 
 /// Reads `root/<class>/*.png`; hidden entries and files at the top level are skipped; anything
@@ -158,4 +191,33 @@ pub fn make_readable(path: &Path) -> Result<()> {
             .map_err(|err| Error::io(path, err))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_error(csv: &str, schema: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.csv");
+        fs::write(&path, csv).unwrap();
+        fs::write(schema_path(&path), schema).unwrap();
+        crate::error::chain(&read_dataset(&path, &DataOptions::default()).unwrap_err())
+    }
+
+    #[test]
+    fn an_oversized_schema_file_is_refused_by_name_before_it_is_parsed() {
+        let mut schema = b"label = \"y\"\n".to_vec();
+        schema.resize(MAX_SCHEMA_BYTES as usize + 1, b'#');
+        let message = read_error("x,y\n1,a\n", &schema);
+        assert!(message.contains("data.schema.toml: is over 1048576 bytes"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_label_is_named_with_the_schema_file_and_no_flag() {
+        let message = read_error("x,y\n1,a\n", b"missing = \"impute\"\n");
+        assert!(message.contains("data.csv: no label column given"), "{message}");
+        assert!(message.contains("data.schema.toml"), "{message}");
+        assert!(!message.contains("--"), "{message}");
+    }
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 /// A cause from a library whose error type this crate does not name in its variants (tract's
-/// `anyhow` errors, ONNX Runtime, prost, csv, png, tiny_http).
+/// `anyhow` errors, ONNX Runtime, prost, csv, png).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,12 @@ pub enum Error {
     /// A sync was refused (a token, a batch, an answer that does not add up); retrying won't help.
     #[error("sync: {0}")]
     Sync(String),
+
+    /// A sync refused for who sent it or what it claims, with the HTTP status that says so: 401
+    /// (no credential the hub accepts), 403 (a credential that may not do this), 400 (a row that
+    /// is not valid), 411/413 (a body of unknown or excessive size). Retrying won't help.
+    #[error("sync: {message} ({status})")]
+    Refused { status: u16, message: String },
 
     /// A batch that is not valid JSON of the batch format; none of it was applied.
     #[error("sync: {origin}: {context}; the batch was rejected whole")]

@@ -3,21 +3,25 @@
 //! - tables → CSV with the original header, categories and labels by name, numbers with each
 //!   column's decimals (clamped to the observed range);
 //! - images → one PNG per sample in class folders plus `grid.png` (a row of samples per class),
-//!   or a pixel CSV like `digits.csv` when the output path ends in `.csv`.
+//!   or a pixel CSV like `digits.csv` when the output path ends in `.csv`. Folder names are made
+//!   from class names by [`class_folder_names`]: a class name never becomes a path.
 //!
 //! Files appear whole or not at all: a CSV through a temporary file and a rename, a folder
 //! through a staging folder and a rename.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use models::manifest::{Manifest, SchemaKind};
 use models::table::ColumnKind;
 use models::transform::{Encoder, PixelEncoder};
 use models::{Dataset, ImageSet, ImageShape, Table, TableOptions};
+use sha2::{Digest, Sha256};
 
 use crate::data::write_atomically;
 use crate::error::{Error, Result};
+use crate::memory::MemoryBudget;
 use crate::sampler::Samples;
 
 /// The samples as the CSV a user gets.
@@ -183,7 +187,7 @@ fn write_image_folder(
 ) -> Result<()> {
     if out.exists() && fs::read_dir(out).map_err(|err| Error::io(out, err))?.next().is_some() {
         return Err(Error::Invalid(format!(
-            "{}: already exists and is not empty; choose another --out",
+            "{}: already exists and is not empty; choose another output folder",
             out.display()
         )));
     }
@@ -196,11 +200,18 @@ fn write_image_folder(
         .tempdir_in(parent)
         .map_err(|err| Error::io(out, err))?;
     let shape = encoder.shape;
+    let folders = class_folder_names(&manifest.schema.classes)?;
     let mut per_class: Vec<Vec<usize>> = vec![Vec::new(); manifest.n_classes()];
     for (idx, (pixels, &label)) in
         samples.x.chunks_exact(samples.width).zip(&samples.labels).enumerate()
     {
-        let class_dir = staging.path().join(&manifest.schema.classes[label as usize]);
+        let folder = folders.get(label as usize).ok_or_else(|| {
+            Error::Invalid(format!(
+                "sample {idx} has class index {label}, but the model has {} classes",
+                folders.len()
+            ))
+        })?;
+        let class_dir = child_path(staging.path(), folder)?;
         fs::create_dir_all(&class_dir).map_err(|err| Error::io(&class_dir, err))?;
         let path = class_dir.join(format!("{idx:06}.png"));
         let png = encode_png(shape, &encoder.decode_to_u8(pixels), 1)?;
@@ -217,6 +228,73 @@ fn write_image_folder(
     crate::data::make_readable(&staged)?;
     fs::rename(&staged, out).map_err(|err| Error::io(out, err))?;
     Ok(())
+}
+
+/// The longest folder name made from a class name, before its hash suffix.
+const MAX_FOLDER_NAME: usize = 64;
+
+/// One folder name per class: class names are data, never paths. A name is kept when it is
+/// made only of `[A-Za-z0-9._-]`, is at most 64 bytes, does not start with a dot and is not
+/// `grid.png`; otherwise every other character becomes `_`, it is cut to 64 bytes and
+/// `-` and 8 hex digits of its SHA-256 are appended. Names that would meet (`a b` and `a_b`,
+/// or `Cat` and `cat` on a case-insensitive file system) all get the suffix, so no two classes
+/// share a folder.
+pub fn class_folder_names(classes: &[String]) -> Result<Vec<String>> {
+    let suffixed = |class: &str, base: &str| {
+        let digest = hex::encode(Sha256::digest(class.as_bytes()));
+        format!("{base}-{}", digest.get(..8).unwrap_or_default())
+    };
+    let bases: Vec<(String, bool)> = classes
+        .iter()
+        .map(|class| {
+            let mut base: String = class
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' }
+                })
+                .take(MAX_FOLDER_NAME)
+                .collect();
+            let kept =
+                base == *class && !base.starts_with('.') && !base.eq_ignore_ascii_case("grid.png");
+            if base.starts_with('.') || base.is_empty() {
+                base.insert(0, '_');
+            }
+            (base, kept)
+        })
+        .collect();
+    let mut lowercase_count: HashMap<String, usize> = HashMap::new();
+    for (base, _) in &bases {
+        *lowercase_count.entry(base.to_ascii_lowercase()).or_default() += 1;
+    }
+    let names: Vec<String> = classes
+        .iter()
+        .zip(bases)
+        .map(|(class, (base, kept))| {
+            let unique = lowercase_count.get(&base.to_ascii_lowercase()) == Some(&1);
+            if kept && unique { base } else { suffixed(class, &base) }
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for (class, name) in classes.iter().zip(&names) {
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(Error::Invalid(format!(
+                "class `{class}` would be written to the folder `{name}`, which another class already takes"
+            )));
+        }
+    }
+    Ok(names)
+}
+
+/// `dir/name`, refused unless `name` is one plain path component, so the path stays in `dir`.
+fn child_path(dir: &Path, name: &str) -> Result<PathBuf> {
+    let mut components = Path::new(name).components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(part)), None) if part == name => Ok(dir.join(part)),
+        _ => Err(Error::Invalid(format!(
+            "`{name}` is not a plain file name; refusing to write outside {}",
+            dir.display()
+        ))),
+    }
 }
 
 /// A PNG of one image given channel-major 8-bit values, each pixel repeated `scale` times.
@@ -262,11 +340,16 @@ pub fn grid_png(
     per_class: &[Vec<usize>],
     per_row: usize,
 ) -> Result<Vec<u8>> {
-    let scale = (32 / shape.height).max(1);
+    let scale = (32 / shape.height.max(1)).max(1);
     let (tile_h, tile_w, gap) = (shape.height * scale, shape.width * scale, 2);
     let rows = per_class.len().max(1);
     let (height, width) = (rows * (tile_h + gap) + gap, per_row * (tile_w + gap) + gap);
     let channels = shape.channels;
+    MemoryBudget::from_system().check(
+        &format!("the preview grid of {rows} classes × {per_row} images of {shape}"),
+        height as u128 * width as u128 * channels as u128,
+        "the number of classes or the image size, or write a pixel CSV instead",
+    )?;
     let mut canvas = vec![128_u8; height * width * channels];
     for (row, members) in per_class.iter().enumerate() {
         for (col, &idx) in members.iter().take(per_row).enumerate() {
@@ -284,4 +367,52 @@ pub fn grid_png(
         }
     }
     png_bytes(width, height, channels, &canvas)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folders(classes: &[&str]) -> Vec<String> {
+        let classes: Vec<String> = classes.iter().map(|&class| class.to_owned()).collect();
+        class_folder_names(&classes).unwrap()
+    }
+
+    #[test]
+    fn plain_class_names_are_kept() {
+        assert_eq!(folders(&["0", "cat", "Mindum-2.b_x"]), ["0", "cat", "Mindum-2.b_x"]);
+    }
+
+    #[test]
+    fn other_class_names_become_one_safe_component_with_a_hash() {
+        let hash = |text: &str| hex::encode(Sha256::digest(text.as_bytes()))[..8].to_owned();
+        let names =
+            folders(&["../../x", "/etc/x", "..", ".", "a b", "a_b", "grid.png", "Cat", "cat"]);
+        assert_eq!(
+            names,
+            [
+                format!("_.._.._x-{}", hash("../../x")),
+                format!("_etc_x-{}", hash("/etc/x")),
+                format!("_..-{}", hash("..")),
+                format!("_.-{}", hash(".")),
+                format!("a_b-{}", hash("a b")),
+                format!("a_b-{}", hash("a_b")),
+                format!("grid.png-{}", hash("grid.png")),
+                format!("Cat-{}", hash("Cat")),
+                format!("cat-{}", hash("cat")),
+            ]
+        );
+        for name in &names {
+            assert!(child_path(Path::new("/out"), name).unwrap().starts_with("/out"));
+        }
+        assert!(child_path(Path::new("/out"), "../x").is_err());
+        assert!(child_path(Path::new("/out"), "/etc").is_err());
+        assert!(child_path(Path::new("/out"), "..").is_err());
+    }
+
+    #[test]
+    fn long_class_names_are_cut() {
+        let names = folders(&[&"x".repeat(300)]);
+        assert_eq!(names[0].len(), MAX_FOLDER_NAME + 9);
+    }
 }

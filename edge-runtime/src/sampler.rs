@@ -11,8 +11,9 @@
 //!
 //! Every draw is indexed by sample, never by batch: `z`, `x_T` and each step's noise are drawn
 //! for all `n` samples in sample order from streams of the seed, so the output does not depend
-//! on `--batch`, the engine or the number of threads.
+//! on the samples per engine call, the engine or the number of threads.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use models::manifest::{Family, Manifest};
@@ -21,8 +22,9 @@ use models::schedule::NoiseSchedule;
 use models::transform::one_hot;
 
 use crate::bundle::Bundle;
-use crate::engine::{self, Engine, EngineKind, TensorIn};
+use crate::engine::{self, Engine, EngineKind, TensorIn, TensorOut};
 use crate::error::{Error, Result};
+use crate::memory::MemoryBudget;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SamplerKind {
@@ -108,10 +110,15 @@ pub struct Samples {
     pub batch_times: Vec<(usize, Duration)>,
 }
 
-/// A bundle's manifest and an engine ready to run it.
+/// A bundle's manifest and an engine ready to run it. Every output of the engine is checked
+/// against the manifest (shape, finite values) before it is used, and the tensors a request
+/// needs are checked against a memory budget before they are allocated.
 pub struct Generator {
     pub manifest: Manifest,
     engine: Box<dyn Engine>,
+    /// The bundle folder, named in errors about what its model produced.
+    bundle_dir: PathBuf,
+    budget: MemoryBudget,
 }
 
 impl std::fmt::Debug for Generator {
@@ -128,7 +135,15 @@ impl Generator {
         Ok(Generator {
             manifest: bundle.manifest.clone(),
             engine: engine::load(bundle, engine, threads)?,
+            bundle_dir: bundle.dir.clone(),
+            budget: MemoryBudget::from_system(),
         })
+    }
+
+    /// Replaces the memory budget (by default half the memory available).
+    pub fn with_memory_budget(mut self, budget: MemoryBudget) -> Generator {
+        self.budget = budget;
+        self
     }
 
     pub fn engine_kind(&self) -> EngineKind {
@@ -148,11 +163,16 @@ impl Generator {
 
     pub fn generate(&mut self, settings: &SampleSettings) -> Result<Samples> {
         if settings.n == 0 {
-            return Err(Error::Invalid("invalid --n 0: expected at least 1 sample".to_owned()));
+            return Err(Error::Invalid(
+                "cannot generate 0 samples: expected at least 1".to_owned(),
+            ));
         }
         if settings.batch == 0 {
-            return Err(Error::Invalid("invalid --batch 0: expected at least 1".to_owned()));
+            return Err(Error::Invalid(
+                "0 samples per engine call: expected at least 1".to_owned(),
+            ));
         }
+        self.check_memory(settings)?;
         let started = Instant::now();
         let labels = assign_labels(&self.manifest, settings)?;
         let n_classes = self.manifest.n_classes();
@@ -169,10 +189,82 @@ impl Generator {
         Ok(Samples { x, labels, width, elapsed: started.elapsed(), steps, batch_times })
     }
 
-    /// The per-sample shape of the graph's `x` (`[d]` or `[C, H, W]`).
+    /// The per-sample shape of the graph's `x` (`[d]` or `[C, H, W]`; the validated manifest
+    /// declares every dimension after the batch).
     fn sample_dims(&self) -> Vec<usize> {
-        let output = &self.manifest.graph.outputs[0];
-        output.shape.iter().skip(1).map(|dim| dim.unwrap_or(1)).collect()
+        let output = self.manifest.graph.outputs.first();
+        output
+            .map(|output| output.shape.iter().skip(1).map(|dim| dim.unwrap_or(1)).collect())
+            .unwrap_or_else(|| vec![self.manifest.transform.width()])
+    }
+
+    /// The tensors of a request must fit the memory budget: all samples at once (with labels,
+    /// one-hot classes, latents or the diffusion state), and each engine call's inputs and
+    /// output.
+    fn check_memory(&self, settings: &SampleSettings) -> Result<()> {
+        let n = settings.n as u128;
+        let rows = settings.batch.min(settings.n) as u128;
+        let width = self.manifest.transform.width() as u128;
+        let n_classes = self.manifest.n_classes() as u128;
+        let latent = self.manifest.graph.latent_dim.unwrap_or(0) as u128;
+        // Per sample: label, one-hot class and the output; a latent (VAE, GAN) or the noise
+        // prediction and one step's noise (DDPM).
+        let (per_sample, per_call) = match self.manifest.family {
+            Family::Vae | Family::Gan => {
+                (1 + n_classes + width + latent, latent + n_classes + width)
+            }
+            Family::Ddpm => (1 + n_classes + 3 * width, width + 1 + n_classes + width),
+        };
+        let batches = settings.n.div_ceil(settings.batch.max(1)) as u128;
+        let timing = batches * std::mem::size_of::<(usize, Duration)>() as u128;
+        self.budget.check(
+            &format!("one engine call on {rows} samples"),
+            rows * per_call * 4,
+            "the samples per engine call",
+        )?;
+        self.budget.check(
+            &format!("generating {} samples of {} encoded values", settings.n, width),
+            n * per_sample * 4 + timing,
+            "the number of samples",
+        )
+    }
+
+    /// The engine's output for the samples `start .. start + rows` must have the shape the
+    /// manifest declares and finite values; `step` names the diffusion step, if any.
+    fn checked_output(
+        &self,
+        output: TensorOut,
+        start: usize,
+        rows: usize,
+        step: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let name = self.manifest.graph.outputs.first().map_or("x", |output| output.name.as_str());
+        let at_step = step.map_or_else(String::new, |t| format!(" at diffusion step t = {t}"));
+        let mut expected = vec![rows];
+        expected.extend(self.sample_dims());
+        let width = self.manifest.transform.width();
+        if output.shape != expected || output.data.len() != rows * width {
+            return Err(Error::bundle(
+                &self.bundle_dir,
+                format!(
+                    "the model's output `{name}` has shape {:?} ({} values) for a batch of {rows}{at_step}, but the manifest declares {expected:?}; refusing its samples",
+                    output.shape,
+                    output.data.len()
+                ),
+            ));
+        }
+        if let Some(pos) = output.data.iter().position(|value| !value.is_finite()) {
+            return Err(Error::bundle(
+                &self.bundle_dir,
+                format!(
+                    "the model's output `{name}` is {} for sample {}, value {}{at_step}; expected finite numbers, refusing its samples",
+                    output.data.get(pos).copied().unwrap_or(f32::NAN),
+                    start + pos / width.max(1),
+                    pos % width.max(1)
+                ),
+            ));
+        }
+        Ok(output.data)
     }
 
     fn decode_latents(
@@ -204,8 +296,9 @@ impl Generator {
                 },
             ];
             let started = Instant::now();
-            out.extend(self.engine.run(&inputs)?);
+            let output = self.engine.run_tensor(&inputs)?;
             batch_times[batch].1 += started.elapsed();
+            out.extend(self.checked_output(output, start, rows, None)?);
         }
         Ok(out)
     }
@@ -250,9 +343,10 @@ impl Generator {
                         shape: &[rows, n_classes],
                     },
                 ];
-                let predicted = self.engine.run(&inputs)?;
-                eps[start * width..(start + rows) * width].copy_from_slice(&predicted);
+                let output = self.engine.run_tensor(&inputs)?;
                 batch_times[batch].1 += started.elapsed();
+                let predicted = self.checked_output(output, start, rows, Some(t))?;
+                eps[start * width..(start + rows) * width].copy_from_slice(&predicted);
             }
             let update_started = Instant::now();
             let step = Step::new(alpha_bars[t], t_prev.map_or(1.0, |prev| alpha_bars[prev]));
@@ -278,6 +372,16 @@ impl Generator {
                 *time += update.mul_f64(*rows as f64 / n as f64);
             }
         }
+        if let Some(pos) = x.iter().position(|value| !value.is_finite()) {
+            return Err(Error::bundle(
+                &self.bundle_dir,
+                format!(
+                    "sampling ended with a non-finite value for sample {}, value {}; refusing the samples",
+                    pos / width.max(1),
+                    pos % width.max(1)
+                ),
+            ));
+        }
         Ok((x, timesteps.len()))
     }
 }
@@ -286,11 +390,13 @@ impl Generator {
 fn diffusion_timesteps(schedule: &NoiseSchedule, settings: &SampleSettings) -> Result<Vec<usize>> {
     let steps = match (settings.steps, settings.sampler) {
         (Some(0), _) => {
-            return Err(Error::Invalid("invalid --steps 0: expected at least 1".to_owned()));
+            return Err(Error::Invalid(
+                "0 diffusion steps requested: expected at least 1".to_owned(),
+            ));
         }
         (Some(steps), _) if steps > schedule.steps => {
             return Err(Error::Invalid(format!(
-                "invalid --steps {steps}: the model was trained with {} diffusion steps, so at most {}",
+                "{steps} diffusion steps requested: the model was trained with {} diffusion steps, so at most {}",
                 schedule.steps, schedule.steps
             )));
         }
@@ -378,7 +484,7 @@ fn largest_remainder(weights: &[usize], n: usize, n_classes: usize) -> Vec<usize
     order.sort_by(|&a, &b| {
         (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b))
     });
-    let missing = n - counts.iter().sum::<usize>();
+    let missing = n.saturating_sub(counts.iter().sum::<usize>());
     for &class in order.iter().take(missing) {
         counts[class] += 1;
     }

@@ -363,10 +363,15 @@ fn check_refused(tamper: impl Fn(&Path), extra: &[&str], expected: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("bundle");
     std::fs::create_dir(&copy).unwrap();
-    for file in ["model.onnx", "manifest.json"] {
+    for file in ["model.onnx", "manifest.json", "seal.json"] {
         std::fs::copy(bundle("wheat-vae").join(file), copy.join(file)).unwrap();
     }
     tamper(&copy);
+    // Sealed again, so that the check under test is what refuses (tests/bundle_trust.rs covers
+    // the seal); a copy without its model keeps the old seal, which lists the model.
+    if copy.join("model.onnx").exists() {
+        edge_runtime::bundle::seal(&copy, None).unwrap();
+    }
     let out = dir.path().join("out.csv");
     let mut args = vec![
         "generate",
@@ -405,7 +410,7 @@ fn tampered_or_broken_bundles_are_refused() {
     check_refused(
         |dir| std::fs::remove_file(dir.join("model.onnx")).unwrap_or_default(),
         &n,
-        &["model.onnx", "No such file"],
+        &["model.onnx", "is listed in the bundle's seal but missing"],
     );
     check_refused(
         |dir| {
@@ -446,7 +451,11 @@ fn tampered_or_broken_bundles_are_refused() {
             "manifest expects (noise[N, 16], y[N, 2])",
         ],
     );
-    check_refused(|_| {}, &["--n", "0"], &["invalid --n 0", "at least 1"]);
+    check_refused(
+        |_| {},
+        &["--n", "0"],
+        &["invalid value '0' for '--n <N>'", "from 1 to 10000000"],
+    );
     check_refused(
         |_| {},
         &["--n", "5", "--class", "Spelt"],

@@ -231,6 +231,73 @@ fn recent_runs_are_newest_first_with_one_headline_per_axis() {
     assert!(logbook.find_run("no-such-run").map(|run| run.is_none()).unwrap_or(false));
 }
 
+/// On a hub two devices may hold runs of the same id: they are two runs. This device's own
+/// operations touch only its own run, listings keep each run's metrics apart, and a lookup
+/// prefers this device's run or names the devices when it cannot choose.
+#[test]
+fn a_run_id_held_by_two_devices_is_two_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.sqlite");
+    let logbook = open(&db);
+    let own = logbook.device_id().to_owned();
+    let shared = logbook.start_run("evaluate", None, &serde_json::json!({"who": "own"})).unwrap();
+    {
+        let raw = rusqlite::Connection::open(&db).unwrap();
+        for device in ["edge-1", "edge-2"] {
+            raw.execute(
+                "INSERT INTO devices (id, hostname, first_seen) VALUES (?1, 'edge', '2026-01-01T00:00:00.000Z')",
+                [device],
+            )
+            .unwrap();
+        }
+        let longer = format!("{shared}-longer");
+        for (id, device) in [
+            (shared.as_str(), "edge-1"),
+            (longer.as_str(), "edge-2"),
+            ("mine-too", own.as_str()),
+            ("mine-too", "edge-2"),
+            ("theirs-only", "edge-1"),
+            ("twice-elsewhere", "edge-1"),
+            ("twice-elsewhere", "edge-2"),
+        ] {
+            raw.execute(
+                "INSERT INTO runs (id, device_id, kind, params, started_at, status) VALUES (?1, ?2, 'generate', '{}', '2026-01-01T00:00:00.000Z', 'running')",
+                [id, device],
+            )
+            .unwrap();
+        }
+    }
+    logbook.finish_run(&shared, &sample_metrics()).unwrap();
+    let err = logbook.fail_run("theirs-only", "not mine").unwrap_err().to_string();
+    assert!(err.contains("no such run of this device"), "{err}");
+
+    let runs = logbook.runs().unwrap();
+    let of = |id: &str, device: &str| {
+        runs.iter()
+            .find(|run| run.id == id && run.device_id == device)
+            .map(|run| (run.status, run.metrics.len()))
+    };
+    assert_eq!(of(&shared, &own), Some((RunStatus::Done, sample_metrics().len())));
+    assert_eq!(of(&shared, "edge-1"), Some((RunStatus::Running, 0)), "edge-1's run is untouched");
+    assert_eq!(of("theirs-only", "edge-1"), Some((RunStatus::Running, 0)));
+    assert_eq!(runs.len(), 8);
+    assert_eq!(logbook.recent_runs(10).unwrap().len(), 8);
+
+    let found = |prefix: &str| {
+        logbook.find_run(prefix).map(|run| run.map(|run| (run.device_id, run.metrics.len())))
+    };
+    // The whole id: this device's run, not edge-1's of that id nor edge-2's longer one.
+    assert_eq!(found(&shared).unwrap(), Some((own.clone(), sample_metrics().len())));
+    let err = found(&shared[..8]).unwrap_err().to_string();
+    assert!(err.contains("more than one run starts with it"), "{err}");
+    assert_eq!(found("mine").unwrap(), Some((own.clone(), 0)), "this device's run of that id");
+    assert_eq!(found("theirs").unwrap(), Some(("edge-1".to_owned(), 0)));
+    let err = found("twice-elsewhere").unwrap_err().to_string();
+    assert!(err.contains("edge-1, edge-2") && err.contains("this device holds none"), "{err}");
+    let err = found("t").unwrap_err().to_string();
+    assert!(err.contains("more than one run starts with it"), "{err}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Crash test: the test binary runs itself as the writer (selected by an environment variable)
 // and kills it with SIGKILL at seeded random moments.
@@ -471,8 +538,8 @@ fn a_stored_metric_on_an_unknown_axis_does_not_break_reading() {
     {
         let raw = rusqlite::Connection::open(&db).unwrap();
         raw.execute(
-            "INSERT INTO metrics (run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, 'speed', 'x', 1, 0, 2, 3)",
-            [&run],
+            "INSERT INTO metrics (device_id, run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, ?2, 'speed', 'x', 1, 0, 2, 3)",
+            [logbook.device_id(), &run],
         )
         .unwrap();
     }
@@ -486,4 +553,161 @@ fn a_stored_metric_on_an_unknown_axis_does_not_break_reading() {
     assert_eq!(logbook.recent_runs(5).unwrap()[0].n_metrics, expected.len());
     let pending = logbook.pending_rows(10, false).unwrap();
     assert!(pending.metrics.iter().all(|metric| metric.name != "x"), "{:?}", pending.metrics);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs always settle: an error, a panic or an unsettled guard fails the run; a run whose process
+// is gone is found interrupted by the next open, on this device only.
+
+fn only_run(db: &Path) -> RunRecord {
+    let runs = open(db).runs().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs.into_iter().next().unwrap()
+}
+
+fn check_settled(db: &Path, status: RunStatus, message_part: &str) {
+    let run = only_run(db);
+    assert_eq!(run.status, status, "{run:?}");
+    assert!(run.finished_at.is_some(), "{run:?}");
+    assert!(run.message.as_deref().unwrap_or_default().contains(message_part), "{run:?}");
+}
+
+#[test]
+fn a_guarded_run_is_failed_by_an_error_a_panic_or_being_dropped_unsettled() {
+    let json = serde_json::json!({});
+    // An error: the reason is the message.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("error.sqlite");
+    open(&db).begin_run("evaluate", None, &json).unwrap().fail("no space left on device").unwrap();
+    check_settled(&db, RunStatus::Failed, "no space left on device");
+
+    // A panic inside the guarded scope.
+    let db = dir.path().join("panic.sqlite");
+    let logbook = open(&db);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _run = logbook.begin_run("generate", None, &json).unwrap();
+        panic!("a bug in the sampler");
+    }));
+    assert!(outcome.is_err());
+    drop(logbook);
+    check_settled(&db, RunStatus::Failed, "panicked");
+
+    // Dropped without finish or fail (an early return).
+    let db = dir.path().join("dropped.sqlite");
+    let logbook = open(&db);
+    drop(logbook.begin_run("bench", None, &json).unwrap());
+    check_settled(&db, RunStatus::Failed, "without being settled");
+
+    // Metrics the logbook refuses: the run is failed with that reason, not left running.
+    let db = dir.path().join("refused.sqlite");
+    let logbook = open(&db);
+    let run = logbook.begin_run("evaluate", None, &json).unwrap();
+    let bad = [metric(Axis::Fidelity, "ks_mean", f64::NAN, 10)];
+    assert!(run.finish(&bad).is_err());
+    check_settled(&db, RunStatus::Failed, "could not be recorded");
+
+    // A finished run is done, with its metrics, and nothing else touches it.
+    let db = dir.path().join("done.sqlite");
+    let logbook = open(&db);
+    logbook.begin_run("evaluate", None, &json).unwrap().finish(&sample_metrics()).unwrap();
+    let run = only_run(&db);
+    assert_eq!((run.status, run.metrics.len(), run.message), (RunStatus::Done, 4, None));
+}
+
+const HOLD_CHILD_DB: &str = "FIELDSYNTH_HOLD_CHILD_DB";
+
+#[test]
+fn a_run_whose_process_was_killed_is_interrupted_on_the_next_open() {
+    if let Ok(db) = std::env::var(HOLD_CHILD_DB) {
+        // The child: start a run and never settle it.
+        let logbook = open(Path::new(&db));
+        let _run = logbook.begin_run("generate", None, &serde_json::json!({})).unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("killed.sqlite");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["a_run_whose_process_was_killed_is_interrupted_on_the_next_open", "--exact"])
+        .env(HOLD_CHILD_DB, &db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut running = None;
+    while running.is_none() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+        if db.exists() {
+            running = Logbook::open(&db).ok().and_then(|logbook| logbook.runs().ok());
+            running = running.filter(|runs| !runs.is_empty());
+        }
+    }
+    // While its process lives, opening the logbook leaves the run running.
+    let run = only_run(&db);
+    assert_eq!(run.status, RunStatus::Running, "{run:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    if !Path::new("/proc/self/stat").exists() {
+        // Without /proc no process is judged: the run stays running.
+        assert_eq!(only_run(&db).status, RunStatus::Running);
+        return;
+    }
+    check_settled(&db, RunStatus::Interrupted, "ended without settling it");
+    let pid = child.id().to_string();
+    assert!(
+        only_run(&db).message.unwrap_or_default().contains(&pid),
+        "the message names pid {pid}"
+    );
+}
+
+#[test]
+fn only_this_devices_runs_with_a_gone_process_are_interrupted() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.sqlite");
+    let own = open(&db).device_id().to_owned();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let namespace = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let pid = stat.split_whitespace().next().unwrap();
+    // This test process's pid with a start time it never had: a process that is gone.
+    let gone = format!("{}/{}/{pid}/1", boot.trim(), namespace.display());
+    {
+        let raw = rusqlite::Connection::open(&db).unwrap();
+        raw.execute(
+            "INSERT INTO devices (id, hostname, first_seen) VALUES ('other-device', 'edge-7', '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+        for (id, device, process) in [
+            ("own-gone", own.as_str(), Some(gone.as_str())),
+            ("other-gone", "other-device", Some(gone.as_str())),
+            ("own-unknown", own.as_str(), None),
+        ] {
+            raw.execute(
+                "INSERT INTO runs (id, device_id, kind, params, started_at, status, process) VALUES (?1, ?2, 'generate', '{}', '2026-01-01T00:00:00Z', 'running', ?3)",
+                rusqlite::params![id, device, process],
+            )
+            .unwrap();
+        }
+    }
+    let status_of = |id: &str| {
+        open(&db).runs().unwrap().into_iter().find(|run| run.id == id).map(|run| run.status)
+    };
+    assert_eq!(status_of("own-gone"), Some(RunStatus::Interrupted));
+    assert_eq!(
+        status_of("other-gone"),
+        Some(RunStatus::Running),
+        "a hub never judges an edge's run"
+    );
+    assert_eq!(
+        status_of("own-unknown"),
+        Some(RunStatus::Running),
+        "no process recorded, no verdict"
+    );
+    // An interrupted run is settled: the next sync carries it, like a done or failed one.
+    let pending = open(&db).pending_rows(10, false).unwrap();
+    let ids: Vec<&str> = pending.runs.iter().map(|run| run.id.as_str()).collect();
+    assert_eq!(ids, ["own-gone"]);
 }

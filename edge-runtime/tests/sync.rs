@@ -1,7 +1,10 @@
 //! Sync from edge logbooks to a hub: over HTTP (a hub on loopback, started in the test and
-//! stopped at its end) and through batch files. The hub must end up holding exactly the union of
-//! the edges — also after an interrupted or killed sync, a batch delivered twice, or a file
-//! imported twice — and must refuse a wrong token or a damaged batch without writing anything.
+//! stopped at its end) and through batch files, each edge enrolled at the hub and signing its
+//! batches with its key. The hub must end up holding exactly the union of the edges — also after
+//! an interrupted or killed sync, a batch delivered twice, or a file imported twice — and must
+//! refuse an unenrolled sender, a read without the token or a damaged batch without writing
+//! anything. Attacks by one enrolled device on another, and on the server itself, are in
+//! `hub_security.rs`.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use edge_runtime::Error;
+use edge_runtime::keys::SecretKey;
 use edge_runtime::logbook::{Logbook, RunRecord, RunStatus};
 use edge_runtime::metrics::{Axis, Metric};
 use edge_runtime::sync::client::HubClient;
@@ -60,8 +64,9 @@ impl TestHub {
         format!("http://{}", self.address)
     }
 
-    fn client(&self) -> HubClient {
-        HubClient::new(&self.url(), token()).unwrap()
+    /// A client signing with the key in `key_file`, holding the read token.
+    fn client(&self, key_file: &Path) -> HubClient {
+        HubClient::new(&self.url(), key(key_file), Some(token())).unwrap()
     }
 }
 
@@ -128,7 +133,7 @@ fn fill(logbook: &Logbook, label: &str, models: &[&str], n_done: usize) {
 
 fn sorted_runs(logbook: &Logbook) -> Vec<RunRecord> {
     let mut runs = logbook.runs().unwrap();
-    runs.sort_by(|a, b| a.id.cmp(&b.id));
+    runs.sort_by(|a, b| (&a.id, &a.device_id).cmp(&(&b.id, &b.device_id)));
     runs
 }
 
@@ -138,7 +143,7 @@ fn check_union(hub: &Path, edges: &[&Path]) {
     let hub_book = open(hub);
     let edge_books: Vec<Logbook> = edges.iter().map(|path| open(path)).collect();
     let mut expected_runs: Vec<RunRecord> = edge_books.iter().flat_map(sorted_runs).collect();
-    expected_runs.sort_by(|a, b| a.id.cmp(&b.id));
+    expected_runs.sort_by(|a, b| (&a.id, &a.device_id).cmp(&(&b.id, &b.device_id)));
     assert_eq!(sorted_runs(&hub_book), expected_runs, "the hub's runs are the union of the edges'");
 
     let mut expected_devices: Vec<String> =
@@ -165,6 +170,18 @@ fn check_union(hub: &Path, edges: &[&Path]) {
     assert_eq!(hub_models, expected_models);
 }
 
+fn key(key_file: &Path) -> SecretKey {
+    SecretKey::read(key_file).unwrap_or_else(|err| panic!("{}: {err}", key_file.display()))
+}
+
+/// Enrols device `name` at the hub logbook `hub_db` and writes its secret key to `key_file`.
+fn enroll(hub_db: &Path, name: &str, key_file: &Path) {
+    let secret = SecretKey::generate().unwrap();
+    open(hub_db)
+        .enroll_device(name, &secret.public(), None, false, || secret.write(key_file))
+        .unwrap();
+}
+
 fn never() -> AtomicBool {
     AtomicBool::new(false)
 }
@@ -182,12 +199,16 @@ impl Site {
         self.dir.path().join(name)
     }
 
-    /// Two edges with overlapping models, and an empty hub.
+    /// Two edges with overlapping models, and a hub with no rows where both are enrolled,
+    /// their keys in `edge-a.key` and `edge-b.key`.
     fn two_edges(&self) -> (PathBuf, PathBuf, PathBuf) {
         let (a, b) = (self.path("edge-a.sqlite"), self.path("edge-b.sqlite"));
         fill(&open(&a), "farm-a", &["wheat-vae", "wheat-gan"], 7);
         fill(&open(&b), "clinic-b", &["wheat-gan", "digits-vae"], 4);
-        (a, b, self.path("hub.sqlite"))
+        let hub = self.path("hub.sqlite");
+        enroll(&hub, "farm-a", &self.path("edge-a.key"));
+        enroll(&hub, "clinic-b", &self.path("edge-b.key"));
+        (a, b, hub)
     }
 }
 
@@ -196,24 +217,38 @@ fn two_edges_sync_into_one_hub_as_exactly_their_union() {
     let site = Site::new();
     let (a, b, hub_db) = site.two_edges();
     let hub = TestHub::start(&hub_db);
-    for edge in [&a, &b] {
-        let report = sync::push_to_hub(&open(edge), &hub.client(), 3, &never()).unwrap();
+    let (key_a, key_b) = (site.path("edge-a.key"), site.path("edge-b.key"));
+    for (edge, key_file) in [(&a, &key_a), (&b, &key_b)] {
+        let report = sync::push_to_hub(&open(edge), &hub.client(key_file), 3, &never()).unwrap();
         assert_eq!(report.running_runs, 1);
         assert!(report.batches >= 2, "small batches: {report:?}");
     }
     check_union(&hub_db, &[&a, &b]);
     // Nothing settled is left to send; the running run goes again, and changes nothing.
-    let again = sync::push_to_hub(&open(&a), &hub.client(), 3, &never()).unwrap();
+    let again = sync::push_to_hub(&open(&a), &hub.client(&key_a), 3, &never()).unwrap();
     assert_eq!(
         (again.batches, again.settled_runs, again.running_runs, again.metrics),
         (1, 0, 1, 0)
     );
     check_union(&hub_db, &[&a, &b]);
 
-    let listing: Listing = serde_json::from_str(&hub.client().list_runs().unwrap()).unwrap();
+    let listing: Listing = serde_json::from_str(&hub.client(&key_b).list_runs().unwrap()).unwrap();
     let hub_book = open(&hub_db);
     assert_eq!(listing.runs, hub_book.runs().unwrap());
     assert_eq!(listing.devices, hub_book.devices().unwrap());
+    let enrolled: Vec<(String, Option<String>)> = listing
+        .enrolled
+        .iter()
+        .map(|device| (device.name.clone(), device.device_id.clone()))
+        .collect();
+    assert_eq!(
+        enrolled,
+        [
+            ("clinic-b".to_owned(), Some(open(&b).device_id().to_owned())),
+            ("farm-a".to_owned(), Some(open(&a).device_id().to_owned())),
+        ],
+        "the listing names each enrolled device and the logbook device its key speaks for"
+    );
     assert_eq!(listing.runs.len(), 9 + 6);
 }
 
@@ -221,11 +256,13 @@ fn two_edges_sync_into_one_hub_as_exactly_their_union() {
 fn a_run_synced_while_running_is_settled_by_a_later_sync() {
     let site = Site::new();
     let (edge_db, hub_db) = (site.path("edge.sqlite"), site.path("hub.sqlite"));
+    let key_file = site.path("edge.key");
+    enroll(&hub_db, "edge", &key_file);
     let hub = TestHub::start(&hub_db);
     let edge = open(&edge_db);
     let run = edge.start_run("generate", None, &serde_json::json!({"n": 10})).unwrap();
     let while_running = edge.pending_rows(10, true).unwrap();
-    let report = sync::push_to_hub(&edge, &hub.client(), 10, &never()).unwrap();
+    let report = sync::push_to_hub(&edge, &hub.client(&key_file), 10, &never()).unwrap();
     assert_eq!((report.settled_runs, report.running_runs), (0, 1));
     let on_hub = |id: &str| sorted_runs(&open(&hub_db)).into_iter().find(|record| record.id == id);
     assert_eq!(
@@ -234,7 +271,7 @@ fn a_run_synced_while_running_is_settled_by_a_later_sync() {
     );
 
     edge.finish_run(&run, &metrics_for("late", 1)).unwrap();
-    let report = sync::push_to_hub(&edge, &hub.client(), 10, &never()).unwrap();
+    let report = sync::push_to_hub(&edge, &hub.client(&key_file), 10, &never()).unwrap();
     assert_eq!((report.settled_runs, report.running_runs, report.metrics), (1, 0, 3));
     assert_eq!(
         on_hub(&run).map(|record| (record.status, record.metrics)),
@@ -243,7 +280,7 @@ fn a_run_synced_while_running_is_settled_by_a_later_sync() {
     check_union(&hub_db, &[&edge_db]);
 
     // A stale batch from before the run finished, arriving late, does not undo it.
-    let stale = open(&hub_db).apply_rows(&while_running).unwrap();
+    let stale = open(&hub_db).apply_rows("edge", edge.device_id(), &while_running).unwrap();
     assert!(!stale.changed_anything(), "{stale:?}");
     check_union(&hub_db, &[&edge_db]);
 }
@@ -253,12 +290,13 @@ fn an_interrupted_sync_resumes_and_a_batch_delivered_twice_changes_nothing() {
     let site = Site::new();
     let (a, b, hub_db) = site.two_edges();
     let hub = TestHub::start(&hub_db);
-    let client = hub.client();
+    let (key_a, key_b) = (site.path("edge-a.key"), site.path("edge-b.key"));
+    let client = hub.client(&key_a);
     let edge = open(&a);
 
     // The link drops after two batches were delivered: those are marked, the rest is not.
     let mut delivered = 0;
-    let outcome = sync::sync_with(&edge, 2, &never(), |batch| {
+    let outcome = sync::sync_with(&edge, &key(&key_a), 2, &never(), |batch| {
         if delivered == 2 {
             return Err(Error::HubUnreachable {
                 url: hub.url(),
@@ -274,7 +312,7 @@ fn an_interrupted_sync_resumes_and_a_batch_delivered_twice_changes_nothing() {
 
     // The hub applied a batch but its answer was lost: the edge sends the same batch again.
     let rows = edge.pending_rows(2, false).unwrap();
-    let batch = Batch::new(edge.device_id(), rows).unwrap();
+    let batch = Batch::new(edge.device_id(), rows, &key(&key_a)).unwrap();
     let first = client.push(&batch).unwrap();
     assert_eq!(
         (first.summary.runs_added, first.payload_sha256.as_str()),
@@ -287,8 +325,8 @@ fn an_interrupted_sync_resumes_and_a_batch_delivered_twice_changes_nothing() {
         second.summary
     );
 
-    for edge in [&a, &b] {
-        sync::push_to_hub(&open(edge), &client, 2, &never()).unwrap();
+    for (edge, key_file) in [(&a, &key_a), (&b, &key_b)] {
+        sync::push_to_hub(&open(edge), &hub.client(key_file), 2, &never()).unwrap();
     }
     check_union(&hub_db, &[&a, &b]);
 }
@@ -298,8 +336,8 @@ fn a_sync_process_killed_midway_resumes_without_duplicates() {
     let site = Site::new();
     let (edge_db, hub_db) = (site.path("edge.sqlite"), site.path("hub.sqlite"));
     fill(&open(&edge_db), "big-farm", &["wheat-ddpm"], 80);
-    let token_file = site.path("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let key_file = site.path("edge.key");
+    enroll(&hub_db, "big-farm", &key_file);
     let hub = TestHub::start(&hub_db);
     let url = hub.url();
     let args = [
@@ -308,8 +346,8 @@ fn a_sync_process_killed_midway_resumes_without_duplicates() {
         text(&edge_db),
         "--to",
         &url,
-        "--token-file",
-        text(&token_file),
+        "--key-file",
+        text(&key_file),
         "--batch-runs",
         "1",
     ];
@@ -338,10 +376,17 @@ fn a_sync_process_killed_midway_resumes_without_duplicates() {
     check_union(&hub_db, &[&edge_db]);
 }
 
-/// The encoded batch of everything `edge` has not synced yet (up to 100 runs).
-fn pending_batch_bytes(edge: &Logbook) -> Vec<u8> {
-    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap()).unwrap();
+/// The encoded batch of everything `edge` has not synced yet (up to 100 runs), signed with the
+/// key in `key_file`.
+fn pending_batch_bytes(edge: &Logbook, key_file: &Path) -> Vec<u8> {
+    let batch = Batch::new(edge.device_id(), edge.pending_rows(100, true).unwrap(), &key(key_file))
+        .unwrap();
     batch.encode().unwrap()
+}
+
+/// The public key in `key_file` as the device-key header carries it.
+fn key_header(key_file: &Path) -> String {
+    key(key_file).public().to_hex()
 }
 
 /// An HTTP client that hands back 4xx and 5xx answers instead of turning them into errors.
@@ -350,36 +395,54 @@ fn agent_seeing_every_status() -> ureq::Agent {
 }
 
 #[test]
-fn a_missing_or_wrong_token_gets_401_and_writes_nothing() {
+fn a_batch_without_an_enrolled_key_or_a_read_without_the_token_gets_401_and_writes_nothing() {
     let site = Site::new();
     let (a, _, hub_db) = site.two_edges();
     let hub = TestHub::start(&hub_db);
     let edge = open(&a);
-    let body = pending_batch_bytes(&edge);
+    let key_a = site.path("edge-a.key");
+    let body = pending_batch_bytes(&edge, &key_a);
     let agent = agent_seeing_every_status();
     let url = format!("{}/api/batches", hub.url());
-    let status = |authorization: Option<&str>| -> u16 {
+    let answer = |headers: &[(&str, &str)]| -> (u16, String) {
         let mut request = agent.post(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.send(&body[..]).unwrap();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (response.status().as_u16(), text)
+    };
+    let stranger = SecretKey::generate().unwrap().public().to_hex();
+    let bearer = format!("Bearer {TOKEN}");
+    for headers in [
+        vec![],
+        vec![("Authorization", bearer.as_str())],
+        vec![("X-Fieldsynth-Device-Key", stranger.as_str())],
+        vec![("X-Fieldsynth-Device-Key", "not-a-key")],
+    ] {
+        let (status, text) = answer(&headers);
+        assert_eq!(status, 401, "{headers:?}: {text}");
+    }
+    let (_, text) = answer(&[("Authorization", &bearer)]);
+    assert!(text.contains("enrol"), "a token-only batch is told how to move over: {text}");
+    let listing = |authorization: Option<&str>| -> u16 {
+        let mut request = agent.get(format!("{}/api/runs", hub.url()));
         if let Some(value) = authorization {
             request = request.header("Authorization", value);
         }
-        request.send(&body[..]).map(|response| response.status().as_u16()).unwrap()
+        request.call().map(|response| response.status().as_u16()).unwrap()
     };
-    assert_eq!(status(None), 401);
-    assert_eq!(status(Some("Bearer wrong-token")), 401);
-    assert_eq!(status(Some(TOKEN)), 401, "the scheme is required");
-    assert_eq!(status(Some(&format!("Bearer {TOKEN}x"))), 401);
-    let listing = agent
-        .get(format!("{}/api/runs", hub.url()))
-        .call()
-        .map(|response| response.status().as_u16())
-        .unwrap();
-    assert_eq!(listing, 401, "the read endpoint needs the token too");
+    assert_eq!(listing(None), 401, "the read endpoint needs the token");
+    assert_eq!(listing(Some("Bearer wrong-token")), 401);
+    assert_eq!(listing(Some(TOKEN)), 401, "the scheme is required");
+    assert_eq!(listing(Some(&format!("Bearer {TOKEN}x"))), 401);
+    assert_eq!(listing(Some(&bearer)), 200);
 
-    let wrong = HubClient::new(&hub.url(), Token::new("not-the-token").unwrap()).unwrap();
-    let outcome = sync::push_to_hub(&edge, &wrong, 100, &never());
+    let unenrolled = HubClient::new(&hub.url(), SecretKey::generate().unwrap(), None).unwrap();
+    let outcome = sync::push_to_hub(&edge, &unenrolled, 100, &never());
     assert!(
-        matches!(&outcome, Err(Error::Sync(message)) if message.contains("401")),
+        matches!(&outcome, Err(Error::Refused { status: 401, message }) if message.contains("not the key of any device enrolled")),
         "{outcome:?}"
     );
     let hub_book = open(&hub_db);
@@ -395,7 +458,9 @@ fn a_missing_or_wrong_token_gets_401_and_writes_nothing() {
         "nothing marked synced"
     );
 
-    assert_eq!(status(Some(&format!("Bearer {TOKEN}"))), 200);
+    let key_a_hex = key_header(&key_a);
+    let (status, text) = answer(&[("X-Fieldsynth-Device-Key", &key_a_hex)]);
+    assert_eq!(status, 200, "{text}");
     assert_eq!(hub_book.runs().map(|runs| runs.len()).ok(), Some(9));
 }
 
@@ -416,12 +481,13 @@ fn a_corrupt_batch_over_http_gets_400_and_writes_nothing() {
     let (a, _, hub_db) = site.two_edges();
     let hub = TestHub::start(&hub_db);
     let edge = open(&a);
-    let body = pending_batch_bytes(&edge);
+    let key_a = site.path("edge-a.key");
+    let body = pending_batch_bytes(&edge, &key_a);
     let agent = agent_seeing_every_status();
     for damaged in [with_a_digit_changed(&body), body[..body.len() / 2].to_vec()] {
         let mut response = agent
             .post(format!("{}/api/batches", hub.url()))
-            .header("Authorization", format!("Bearer {TOKEN}"))
+            .header("X-Fieldsynth-Device-Key", key_header(&key_a))
             .send(&damaged[..])
             .unwrap();
         let answer = response.body_mut().read_to_string().unwrap_or_default();
@@ -438,12 +504,14 @@ fn batch_files_import_once_and_a_second_import_changes_nothing() {
     let stick = site.path("stick");
     std::fs::create_dir(&stick).unwrap();
     let mut files = Vec::new();
-    for edge in [&a, &b] {
-        let report = sync::write_to_dir(&open(edge), &stick, 3, &never()).unwrap();
+    let (key_a, key_b) = (site.path("edge-a.key"), site.path("edge-b.key"));
+    for (edge, key_file) in [(&a, &key_a), (&b, &key_b)] {
+        let report = sync::write_to_dir(&open(edge), &key(key_file), &stick, 3, &never()).unwrap();
         assert_eq!(report.files.len(), report.batches);
         files.extend(report.files);
     }
-    let nothing_new = sync::write_to_dir(&open(&a), &site.path("stick"), 3, &never()).unwrap();
+    let nothing_new =
+        sync::write_to_dir(&open(&a), &key(&key_a), &site.path("stick"), 3, &never()).unwrap();
     assert_eq!(nothing_new.settled_runs, 0, "written rows count as synced");
 
     let hub = open(&hub_db);
@@ -454,7 +522,7 @@ fn batch_files_import_once_and_a_second_import_changes_nothing() {
     assert!(second.iter().all(|(_, summary)| !summary.changed_anything()), "{second:?}");
     check_union(&hub_db, &[&a, &b]);
 
-    let missing = sync::write_to_dir(&open(&a), &site.path("unmounted"), 3, &never());
+    let missing = sync::write_to_dir(&open(&a), &key(&key_a), &site.path("unmounted"), 3, &never());
     assert!(
         missing.is_err() && !site.path("unmounted").exists(),
         "a missing folder is not created"
@@ -467,9 +535,10 @@ fn a_corrupt_or_truncated_batch_file_is_rejected_whole() {
     let (a, b, hub_db) = site.two_edges();
     let good_dir = site.path("good");
     std::fs::create_dir(&good_dir).unwrap();
-    let good = sync::write_to_dir(&open(&b), &good_dir, 100, &never()).unwrap().files;
+    let (key_a, key_b) = (site.path("edge-a.key"), site.path("edge-b.key"));
+    let good = sync::write_to_dir(&open(&b), &key(&key_b), &good_dir, 100, &never()).unwrap().files;
     let edge = open(&a);
-    let bytes = pending_batch_bytes(&edge);
+    let bytes = pending_batch_bytes(&edge, &key_a);
 
     let flipped = site.path("flipped.json");
     std::fs::write(&flipped, with_a_digit_changed(&bytes)).unwrap();
@@ -479,14 +548,22 @@ fn a_corrupt_or_truncated_batch_file_is_rejected_whole() {
     let mut orphan_rows = edge.pending_rows(100, false).unwrap();
     orphan_rows.runs.remove(0);
     let orphan = site.path("orphan.json");
-    let orphan_batch = Batch::new(edge.device_id(), orphan_rows).unwrap();
+    let orphan_batch = Batch::new(edge.device_id(), orphan_rows, &key(&key_a)).unwrap();
     std::fs::write(&orphan, orphan_batch.encode().unwrap()).unwrap();
 
-    // A correct checksum over a metric on an axis this version does not know.
+    // A correct checksum and signature over a metric on an axis this version does not know.
     let mut document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     document["payload"]["metrics"][0]["axis"] = serde_json::json!("speed");
     let payload = serde_json::to_string(&document["payload"]).unwrap();
-    document["payload_sha256"] = serde_json::json!(hex::encode(Sha256::digest(payload.as_bytes())));
+    let digest = hex::encode(Sha256::digest(payload.as_bytes()));
+    let header = sync::batch::signed_header(
+        document["source_device"].as_str().unwrap(),
+        document["created_at"].as_str().unwrap(),
+        &digest,
+        &key_header(&key_a),
+    );
+    document["payload_sha256"] = serde_json::json!(digest);
+    document["signature"] = serde_json::json!(key(&key_a).sign(&header));
     let unknown_axis = site.path("unknown-axis.json");
     std::fs::write(&unknown_axis, serde_json::to_string(&document).unwrap()).unwrap();
 
@@ -495,7 +572,7 @@ fn a_corrupt_or_truncated_batch_file_is_rejected_whole() {
         (&flipped, "SHA-256"),
         (&truncated, "not a readable"),
         (&orphan, "not a done or failed run"),
-        (&unknown_axis, "unknown variant `speed`"),
+        (&unknown_axis, "metrics[0]: unknown variant `speed`"),
     ] {
         let files = [good.clone(), vec![damaged.clone()]].concat();
         let message = sync::import_files(&hub, &files)
@@ -571,6 +648,8 @@ fn periodic_sync_backs_off_until_the_hub_appears_and_both_stop_on_sigterm() {
     fill(&open(&edge_db), "solar-farm", &["wheat-vae"], 3);
     let token_file = site.path("token");
     std::fs::write(&token_file, format!("  {TOKEN}\n")).unwrap();
+    let key_file = site.path("edge.key");
+    enroll(&hub_db, "solar-farm", &key_file);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -587,8 +666,8 @@ fn periodic_sync_backs_off_until_the_hub_appears_and_both_stop_on_sigterm() {
                 text(&edge_db),
                 "--to",
                 &url,
-                "--token-file",
-                text(&token_file),
+                "--key-file",
+                text(&key_file),
                 "--every",
                 "1s",
             ])
@@ -634,7 +713,7 @@ fn periodic_sync_backs_off_until_the_hub_appears_and_both_stop_on_sigterm() {
     });
     check_union(&hub_db, &[&edge_db]);
 
-    let client = HubClient::new(&url, token()).unwrap();
+    let client = HubClient::new(&url, key(&key_file), Some(token())).unwrap();
     let listing: Listing = serde_json::from_str(&client.list_runs().unwrap()).unwrap();
     assert_eq!(listing.runs.len(), 6);
 

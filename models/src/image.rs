@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, Source};
+use crate::manifest::field_error;
 use crate::table::{RawCsv, is_missing, sort_categories};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,9 +21,34 @@ pub struct ImageShape {
     pub width: usize,
 }
 
+/// The longest side an image may have, in pixels.
+pub const MAX_IMAGE_SIDE: usize = 4096;
+
 impl ImageShape {
     pub fn n_values(&self) -> usize {
         self.channels * self.height * self.width
+    }
+
+    /// Checks a shape read from the manifest `source` (at `field`): 1 (grayscale) or 3 (RGB)
+    /// channels, each side from 1 to [`MAX_IMAGE_SIDE`] pixels.
+    pub fn validate(&self, source: &Source, field: &str) -> Result<()> {
+        if self.channels != 1 && self.channels != 3 {
+            return Err(field_error(
+                source,
+                &format!("{field}.channels"),
+                format!("is {}; expected 1 (grayscale) or 3 (RGB)", self.channels),
+            ));
+        }
+        for (name, side) in [("height", self.height), ("width", self.width)] {
+            if !(1..=MAX_IMAGE_SIDE).contains(&side) {
+                return Err(field_error(
+                    source,
+                    &format!("{field}.{name}"),
+                    format!("is {side}; expected 1 to {MAX_IMAGE_SIDE} pixels"),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -42,15 +68,18 @@ impl std::str::FromStr for ImageShape {
 
     /// `HxW` (grayscale) or `HxWxC`.
     fn from_str(text: &str) -> Result<Self> {
-        let expected = "HxW or HxWxC with positive integers, e.g. 8x8";
+        let expected = format!(
+            "HxW or HxWxC, each side 1 to {MAX_IMAGE_SIDE} pixels and 1 or 3 channels, e.g. 8x8"
+        );
+        let side = |side: usize| (1..=MAX_IMAGE_SIDE).contains(&side);
         let parts: Option<Vec<usize>> =
             text.split(['x', 'X', '×']).map(|part| part.trim().parse().ok()).collect();
         match parts.as_deref() {
-            Some(&[height, width]) if height > 0 && width > 0 => {
+            Some(&[height, width]) if side(height) && side(width) => {
                 Ok(ImageShape { channels: 1, height, width })
             }
             Some(&[height, width, channels])
-                if height > 0 && width > 0 && (channels == 1 || channels == 3) =>
+                if side(height) && side(width) && (channels == 1 || channels == 3) =>
             {
                 Ok(ImageShape { channels, height, width })
             }

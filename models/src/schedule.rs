@@ -4,6 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Result, Source};
+use crate::manifest::field_error;
+
+/// The most diffusion steps a schedule may have.
+pub const MAX_STEPS: usize = 10_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "rule", rename_all = "lowercase")]
 pub enum BetaRule {
@@ -29,6 +35,57 @@ impl NoiseSchedule {
 
     pub fn linear(steps: usize) -> NoiseSchedule {
         NoiseSchedule { rule: BetaRule::Linear { beta_start: 1e-4, beta_end: 0.02 }, steps }
+    }
+
+    /// Checks a schedule read from the manifest `source` (at `field`): 1 to [`MAX_STEPS`] steps,
+    /// finite rule parameters, and betas that all lie in (0, 1) with every `ᾱ_t` above 0, so
+    /// the sampler never divides by zero.
+    pub fn validate(&self, source: &Source, field: &str) -> Result<()> {
+        if !(1..=MAX_STEPS).contains(&self.steps) {
+            return Err(field_error(
+                source,
+                &format!("{field}.steps"),
+                format!("is {}; expected 1 to {MAX_STEPS}", self.steps),
+            ));
+        }
+        let in_unit = |value: f64| value > 0.0 && value < 1.0;
+        let parameters = match self.rule {
+            BetaRule::Linear { beta_start, beta_end } => [
+                ("beta_start", beta_start, in_unit(beta_start)),
+                ("beta_end", beta_end, in_unit(beta_end)),
+            ],
+            BetaRule::Cosine { offset, max_beta } => [
+                ("offset", offset, (0.0..=1.0).contains(&offset)),
+                ("max_beta", max_beta, in_unit(max_beta)),
+            ],
+        };
+        for (name, value, valid) in parameters {
+            if !valid {
+                let expected = if name == "offset" { "[0, 1]" } else { "(0, 1)" };
+                return Err(field_error(
+                    source,
+                    &format!("{field}.{name}"),
+                    format!("is {value}; expected a number in {expected}"),
+                ));
+            }
+        }
+        if let Some(step) = self.betas().iter().position(|&beta| !in_unit(beta)) {
+            return Err(field_error(
+                source,
+                field,
+                format!("gives beta_{step} outside (0, 1); expected every beta in (0, 1)"),
+            ));
+        }
+        if let Some(step) = self.alpha_bars().iter().position(|&alpha_bar| alpha_bar <= 0.0) {
+            return Err(field_error(
+                source,
+                field,
+                format!(
+                    "gives ᾱ_{step} = 0 (the product of 1 − β underflows); use fewer steps or a smaller max_beta"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub fn betas(&self) -> Vec<f64> {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result, Source};
+use crate::manifest::MAX_NAME_BYTES;
 
 /// Cell texts read as a missing value (compared after trimming, case-insensitively).
 pub const MISSING_TOKENS: [&str; 5] = ["", "na", "nan", "?", "n/a"];
@@ -324,6 +325,16 @@ impl RawCsv {
                     format!("the header names column `{name}` twice"),
                 ));
             }
+            if name.len() > MAX_NAME_BYTES {
+                return Err(Error::data(
+                    source.clone(),
+                    format!(
+                        "header field {} is {} bytes long; a column name may have at most {MAX_NAME_BYTES}",
+                        idx + 1,
+                        name.len()
+                    ),
+                ));
+            }
         }
         let mut rows = Vec::new();
         for record in reader.records() {
@@ -340,6 +351,18 @@ impl RawCsv {
                         "line {line} has {} fields, expected {} as in the header",
                         record.len(),
                         header.len()
+                    ),
+                ));
+            }
+            if let Some((idx, cell)) =
+                record.iter().enumerate().find(|(_, cell)| cell.len() > MAX_NAME_BYTES)
+            {
+                return Err(Error::data(
+                    source.clone(),
+                    format!(
+                        "column `{}`, line {line}: the value is {} bytes long; a value (a category or label) may have at most {MAX_NAME_BYTES}",
+                        header.get(idx).map_or("?", String::as_str),
+                        cell.len()
                     ),
                 ));
             }
@@ -505,6 +528,24 @@ mod tests {
 
     fn parse(text: &str, label: &str) -> Result<Table> {
         Table::parse_csv(text.as_bytes(), "mem.csv", &TableOptions::new(label))
+    }
+
+    #[test]
+    fn names_and_values_longer_than_a_manifest_allows_are_refused() {
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let err = |text: String| parse(&text, "y").err().map(|err| err.to_string());
+        assert_eq!(
+            err(format!("a,{long},y\n1,2,p\n")),
+            Some(
+                "mem.csv: header field 2 is 1025 bytes long; a column name may have at most 1024"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            err(format!("a,y\n1,p\n2,{long}\n")),
+            Some("mem.csv: column `y`, line 3: the value is 1025 bytes long; a value (a category or label) may have at most 1024".to_owned())
+        );
+        assert!(parse(&format!("a,y\n1,p\n2,{}\n", &long[1..]), "y").is_ok());
     }
 
     #[test]

@@ -15,8 +15,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::Dataset;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Source};
 use crate::image::{ImageSet, ImageShape};
+use crate::manifest::{field_error, validate_names};
 use crate::table::{ColumnData, Table};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +83,11 @@ pub struct Block {
     pub categorical: bool,
 }
 
+/// The most decimal places a numeric column may keep: an `f64` holds 17 significant digits.
+pub const MAX_DECIMALS: u32 = 17;
+/// The widest encoded row a transform may produce: three 4096 × 4096 channels.
+pub const MAX_ENCODED_WIDTH: usize = 3 * 4096 * 4096;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PixelEncoder {
     pub shape: ImageShape,
@@ -97,6 +103,15 @@ impl Encoder {
                 shape: images.shape,
                 pixel_max: images.pixel_max,
             })),
+        }
+    }
+
+    /// Checks a transform read from the manifest `source` (at `field`): see
+    /// [`TabularEncoder::validate`] and [`PixelEncoder::validate`].
+    pub fn validate(&self, source: &Source, field: &str) -> Result<()> {
+        match self {
+            Encoder::Tabular(encoder) => encoder.validate(source, field),
+            Encoder::Image(encoder) => encoder.validate(source, field),
         }
     }
 
@@ -159,6 +174,117 @@ impl Encoder {
 }
 
 impl TabularEncoder {
+    /// Checks a tabular transform read from the manifest `source`: at least one column; names
+    /// unique; numeric statistics finite with `std ≥ 0` (0 for a constant column), `min ≤ max`,
+    /// at most [`MAX_DECIMALS`] decimals and a standardised range that fits an `f32`;
+    /// categories present and unique with `mode` among them; total width at most
+    /// [`MAX_ENCODED_WIDTH`].
+    pub fn validate(&self, source: &Source, field: &str) -> Result<()> {
+        let columns_field = format!("{field}.columns");
+        if self.columns.is_empty() {
+            return Err(field_error(
+                source,
+                &columns_field,
+                "is empty; expected at least one column",
+            ));
+        }
+        validate_names(
+            source,
+            &columns_field,
+            self.columns.iter().map(|column| match column {
+                ColumnEncoder::Numeric { name, .. } | ColumnEncoder::Categorical { name, .. } => {
+                    name
+                }
+            }),
+            MAX_ENCODED_WIDTH,
+        )?;
+        let mut width = 0_usize;
+        for (idx, column) in self.columns.iter().enumerate() {
+            let at = |name: &str| format!("{columns_field}[{idx}].{name}");
+            match column {
+                ColumnEncoder::Numeric { mean, std, min, max, decimals, .. } => {
+                    for (name, value) in [("mean", mean), ("std", std), ("min", min), ("max", max)]
+                    {
+                        if !value.is_finite() {
+                            return Err(field_error(
+                                source,
+                                &at(name),
+                                format!("is {value}; expected a finite number"),
+                            ));
+                        }
+                    }
+                    if *std < 0.0 {
+                        return Err(field_error(
+                            source,
+                            &at("std"),
+                            format!("is {std}; expected ≥ 0 (0 for a constant column)"),
+                        ));
+                    }
+                    if min > max {
+                        return Err(field_error(
+                            source,
+                            &at("min"),
+                            format!("is {min}, above max {max}; expected min ≤ max"),
+                        ));
+                    }
+                    if *decimals > MAX_DECIMALS {
+                        return Err(field_error(
+                            source,
+                            &at("decimals"),
+                            format!("is {decimals}; expected at most {MAX_DECIMALS}"),
+                        ));
+                    }
+                    if *std > 0.0 {
+                        let span = ((min - mean) / std).abs().max(((max - mean) / std).abs());
+                        if span > f64::from(f32::MAX) {
+                            return Err(field_error(
+                                source,
+                                &at("std"),
+                                format!(
+                                    "is {std:e}: min and max lie {span:e} standard deviations from the mean, beyond what a 32-bit float holds"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                ColumnEncoder::Categorical { categories, mode, .. } => {
+                    if categories.is_empty() {
+                        return Err(field_error(
+                            source,
+                            &at("categories"),
+                            "is empty; expected at least one category",
+                        ));
+                    }
+                    validate_names(
+                        source,
+                        &at("categories"),
+                        categories.iter(),
+                        MAX_ENCODED_WIDTH,
+                    )?;
+                    if *mode as usize >= categories.len() {
+                        return Err(field_error(
+                            source,
+                            &at("mode"),
+                            format!(
+                                "is {mode}; expected the index of one of the {} categories",
+                                categories.len()
+                            ),
+                        ));
+                    }
+                }
+            }
+            width = width.saturating_add(column.width());
+        }
+        if width > MAX_ENCODED_WIDTH {
+            return Err(field_error(
+                source,
+                &columns_field,
+                format!("encode {width} features; expected at most {MAX_ENCODED_WIDTH}"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn fit(table: &Table, rows: &[usize]) -> Result<TabularEncoder> {
         let mut columns = Vec::with_capacity(table.features.len());
         for column in &table.features {
@@ -179,6 +305,16 @@ impl TabularEncoder {
                     let var = present.iter().map(|value| (value - mean).powi(2)).sum::<f64>() / n;
                     let min = present.iter().copied().fold(f64::INFINITY, f64::min);
                     let max = present.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    if !mean.is_finite() || !var.is_finite() {
+                        return Err(Error::data(
+                            table.source.clone(),
+                            format!(
+                                "column `{}`: its mean or variance overflows a 64-bit float (values span {min:e} to {max:e}); \
+                                 rescale the column (e.g. to other units) so that its squared values stay below 1e308",
+                                column.name
+                            ),
+                        ));
+                    }
                     // Below this the column is constant up to rounding noise.
                     let std =
                         if var.sqrt() <= 1e-12 * mean.abs().max(1.0) { 0.0 } else { var.sqrt() };
@@ -357,7 +493,7 @@ impl TabularEncoder {
     pub fn format_value(&self, column_idx: usize, value: Value) -> String {
         match (&self.columns[column_idx], value) {
             (ColumnEncoder::Numeric { decimals, .. }, Value::Number(number)) => {
-                format!("{number:.prec$}", prec = *decimals as usize)
+                format!("{number:.prec$}", prec = (*decimals).min(MAX_DECIMALS) as usize)
             }
             (ColumnEncoder::Categorical { categories, .. }, Value::Category(code)) => {
                 categories[code as usize].clone()
@@ -369,6 +505,20 @@ impl TabularEncoder {
 }
 
 impl PixelEncoder {
+    /// Checks a pixel transform read from the manifest `source`: a valid [`ImageShape`] and a
+    /// finite `pixel_max` in `(0, 65535]` (16-bit PNGs at most).
+    pub fn validate(&self, source: &Source, field: &str) -> Result<()> {
+        self.shape.validate(source, &format!("{field}.shape"))?;
+        if !(self.pixel_max > 0.0 && self.pixel_max <= 65_535.0) {
+            return Err(field_error(
+                source,
+                &format!("{field}.pixel_max"),
+                format!("is {}; expected a number in (0, 65535]", self.pixel_max),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn encode(&self, images: &ImageSet) -> Result<Vec<f32>> {
         if images.shape != self.shape {
             return Err(Error::data(
@@ -398,10 +548,12 @@ impl PixelEncoder {
     }
 }
 
-/// Rounds to `decimals` places (half away from zero).
+/// Rounds to `decimals` places (half away from zero). A value too large to scale is returned
+/// as it is: at that magnitude an `f64` has no digits after the point to round.
 pub fn round_to(value: f64, decimals: u32) -> f64 {
-    let scale = 10_f64.powi(decimals as i32);
-    (value * scale).round() / scale
+    let scale = 10_f64.powi(decimals.min(MAX_DECIMALS) as i32);
+    let scaled = value * scale;
+    if scaled.is_finite() { scaled.round() / scale } else { value }
 }
 
 /// Index of the largest value; the first on ties.
@@ -488,5 +640,24 @@ mod tests {
             err,
             "mem.csv: column `b` has category `w`, which the fitted schema does not know (known: u, v)"
         );
+    }
+
+    #[test]
+    fn statistics_that_overflow_are_refused_naming_the_column() {
+        let table = table("a,big,y\n1,1e308,p\n2,1.5e308,q\n3,1e308,p\n", MissingPolicy::Refuse);
+        let err = TabularEncoder::fit(&table, &[0, 1, 2]).err().map(|err| err.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some(
+                "mem.csv: column `big`: its mean or variance overflows a 64-bit float (values span 1e308 to 1.5e308); \
+                 rescale the column (e.g. to other units) so that its squared values stay below 1e308"
+            )
+        );
+    }
+
+    #[test]
+    fn rounding_keeps_values_too_large_to_scale() {
+        assert_eq!(round_to(1e300, 17), 1e300);
+        assert_eq!(round_to(2.345, 2), 2.35);
     }
 }

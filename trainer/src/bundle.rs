@@ -1,16 +1,22 @@
-//! Writing a bundle folder (`model.onnx`, `manifest.json`, `weights.safetensors`) so that it
-//! appears whole or not at all.
+//! Writing a bundle folder (`model.onnx`, `manifest.json`, `weights.safetensors`, `seal.json`)
+//! so that it appears whole and working, or not at all.
 //!
 //! A [`Staging`] folder is created beside the destination *before* training starts, so an
 //! unwritable `--out` fails in a second rather than after minutes of training. Files are written
-//! and synced there, then the folder is renamed into place. Dropping an unfinished staging
-//! folder removes it.
+//! and synced there and sealed (signed, when a key is given); the staged folder is then opened
+//! with the edge runtime, exactly as a device will open it, and a few samples are drawn from it:
+//! a bundle that does not load, or whose samples are not finite, is refused. Only then is the
+//! folder renamed into place. Dropping an unfinished staging folder removes it.
 
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
+use edge_runtime::bundle::{Bundle, Trust};
+use edge_runtime::engine::EngineKind;
+use edge_runtime::keys::SecretKey;
+use edge_runtime::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
 use models::manifest::{MANIFEST_FILE, MODEL_FILE, Manifest, WEIGHTS_FILE};
 use sha2::{Digest, Sha256};
 
@@ -70,13 +76,15 @@ impl Staging {
             .ok_or_else(|| Error::Internal("staging folder already used".to_owned()))
     }
 
-    /// Writes the bundle's files, sets the manifest's model checksum, and moves the folder into
-    /// place. Returns the manifest as written.
+    /// Writes the bundle's files, sets the manifest's model checksum, seals the folder (signed
+    /// with `sign_key` when given), checks that the edge runtime loads it and samples finite
+    /// values from it, and moves the folder into place. Returns the manifest as written.
     pub fn commit(
         mut self,
         mut manifest: Manifest,
         onnx: &[u8],
         weights: &HashMap<String, Tensor>,
+        sign_key: Option<&SecretKey>,
     ) -> Result<Manifest> {
         let dir = self.path()?.to_owned();
         manifest.model_sha256 = hex::encode(Sha256::digest(onnx));
@@ -88,6 +96,11 @@ impl Staging {
             edge_runtime::data::make_readable(&dir.join(file))?;
         }
         edge_runtime::data::make_readable(&dir)?;
+        edge_runtime::bundle::seal(&dir, sign_key)?;
+        self_check(&dir, sign_key).map_err(|source| Error::SelfCheck {
+            path: self.out.clone(),
+            source: Box::new(source),
+        })?;
         let staged = self
             .dir
             .take()
@@ -102,6 +115,37 @@ impl Staging {
             fs::rename(&staged, &self.out).map_err(|err| Error::io(&self.out, err))?;
         }
         Ok(manifest)
+    }
+}
+
+/// Samples drawn from a staged bundle before it is moved into place.
+const SELF_CHECK_SAMPLES: usize = 8;
+
+/// Opens the staged bundle as a device would (its signature checked against the signing key's
+/// public half, when it is signed) and draws a few samples of every class with tract, refusing
+/// any that is not finite.
+fn self_check(dir: &Path, sign_key: Option<&SecretKey>) -> edge_runtime::Result<()> {
+    let trust = sign_key.map_or(Trust::Sealed, |key| Trust::SignedBy(vec![key.public()]));
+    let bundle = Bundle::open_with(dir, &trust)?;
+    let mut generator = Generator::new(&bundle, EngineKind::Tract, 1)?;
+    let n = SELF_CHECK_SAMPLES.max(bundle.manifest.n_classes());
+    let samples = generator.generate(&SampleSettings {
+        n,
+        seed: 0,
+        classes: ClassChoice::Balanced,
+        steps: None,
+        sampler: SamplerKind::Ddpm,
+        batch: n,
+    })?;
+    let width = samples.width.max(1);
+    match samples.x.iter().position(|value| !value.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(edge_runtime::Error::Invalid(format!(
+            "sample {} of {n} holds {} at encoded position {}: the model emits non-finite values",
+            index / width,
+            samples.x.get(index).copied().unwrap_or(f32::NAN),
+            index % width
+        ))),
     }
 }
 

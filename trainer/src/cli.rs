@@ -4,7 +4,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use edge_runtime::cli::{MAX_SAMPLES, count_in};
 use edge_runtime::data::DataOptions;
+use edge_runtime::metrics::intervals::MAX_REPLICATES;
 use models::manifest::Family;
 use models::split::SplitSpec;
 use models::table::ColumnKind;
@@ -34,6 +36,12 @@ pub enum Command {
     Study(StudyArgs),
     /// Write the study report (report.html, report.md and plots) of a study logbook.
     Report(ReportArgs),
+    /// Make a signing key pair: DIR/trainer.key (secret, 0600) and DIR/trainer.pub (for
+    /// `synth-edge --trust`).
+    Keygen(commands::keygen::KeygenArgs),
+    /// (Re)write the seal of a bundle after checking its model against its manifest: for bundles
+    /// exported before seals, or to sign with a new key.
+    Seal(commands::seal::SealArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,33 +65,41 @@ pub struct StudyArgs {
     pub label: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "vae,gan,ddpm", value_parser = parse_family)]
     pub families: Vec<Family>,
-    #[arg(long, value_delimiter = ',', default_value = "1,0.5,0.25,0.1")]
+    /// Scarcity fractions, each in (0, 1]; at most 32 of them.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,0.5,0.25,0.1",
+        value_parser = parse_fraction
+    )]
     pub fractions: Vec<f64>,
-    /// Seeds per cell (0, 1, ... N-1).
-    #[arg(long, default_value_t = 1)]
+    /// Seeds per cell (0, 1, ... N-1), 1 to 1000.
+    #[arg(long, default_value_t = 1, value_parser = seed_count)]
     pub seeds: u64,
     #[arg(long, default_value = "study")]
     pub out: PathBuf,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceChoice,
-    #[arg(long, default_value_t = 0.2)]
+    /// Share of each class held out, in (0, 1).
+    #[arg(long, default_value_t = 0.2, value_parser = parse_holdout)]
     pub holdout: f64,
     /// Training per cell: quick (a third of fit's default steps for tables, the defaults for
     /// images) or full (fit's defaults everywhere).
     #[arg(long, default_value = "quick", value_parser = crate::commands::study::parse_budget)]
     pub budget: crate::study::Budget,
-    /// Epochs for every cell (overrides --budget).
-    #[arg(long)]
+    /// Epochs for every cell (overrides --budget), 1 to 1,000,000.
+    #[arg(long, value_parser = count_in::<1, MAX_EPOCHS>)]
     pub epochs: Option<usize>,
-    /// Synthetic samples per evaluation (default: 1,000 for tables, 500 for images).
-    #[arg(long)]
+    /// Synthetic samples per evaluation, 1 to 10,000,000 (default: 1,000 for tables, 500 for
+    /// images).
+    #[arg(long, value_parser = count_in::<1, MAX_SAMPLES>)]
     pub n: Option<usize>,
-    /// Bootstrap replicates per interval.
-    #[arg(long, default_value_t = 200)]
+    /// Bootstrap replicates per interval, 1 to 100,000.
+    #[arg(long, default_value_t = 200, value_parser = count_in::<1, MAX_REPLICATES>)]
     pub bootstrap: usize,
     /// Cells trained at once, each in its own single-threaded process (1: in this process,
-    /// with all cores and a per-epoch progress bar). Default: the number of cores.
-    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get))]
+    /// with all cores and a per-epoch progress bar), 1 to 256. Default: the number of cores.
+    #[arg(long, default_value_t = default_jobs(), value_parser = count_in::<1, MAX_JOBS>)]
     pub jobs: usize,
     /// No progress display.
     #[arg(long)]
@@ -104,21 +120,22 @@ pub struct FitArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Scarcity fraction: the share of the train part used for training, in (0, 1].
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_fraction)]
     pub fraction: f64,
     /// Share of each class held out (never trained on), in (0, 1).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, value_parser = parse_holdout)]
     pub holdout: f64,
     /// Seed of the split, the initialisation and all training noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Epochs (default: chosen from the data size for a useful model in a few minutes).
-    #[arg(long)]
+    /// Epochs, 1 to 1,000,000 (default: chosen from the data size for a useful model in a few
+    /// minutes).
+    #[arg(long, value_parser = count_in::<1, MAX_EPOCHS>)]
     pub epochs: Option<usize>,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: DeviceChoice,
     /// Read a CSV as flattened images of this shape, e.g. 8x8 (HxW, or HxWxC for RGB).
-    #[arg(long, value_parser = parse_image_shape)]
+    #[arg(long, value_parser = edge_runtime::cli::parse_image_shape)]
     pub image_shape: Option<ImageShape>,
     /// Missing values: refuse (default; the error names column and line) or impute with the
     /// train part's mean / most frequent category.
@@ -137,6 +154,9 @@ pub struct FitArgs {
     /// Replace --out if it already exists.
     #[arg(long)]
     pub force: bool,
+    /// Sign the bundle with this secret key (`trainer.key` from `synth-train keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -162,6 +182,7 @@ impl FitArgs {
             device: self.device,
             out: self.out.clone(),
             replace: self.force,
+            sign_key: self.sign_key.clone(),
         })
     }
 
@@ -185,6 +206,7 @@ impl FitArgs {
             expect_columns: options.expect_header.clone().unwrap_or_default(),
             train_seed: (settings.train_seed != settings.split.seed).then_some(settings.train_seed),
             force: settings.replace,
+            sign_key: settings.sign_key.clone(),
             quiet: false,
         }
     }
@@ -228,6 +250,9 @@ impl FitArgs {
             flag("train-seed", train_seed.to_string());
         }
         line.push(joined("out", &self.out));
+        if let Some(key) = &self.sign_key {
+            line.push(joined("sign-key", key));
+        }
         if self.force {
             line.push("--force".into());
         }
@@ -236,6 +261,41 @@ impl FitArgs {
         }
         line
     }
+}
+
+pub use crate::fit::MAX_EPOCHS;
+/// The most cells trained at once.
+pub const MAX_JOBS: usize = 256;
+/// The most seeds per study cell.
+pub const MAX_SEEDS: usize = 1000;
+/// The most scarcity fractions of one study.
+pub const MAX_FRACTIONS: usize = 32;
+/// The most datasets of one study.
+pub const MAX_DATASETS: usize = 64;
+
+/// One training process per core, up to [`MAX_JOBS`].
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(MAX_JOBS)
+}
+
+fn seed_count(text: &str) -> Result<u64, String> {
+    count_in::<1, MAX_SEEDS>(text).map(|seeds| seeds as u64)
+}
+
+/// A scarcity fraction, in (0, 1].
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    share(text, true).ok_or_else(|| "expected a number in (0, 1], e.g. 0.25".to_owned())
+}
+
+/// A hold-out share, in (0, 1).
+fn parse_holdout(text: &str) -> Result<f64, String> {
+    share(text, false).ok_or_else(|| "expected a number in (0, 1), e.g. 0.2".to_owned())
+}
+
+/// `text` as a number above 0 and below 1 (or equal to 1, when `one` is allowed).
+fn share(text: &str, one: bool) -> Option<f64> {
+    let value: f64 = text.trim().parse().ok()?;
+    (value > 0.0 && (value < 1.0 || (one && value == 1.0))).then_some(value)
 }
 
 fn kind_text(kind: ColumnKind) -> &'static str {
@@ -278,10 +338,6 @@ fn parse_device(text: &str) -> Result<DeviceChoice, String> {
     text.parse().map_err(|err: crate::Error| err.to_string())
 }
 
-fn parse_image_shape(text: &str) -> Result<ImageShape, String> {
-    text.parse().map_err(|err: models::Error| err.to_string())
-}
-
 fn parse_missing(text: &str) -> Result<MissingPolicy, String> {
     text.parse().map_err(|err: models::Error| err.to_string())
 }
@@ -292,6 +348,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Fit(args) => commands::fit::run(args),
         Command::Study(args) => commands::study::run(args),
         Command::Report(args) => commands::report::run(&args),
+        Command::Keygen(args) => commands::keygen::run(&args),
+        Command::Seal(args) => commands::seal::run(&args),
     }
 }
 
@@ -326,6 +384,7 @@ mod tests {
             device: DeviceChoice::Cpu,
             out: PathBuf::from("models/wheat-vae"),
             replace: false,
+            sign_key: None,
         };
         check_round_trip(&plain);
         // Every optional field set, awkward numbers and names included.
@@ -349,6 +408,7 @@ mod tests {
             device: DeviceChoice::Cuda,
             out: PathBuf::from("out/cell"),
             replace: true,
+            sign_key: Some(PathBuf::from("-keys/trainer 2.key")),
         };
         check_round_trip(&full);
         check_round_trip(&FitSettings {
@@ -359,6 +419,27 @@ mod tests {
             family: Family::Gan,
             ..plain
         });
+    }
+
+    #[test]
+    fn numeric_flags_take_their_ranges_and_nothing_else() {
+        assert_eq!(parse_fraction("1"), Ok(1.0));
+        assert_eq!(parse_fraction(&(1.0_f64 / 3.0).to_string()), Ok(1.0 / 3.0));
+        assert_eq!(parse_holdout("0.2"), Ok(0.2));
+        for bad in ["0", "1.0000001", "-0.5", "NaN", "inf", "1e308", "", "half"] {
+            assert!(parse_fraction(bad).is_err(), "fraction {bad}");
+        }
+        for bad in ["0", "1", "NaN", "-inf"] {
+            assert!(parse_holdout(bad).is_err(), "holdout {bad}");
+        }
+        assert_eq!(seed_count("1000"), Ok(1000));
+        assert!(seed_count("1001").is_err() && seed_count("0").is_err());
+        assert_eq!(count_in::<1, MAX_EPOCHS>("1000000"), Ok(1_000_000));
+        assert_eq!(
+            count_in::<1, MAX_EPOCHS>("1000001"),
+            Err("expected a whole number from 1 to 1000000".to_owned())
+        );
+        assert!((1..=MAX_JOBS).contains(&default_jobs()));
     }
 
     #[test]

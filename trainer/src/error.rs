@@ -31,6 +31,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A freshly written bundle that the edge runtime cannot load or sample finite values from;
+    /// it was not moved into place.
+    #[error("{path}: the exported bundle fails in the edge runtime, so it was not written")]
+    SelfCheck {
+        path: PathBuf,
+        #[source]
+        source: Box<edge_runtime::Error>,
+    },
+
     /// One cell of the study failed; the cause is the source.
     #[error("study cell {cell}")]
     StudyCell {

@@ -36,6 +36,8 @@ pub struct FitSettings {
     pub device: DeviceChoice,
     pub out: PathBuf,
     pub replace: bool,
+    /// The secret key file that signs the bundle's seal (`None`: sealed, unsigned).
+    pub sign_key: Option<PathBuf>,
 }
 
 /// What a finished fit reports.
@@ -98,12 +100,19 @@ pub fn prepare(dataset: Dataset, split: &SplitSpec) -> Result<Prepared> {
     Ok(Prepared { dataset, partition, encoder, data })
 }
 
+/// The most epochs one fit may run (a history entry is kept per epoch).
+pub const MAX_EPOCHS: usize = 1_000_000;
+
 pub fn fit(settings: &FitSettings, observer: &mut dyn FitObserver) -> Result<FitOutcome> {
     SplitSpec::new(settings.split.seed, settings.split.holdout, settings.split.fraction)?;
     settings.device.check_available()?;
-    if settings.epochs == Some(0) {
-        return Err(Error::Invalid("invalid --epochs 0: expected at least 1".to_owned()));
+    if let Some(epochs) = settings.epochs
+        && !(1..=MAX_EPOCHS).contains(&epochs)
+    {
+        return Err(Error::Invalid(format!("epochs is {epochs}; expected 1 to {MAX_EPOCHS}")));
     }
+    let sign_key =
+        settings.sign_key.as_deref().map(edge_runtime::keys::SecretKey::read).transpose()?;
     let staging = Staging::new(&settings.out, settings.replace)?;
     let device = settings.device.open()?;
     let dataset = read_dataset(&settings.data, &settings.data_options)?;
@@ -135,7 +144,7 @@ pub fn fit(settings: &FitSettings, observer: &mut dyn FitObserver) -> Result<Fit
     if let Some((_, companion)) = &trained.companion {
         weights.extend(companion.named_tensors(companion_role(settings.family)));
     }
-    let manifest = staging.commit(manifest, &onnx_bytes, &weights)?;
+    let manifest = staging.commit(manifest, &onnx_bytes, &weights, sign_key.as_ref())?;
     Ok(FitOutcome { manifest, history: trained.history, hyper, wall_time_s })
 }
 

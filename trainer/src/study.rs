@@ -160,6 +160,9 @@ pub fn cells(settings: &StudySettings) -> Vec<Cell> {
     cells
 }
 
+/// The most cells one study runs.
+pub const MAX_CELLS: u64 = 10_000;
+
 fn check(settings: &StudySettings) -> Result<()> {
     if settings.datasets.is_empty()
         || settings.families.is_empty()
@@ -171,6 +174,24 @@ fn check(settings: &StudySettings) -> Result<()> {
                 .to_owned(),
         ));
     }
+    let n_cells = [settings.datasets.len(), settings.families.len(), settings.fractions.len()]
+        .into_iter()
+        .try_fold(settings.seeds, |cells, count| cells.checked_mul(count as u64))
+        .unwrap_or(u64::MAX);
+    if n_cells > MAX_CELLS {
+        return Err(Error::Invalid(format!(
+            "the study grid has {n_cells} cells (datasets × families × fractions × seeds); expected at most {MAX_CELLS}"
+        )));
+    }
+    if let Some(epochs) = settings.epochs
+        && !(1..=crate::fit::MAX_EPOCHS).contains(&epochs)
+    {
+        return Err(Error::Invalid(format!(
+            "epochs per cell is {epochs}; expected 1 to {}",
+            crate::fit::MAX_EPOCHS
+        )));
+    }
+    edge_runtime::metrics::intervals::check_replicates(settings.bootstrap)?;
     for &fraction in &settings.fractions {
         SplitSpec::new(0, settings.holdout, fraction)?;
     }
@@ -327,6 +348,8 @@ fn training_plan(settings: &StudySettings, cell: &Cell) -> Result<Option<FitSett
         device: settings.device,
         out: bundle_dir,
         replace: true,
+        // A study's bundles stay on the workstation; a bundle is signed when it is released.
+        sign_key: None,
     }))
 }
 
@@ -423,20 +446,36 @@ fn evaluate_and_log(
         &serde_json::to_string(manifest)
             .map_err(|source| Error::Json { what: "the manifest", source })?,
     )?;
-    let run_id = logbook.start_run(
+    // The guard fails the run if anything below returns early or panics; a panic in the
+    // evaluation is caught here so the run records its message, then resumes.
+    let run = logbook.begin_run(
         STUDY_RUN_KIND,
         Some(&manifest.model_sha256),
         &serde_json::to_value(&params)
             .map_err(|source| Error::Json { what: "the cell parameters", source })?,
     )?;
-    let result = evaluate_cell(
-        settings,
-        cell,
-        &bundle,
-        dataset,
-        n_synthetic,
-        &settings.out.join(&samples_file),
-    );
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        evaluate_cell(
+            settings,
+            cell,
+            &bundle,
+            dataset,
+            n_synthetic,
+            &settings.out.join(&samples_file),
+        )
+    }));
+    let result = match result {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".to_owned());
+            let _ = run.fail(&format!("the program panicked: {what}"));
+            std::panic::resume_unwind(panic);
+        }
+    };
     match result {
         Ok(mut metrics) => {
             // Training figures are single measurements on a side axis, not assessment figures:
@@ -447,7 +486,7 @@ fn evaluate_and_log(
             {
                 metrics.push(Metric::new(id, value, value, value, n_train));
             }
-            logbook.finish_run(&run_id, &metrics)?;
+            run.finish(&metrics)?;
             Ok(CellOutcome::Done {
                 train_seconds,
                 evaluate_seconds: evaluate_started.elapsed().as_secs_f64(),
@@ -455,7 +494,7 @@ fn evaluate_and_log(
             })
         }
         Err(err) => {
-            logbook.fail_run(&run_id, &edge_runtime::error::chain(&err))?;
+            run.fail(&edge_runtime::error::chain(&err))?;
             Err(err)
         }
     }

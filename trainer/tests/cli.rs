@@ -136,7 +136,7 @@ fn bad_input_is_refused_before_training() {
     check_error(
         &fit_args(&wine, &out_str, "vae", &["--fraction", "1.5"]),
         &out,
-        &["invalid scarcity fraction 1.5", "(0, 1]"],
+        &["invalid value '1.5' for '--fraction <FRACTION>'", "(0, 1]"],
     );
 
     let one_class = dir.path().join("one_class.csv");
@@ -145,6 +145,20 @@ fn bad_input_is_refused_before_training() {
         &fit_args(&one_class.to_string_lossy(), &out_str, "ddpm", &[]),
         &out,
         &["one_class.csv", "label column `cultivar` has only one class (x)", "at least two"],
+    );
+
+    // Values a float holds but whose mean or variance overflows (the probe's 1e308 CSV): refused
+    // naming the column, before a bundle that could not generate is written.
+    let huge = dir.path().join("huge.csv");
+    let mut text = String::from("a,big,cultivar\n");
+    for row in 0..12 {
+        text.push_str(&format!("{row}.5,{}e308,{}\n", 1.0 + 0.05 * row as f64, row % 2));
+    }
+    std::fs::write(&huge, text).unwrap();
+    check_error(
+        &fit_args(&huge.to_string_lossy(), &out_str, "vae", &["--epochs", "1"]),
+        &out,
+        &["column `big`", "overflows"],
     );
 
     // An --out whose parent cannot be created (a file stands where a folder should be).
@@ -170,6 +184,77 @@ fn bad_input_is_refused_before_training() {
     assert!(out.join("model.onnx").is_file());
 }
 
+/// Every numeric flag of `fit` and `study` out of its range: refused by the command line with the
+/// flag and the accepted range named, no panic, nothing written; the smallest valid values run.
+#[test]
+fn numeric_flags_out_of_range_are_refused_naming_the_flag_and_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let wine = fixture("wine.csv");
+    let wine = wine.to_string_lossy();
+    let out = dir.path().join("bundle");
+    let out_str = out.to_string_lossy();
+    let huge = "1000000000000";
+    let fit_cases: &[(&[&str], &str, &str)] = &[
+        (&["--epochs", "0"], "--epochs", "1 to 1000000"),
+        (&["--epochs", huge], "--epochs", "1 to 1000000"),
+        (&["--epochs", "1e12"], "--epochs", "1 to 1000000"),
+        (&["--fraction", "0"], "--fraction", "(0, 1]"),
+        (&["--fraction", "NaN"], "--fraction", "(0, 1]"),
+        (&["--fraction", "1e308"], "--fraction", "(0, 1]"),
+        (&["--holdout", "1"], "--holdout", "(0, 1)"),
+        (&["--holdout", "-0.2"], "--holdout", "(0, 1)"),
+        (&["--image-shape", "4294967296x4294967296x3"], "--image-shape", "1 to 4096"),
+    ];
+    for (extra, flag, range) in fit_cases {
+        // `--holdout -0.2` would read as a flag: such values are joined to their flag.
+        let args = join_negative(&fit_args(&wine, &out_str, "vae", extra));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        check_error(&args, &out, &[&format!("for '{flag} <"), range]);
+    }
+
+    let study_out = dir.path().join("study");
+    let study_str = study_out.to_string_lossy();
+    let study = ["study", "--data", &wine, "--label", "cultivar", "--out", &study_str, "--quiet"];
+    let many_fractions = vec!["0.5"; 33].join(",");
+    let study_cases: &[(&[&str], &str, &str)] = &[
+        (&["--jobs", "0"], "--jobs", "1 to 256"),
+        (&["--jobs", huge], "--jobs", "1 to 256"),
+        (&["--epochs", huge], "--epochs", "1 to 1000000"),
+        (&["--bootstrap", huge], "--bootstrap", "1 to 100000"),
+        (&["--bootstrap", "0"], "--bootstrap", "1 to 100000"),
+        (&["--n", huge], "--n", "1 to 10000000"),
+        (&["--seeds", "0"], "--seeds", "1 to 1000"),
+        (&["--seeds", huge], "--seeds", "1 to 1000"),
+        (&["--fractions", "1,0"], "--fractions", "(0, 1]"),
+        (&["--fractions", &many_fractions], "--fractions", "at most 32"),
+        (&["--holdout", "1.5"], "--holdout", "(0, 1)"),
+    ];
+    for (extra, flag, range) in study_cases {
+        let args: Vec<&str> = study.iter().chain(extra.iter()).copied().collect();
+        check_error(&args, &study_out, &[flag, range]);
+    }
+
+    // The smallest valid values train and write a bundle.
+    let output = synth_train(&fit_args(&wine, &out_str, "vae", &["--epochs", "1"]));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(out.join("model.onnx").is_file());
+}
+
+/// `["--holdout", "-0.2"]` as `["--holdout=-0.2"]`, so clap reads the value as a value.
+fn join_negative(args: &[&str]) -> Vec<String> {
+    let mut joined: Vec<String> = Vec::new();
+    for arg in args {
+        match joined.last_mut() {
+            Some(last) if arg.starts_with('-') && arg.parse::<f64>().is_ok() => {
+                last.push('=');
+                last.push_str(arg);
+            }
+            _ => joined.push((*arg).to_owned()),
+        }
+    }
+    joined
+}
+
 #[test]
 fn a_read_only_folder_fails_fast() {
     let dir = tempfile::tempdir().unwrap();
@@ -191,4 +276,47 @@ fn a_read_only_folder_fails_fast() {
         &out,
         &["cannot write a bundle here"],
     );
+}
+
+/// SIGTERM while a study cell is being evaluated: the cell's run is failed with the signal, the
+/// study exits 143, and nothing claims the cell is done.
+#[cfg(unix)]
+#[test]
+fn sigterm_during_a_study_cell_fails_its_run() {
+    use edge_runtime::logbook::{Logbook, RunStatus};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let db = out.join("study.sqlite");
+    // 20,000 bootstrap replicates over 5,000 samples: an evaluation of many seconds.
+    let child = Command::new(env!("CARGO_BIN_EXE_synth-train"))
+        .args(["study", "--data"])
+        .arg(fixture("wine.csv"))
+        .args(["--label", "cultivar", "--families", "vae", "--fractions", "1", "--epochs", "1"])
+        .args(["--n", "5000", "--bootstrap", "20000", "--jobs", "1", "--quiet", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut running = None;
+    while running.is_none() && started.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(50));
+        if db.exists()
+            && let Ok(runs) = Logbook::open(&db).and_then(|logbook| logbook.runs())
+        {
+            running = runs.into_iter().find(|run| run.status == RunStatus::Running);
+        }
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let running = running.unwrap_or_else(|| panic!("no cell run appeared; stderr: {stderr}"));
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    let run = Logbook::open(&db).unwrap().find_run(&running.id).unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert!(run.message.as_deref().unwrap_or_default().contains("SIGTERM"), "{run:?}");
 }

@@ -170,7 +170,16 @@ pub fn bench_metrics(report: &BenchReport) -> Vec<Metric> {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let bundle = Bundle::open(&args.model)?;
+    if let Some(steps) = &args.steps
+        && steps.len() > crate::cli::MAX_BENCH_STEP_COUNTS
+    {
+        anyhow::bail!(
+            "invalid --steps: {} step counts; expected at most {}",
+            steps.len(),
+            crate::cli::MAX_BENCH_STEP_COUNTS
+        );
+    }
+    let bundle = Bundle::open_with(&args.model, &args.trust.to_trust()?)?;
     let mut generator = Generator::new(&bundle, args.engine.engine, args.engine.threads)?;
     let threads = crate::engine::resolve_threads(args.engine.threads);
     let params = serde_json::json!({
@@ -183,6 +192,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     });
     let report = run_recorded(args.db.as_deref(), "bench", Some(&bundle), &params, || {
         let report = bench(&bundle, &mut generator, args.repeats, args.steps.as_deref(), threads)?;
+        // Inside the recorded run, so a write that fails (a full disk) fails the run.
+        if let Some(path) = &args.json {
+            let text = serde_json::to_string_pretty(&report)?;
+            write_atomically(path, text.as_bytes())?;
+        }
         let metrics = bench_metrics(&report);
         Ok((report, metrics))
     })?;
@@ -208,10 +222,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             result.p95_ms,
             result.peak_rss_mb.unwrap_or(f64::NAN)
         );
-    }
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        write_atomically(path, text.as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }

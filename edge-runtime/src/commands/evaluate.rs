@@ -57,9 +57,10 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         &args.synthetic,
     ) {
         (Some(model), Some(real), None, None, None) => {
-            let bundle = Bundle::open(model)?;
+            let bundle = Bundle::open_with(model, &args.trust.to_trust()?)?;
             run_recorded(args.db.as_deref(), "evaluate", Some(&bundle), &params, || {
                 let (assessment, summary) = evaluate_bundle(&bundle, real, args, &settings)?;
+                write_json(args.json.as_deref(), &assessment, summary)?;
                 let metrics = assessment.metrics.clone();
                 Ok(((assessment, summary), metrics))
             })?
@@ -73,6 +74,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
                 let real = real_from_files(train, holdout, label, args.image_shape)?;
                 let synthetic_data = read_synthetic(synthetic, &real)?;
                 let (assessment, summary) = assess(&real, &synthetic_data, &settings)?;
+                write_json(args.json.as_deref(), &assessment, summary)?;
                 let metrics = assessment.metrics.clone();
                 Ok(((assessment, summary), metrics))
             })?
@@ -86,13 +88,23 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         summary.n_real_train, summary.n_real_holdout, summary.n_synthetic, summary.n_features
     );
     print!("{}", format_table(&assessment.metrics, &assessment.skipped));
-    if let Some(path) = &args.json {
-        let report =
-            Report { data: summary, metrics: &assessment.metrics, skipped: &assessment.skipped };
-        write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--json`: written inside the recorded run, so a write that fails (a full disk) fails the run.
+fn write_json(
+    path: Option<&Path>,
+    assessment: &Assessment,
+    summary: DataSummary,
+) -> anyhow::Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let report =
+        Report { data: summary, metrics: &assessment.metrics, skipped: &assessment.skipped };
+    write_atomically(path, serde_json::to_string_pretty(&report)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 fn evaluate_bundle(
@@ -101,9 +113,6 @@ fn evaluate_bundle(
     args: &EvaluateArgs,
     settings: &EvalSettings,
 ) -> anyhow::Result<(Assessment, DataSummary)> {
-    if args.n == 0 {
-        bail!("invalid --n 0: expected at least 1 sample");
-    }
     let real_data = real_for_bundle(bundle, real)?;
     let mut generator =
         Generator::new(bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;

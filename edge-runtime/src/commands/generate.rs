@@ -27,11 +27,8 @@ pub const GATE_REFUSED: u8 = 3;
 pub struct GateRefused(pub String);
 
 pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
-    if args.n == 0 {
-        anyhow::bail!("invalid --n 0: expected at least 1 sample");
-    }
     let policy = args.gate.as_deref().map(Policy::read).transpose()?;
-    let bundle = Bundle::open(&args.model)?;
+    let bundle = Bundle::open_with(&args.model, &args.trust.to_trust()?)?;
     let real = match (&policy, &args.real) {
         (Some(_), Some(real)) => Some(real_for_bundle(&bundle, real)?),
         _ => None,

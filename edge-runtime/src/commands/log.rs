@@ -14,8 +14,8 @@ pub struct LogArgs {
     /// The logbook.
     #[arg(long)]
     pub db: PathBuf,
-    /// How many runs to list, newest first.
-    #[arg(long, default_value_t = 20)]
+    /// How many runs to list, newest first, 1 to 100,000.
+    #[arg(long, default_value_t = 20, value_parser = crate::cli::count_in::<1, 100_000>)]
     pub limit: usize,
     /// Show one run in full: parameters and every metric.
     #[arg(long)]
@@ -34,16 +34,16 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
         let run = logbook
             .find_run(id)?
             .ok_or_else(|| anyhow::anyhow!("{}: no run with id {id}", args.db.display()))?;
-        print_run(&run)?;
+        print(&run_text(&run)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let runs = logbook.recent_runs(args.limit)?;
     if runs.is_empty() {
-        println!("no runs in {}", args.db.display());
+        print(&format!("no runs in {}\n", args.db.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "{:<8}  {:<19}  {:<8}  {:<7}  {:<12}  headline figures",
+    let mut text = format!(
+        "{:<8}  {:<19}  {:<8}  {:<11}  {:<12}  headline figures\n",
         "run", "started (UTC)", "kind", "status", "model"
     );
     for run in &runs {
@@ -53,37 +53,48 @@ pub fn run(args: &LogArgs) -> anyhow::Result<ExitCode> {
             (None, true) => "-".to_owned(),
             (None, false) => figures.join("; "),
         };
-        println!(
-            "{:<8}  {:<19}  {:<8}  {:<7}  {:<12}  {figures}",
+        text.push_str(&format!(
+            "{:<8}  {:<19}  {:<8}  {:<11}  {:<12}  {figures}\n",
             run.id.get(..8).unwrap_or(&run.id),
             run.started_at.get(..19).unwrap_or(&run.started_at).replace('T', " "),
             run.kind,
             run.status.as_str(),
             run.model_sha256.as_deref().and_then(|sha| sha.get(..12)).unwrap_or("-"),
-        );
+        ));
     }
+    print(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_run(run: &RunRecord) -> anyhow::Result<()> {
-    println!("run       {}", run.id);
-    println!("kind      {}", run.kind);
-    println!("status    {}", run.status);
-    println!("device    {}", run.device_id);
-    println!("model     {}", run.model_sha256.as_deref().unwrap_or("-"));
-    println!("started   {}", run.started_at);
-    println!("finished  {}", run.finished_at.as_deref().unwrap_or("-"));
-    if let Some(message) = &run.message {
-        println!("message   {message}");
+/// Writes `text` to stdout; a reader that stopped reading (`synth-edge log | head`) is not an
+/// error.
+fn print(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
     }
-    println!(
+}
+
+fn run_text(run: &RunRecord) -> anyhow::Result<String> {
+    let mut lines = vec![
+        format!("run       {}", run.id),
+        format!("kind      {}", run.kind),
+        format!("status    {}", run.status),
+        format!("device    {}", run.device_id),
+        format!("model     {}", run.model_sha256.as_deref().unwrap_or("-")),
+        format!("started   {}", run.started_at),
+        format!("finished  {}", run.finished_at.as_deref().unwrap_or("-")),
+    ];
+    if let Some(message) = &run.message {
+        lines.push(format!("message   {message}"));
+    }
+    lines.push(format!(
         "params    {}",
         serde_json::to_string_pretty(&run.params)?.replace('\n', "\n          ")
-    );
-    for metric in &run.metrics {
-        println!("  {}", describe(metric));
-    }
-    Ok(())
+    ));
+    lines.extend(run.metrics.iter().map(|metric| format!("  {}", describe(metric))));
+    Ok(lines.join("\n") + "\n")
 }
 
 /// `efficiency/samples_per_second 1234 [1200, 1270] n=50`

@@ -1,6 +1,8 @@
 //! `synth-edge sync`: push a device's unsynced logbook rows to a hub over HTTP (`--to`), or write
-//! them as batch files into a folder (`--to-dir`); with `--every`, keep syncing on an interval
-//! until SIGTERM, backing off while the hub is unreachable.
+//! them as batch files into a folder (`--to-dir`), every batch signed with the device's key
+//! (`--key-file`, written by `synth-edge hub enroll`); with `--every`, keep syncing on an
+//! interval until SIGTERM, backing off while the hub is unreachable and stopping with an error
+//! when it refuses the key or a batch.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error;
+use crate::keys::SecretKey;
 use crate::logbook::Logbook;
 use crate::sync::client::HubClient;
 use crate::sync::{self, DEFAULT_BATCH_RUNS, SyncReport, Token};
@@ -20,18 +23,16 @@ pub struct SyncArgs {
     #[arg(long)]
     pub db: PathBuf,
     /// The hub, such as http://192.168.1.10:8750.
-    #[arg(
-        long,
-        required_unless_present = "to_dir",
-        conflicts_with = "to_dir",
-        requires = "token_file"
-    )]
+    #[arg(long, required_unless_present = "to_dir", conflicts_with = "to_dir")]
     pub to: Option<String>,
     /// Write batch files into this existing folder instead (a USB stick for a site with no link).
     #[arg(long)]
     pub to_dir: Option<PathBuf>,
-    /// A file holding the token the hub expects.
+    /// The device's secret key file, from `synth-edge hub enroll --key-out`; it signs every batch.
     #[arg(long)]
+    pub key_file: PathBuf,
+    /// A file holding the hub's read token; sent along, not needed to sync.
+    #[arg(long, requires = "to")]
     pub token_file: Option<PathBuf>,
     /// Keep syncing at this interval (30s, 15m, 1h) until SIGTERM.
     #[arg(long, value_parser = sync::parse_interval, requires = "to")]
@@ -43,22 +44,22 @@ pub struct SyncArgs {
 
 enum Destination {
     Hub(HubClient),
-    Folder(PathBuf),
+    Folder(PathBuf, SecretKey),
 }
 
 pub fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
-    let destination = match (&args.to, &args.to_dir, &args.token_file) {
-        (Some(url), None, Some(token_file)) => {
-            Destination::Hub(HubClient::new(url, Token::read(token_file)?)?)
-        }
-        (None, Some(dir), _) => Destination::Folder(dir.clone()),
-        _ => anyhow::bail!("expected either --to URL with --token-file FILE, or --to-dir DIR"),
+    let key = SecretKey::read(&args.key_file)?;
+    let token = args.token_file.as_deref().map(Token::read).transpose()?;
+    let destination = match (&args.to, &args.to_dir) {
+        (Some(url), None) => Destination::Hub(HubClient::new(url, key, token)?),
+        (None, Some(dir)) => Destination::Folder(dir.clone(), key),
+        _ => anyhow::bail!("expected either --to URL or --to-dir DIR, with --key-file FILE"),
     };
     let stop = sync::stop_flag_on_signals()?;
     let logbook = Logbook::open(&args.db)?;
     match (destination, args.every) {
-        (Destination::Folder(dir), _) => {
-            let report = sync::write_to_dir(&logbook, &dir, args.batch_runs, &stop)?;
+        (Destination::Folder(dir, key), _) => {
+            let report = sync::write_to_dir(&logbook, &key, &dir, args.batch_runs, &stop)?;
             print_report(&report, &dir.display().to_string());
             for file in &report.files {
                 println!("  {}", file.display());
@@ -76,7 +77,7 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Syncs, then waits `interval`; while the hub is unreachable waits less, doubling from
-/// [`sync::FIRST_RETRY`]. A refused token or batch ends the loop with the error.
+/// [`sync::FIRST_RETRY`]. A refused key or batch (4xx) ends the loop with the error.
 fn sync_periodically(
     logbook: &Logbook,
     hub: &HubClient,

@@ -3,7 +3,8 @@
 //!
 //! An engine is built once per bundle and then run on batches of any size: inputs are given in
 //! the graph's input order as row-major `f32` with the batch first; the first output comes back
-//! the same way.
+//! the same way, with the shape the engine actually produced ([`TensorOut`]), so the caller can
+//! check it against the manifest rather than trust the graph.
 
 use std::fmt;
 
@@ -21,10 +22,42 @@ pub struct TensorIn<'a> {
     pub shape: &'a [usize],
 }
 
+/// The batch size of `inputs`, once each is checked to have a batch dimension, the same batch
+/// as the others and as many values as its shape says.
+pub fn check_inputs(engine: &'static str, inputs: &[TensorIn<'_>]) -> Result<usize> {
+    let batch = inputs.first().and_then(|input| input.shape.first()).copied().unwrap_or(0);
+    for (idx, input) in inputs.iter().enumerate() {
+        let values = input.shape.iter().try_fold(1_usize, |acc, &dim| acc.checked_mul(dim));
+        if input.shape.first() != Some(&batch) || values != Some(input.data.len()) {
+            return Err(Error::Engine {
+                engine,
+                message: format!(
+                    "input {idx} has shape {:?} and {} values; expected batch {batch} and one value per element",
+                    input.shape,
+                    input.data.len()
+                ),
+            });
+        }
+    }
+    Ok(batch)
+}
+
+/// The first output of a run: row-major values and the shape the engine produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorOut {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
 pub trait Engine: Send {
     fn kind(&self) -> EngineKind;
-    /// Runs the graph; returns the first output, row-major.
-    fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>>;
+    /// Runs the graph; returns the first output and its actual shape.
+    fn run_tensor(&mut self, inputs: &[TensorIn<'_>]) -> Result<TensorOut>;
+
+    /// Runs the graph; returns the first output's values, row-major.
+    fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>> {
+        Ok(self.run_tensor(inputs)?.data)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -15,7 +15,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 
-use super::{Engine, EngineKind, OrtProvider, TensorIn};
+use super::{Engine, EngineKind, OrtProvider, TensorIn, TensorOut};
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 
@@ -126,7 +126,18 @@ impl Engine for OrtEngine {
         EngineKind::Ort(self.provider)
     }
 
-    fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>> {
+    fn run_tensor(&mut self, inputs: &[TensorIn<'_>]) -> Result<TensorOut> {
+        super::check_inputs("ort", inputs)?;
+        if inputs.len() != self.input_names.len() {
+            return Err(Error::Engine {
+                engine: "ort",
+                message: format!(
+                    "{} inputs given; the graph takes {}",
+                    inputs.len(),
+                    self.input_names.len()
+                ),
+            });
+        }
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
         for (name, input) in self.input_names.iter().zip(inputs) {
@@ -135,9 +146,21 @@ impl Engine for OrtEngine {
             values.push((Cow::Borrowed(name.as_str()), tensor.into()));
         }
         let outputs = self.session.run(values).map_err(engine_error("running the model failed"))?;
-        let (_, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(engine_error("the output is not f32"))?;
-        Ok(data.to_vec())
+        let first = outputs.values().next().ok_or_else(|| Error::Engine {
+            engine: "ort",
+            message: "the model returned no output; expected the samples as its first output"
+                .to_owned(),
+        })?;
+        let (shape, data) =
+            first.try_extract_tensor::<f32>().map_err(engine_error("the output is not f32"))?;
+        let shape = shape
+            .iter()
+            .map(|&dim| usize::try_from(dim))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| Error::Engine {
+                engine: "ort",
+                message: format!("the output has the shape {shape}, with a negative dimension"),
+            })?;
+        Ok(TensorOut { data: data.to_vec(), shape })
     }
 }

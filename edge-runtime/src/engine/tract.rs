@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::DimLike;
 
-use super::{Engine, EngineKind, TensorIn};
+use super::{Engine, EngineKind, TensorIn, TensorOut};
 use crate::bundle::Bundle;
 use crate::error::{Error, Result};
 
@@ -29,10 +30,13 @@ fn engine_error(context: &'static str) -> impl FnOnce(TractError) -> Error {
 
 impl TractEngine {
     /// Builds the engine for a verified bundle; a model tract cannot read names `model.onnx`.
+    /// The output's shape, as tract infers it, must be the manifest's: a graph that would
+    /// produce a tensor of another size is refused before it runs.
     pub fn load(bundle: &Bundle, threads: usize) -> Result<TractEngine> {
         let plan = optimised_plan(&bundle.model).map_err(|source| {
             Error::bundle_unreadable(&bundle.model_path(), "tract cannot load the model", source)
         })?;
+        check_output_fact(&plan, bundle)?;
         Self::from_plan(&plan, threads)
     }
 
@@ -52,6 +56,39 @@ impl TractEngine {
     }
 }
 
+/// The dimensions after the batch of the plan's first output must be those the manifest
+/// declares, and the batch dimension must be symbolic.
+fn check_output_fact(plan: &Plan, bundle: &Bundle) -> Result<()> {
+    let expected: Vec<Option<usize>> = bundle
+        .manifest
+        .graph
+        .outputs
+        .first()
+        .map(|output| output.shape.iter().skip(1).copied().collect())
+        .unwrap_or_default();
+    let fact = plan.model().output_fact(0).map_err(|source| {
+        Error::bundle_unreadable(&bundle.model_path(), "tract finds no output", source)
+    })?;
+    let inferred: Vec<Option<usize>> =
+        fact.shape.iter().skip(1).map(|dim| dim.to_usize().ok()).collect();
+    let batch_is_symbolic = fact.shape.iter().next().is_some_and(|dim| dim.to_usize().is_err());
+    if inferred != expected || !batch_is_symbolic {
+        return Err(Error::bundle(
+            &bundle.model_path(),
+            format!(
+                "the graph's first output has the inferred shape {:?}, but the manifest expects [N, {}]; refusing to run it",
+                fact.shape,
+                expected
+                    .iter()
+                    .map(|dim| dim.map_or_else(|| "?".to_owned(), |dim| dim.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn optimised_plan(model: &[u8]) -> TractResult<Arc<Plan>> {
     onnx().model_for_read(&mut Cursor::new(model))?.into_optimized()?.into_runnable()
 }
@@ -60,16 +97,18 @@ fn run_state(
     state: &mut State,
     inputs: &[TensorIn<'_>],
     rows: std::ops::Range<usize>,
-) -> Result<Vec<f32>> {
+) -> Result<TensorOut> {
     let values: TVec<TValue> = inputs
         .iter()
         .map(|input| {
-            let batch = input.shape[0].max(1);
-            let row_len = input.data.len() / batch;
+            // `check_inputs` made every shape non-empty with the batch first and the values whole.
+            let row_len: usize = input.shape.iter().skip(1).product();
             let mut shape = input.shape.to_vec();
-            shape[0] = rows.len();
-            Tensor::from_shape(&shape, &input.data[rows.start * row_len..rows.end * row_len])
-                .map(TValue::from)
+            if let Some(first) = shape.first_mut() {
+                *first = rows.len();
+            }
+            let data = input.data.get(rows.start * row_len..rows.end * row_len).unwrap_or_default();
+            Tensor::from_shape(&shape, data).map(TValue::from)
         })
         .collect::<TractResult<_>>()
         .map_err(engine_error("cannot build the input tensors"))?;
@@ -80,7 +119,8 @@ fn run_state(
             .to_owned(),
     })?;
     let view = first.try_as_plain_ram().map_err(engine_error("cannot read the output"))?;
-    Ok(view.as_slice::<f32>().map_err(engine_error("the output is not f32"))?.to_vec())
+    let data = view.as_slice::<f32>().map_err(engine_error("the output is not f32"))?.to_vec();
+    Ok(TensorOut { data, shape: first.shape().to_vec() })
 }
 
 impl Engine for TractEngine {
@@ -88,24 +128,48 @@ impl Engine for TractEngine {
         EngineKind::Tract
     }
 
-    fn run(&mut self, inputs: &[TensorIn<'_>]) -> Result<Vec<f32>> {
-        let batch = inputs.first().map_or(0, |input| input.shape[0]);
+    fn run_tensor(&mut self, inputs: &[TensorIn<'_>]) -> Result<TensorOut> {
+        let batch = super::check_inputs("tract", inputs)?;
         let workers = self.states.len().min(batch / MIN_ROWS_PER_THREAD).max(1);
         if workers == 1 {
-            return run_state(&mut self.states[0], inputs, 0..batch);
+            let Some(state) = self.states.first_mut() else {
+                return Err(Error::Engine {
+                    engine: "tract",
+                    message: "the engine has no worker state".to_owned(),
+                });
+            };
+            return run_state(state, inputs, 0..batch);
         }
         let chunk = batch.div_ceil(workers);
         // Rayon's pool is already running: no thread is spawned per call.
-        let results: Vec<Result<Vec<f32>>> = self.states[..workers]
+        let results: Vec<Result<TensorOut>> = self.states[..workers]
             .par_iter_mut()
             .enumerate()
             .map(|(idx, state)| {
                 run_state(state, inputs, idx * chunk..((idx + 1) * chunk).min(batch))
             })
             .collect();
-        let mut out = Vec::new();
+        // The parts stack along the batch; they must agree on the per-sample dimensions.
+        let mut out = TensorOut { data: Vec::new(), shape: Vec::new() };
+        let mut rows = 0;
         for part in results {
-            out.extend(part?);
+            let part = part?;
+            rows += part.shape.first().copied().unwrap_or(0);
+            if out.shape.is_empty() {
+                out.shape = part.shape.clone();
+            } else if out.shape.get(1..) != part.shape.get(1..) {
+                return Err(Error::Engine {
+                    engine: "tract",
+                    message: format!(
+                        "the workers' outputs have the shapes {:?} and {:?}; expected one per-sample shape",
+                        out.shape, part.shape
+                    ),
+                });
+            }
+            out.data.extend(part.data);
+        }
+        if let Some(first) = out.shape.first_mut() {
+            *first = rows;
         }
         Ok(out)
     }

@@ -5,12 +5,19 @@
 //! A run is written twice: [`Logbook::start_run`] commits a `running` row at once, and
 //! [`Logbook::finish_run`] commits all of its metrics together with `done` in one transaction.
 //! A power cut or a kill therefore leaves either a whole run or a `running` row, never a `done`
-//! run missing metrics. The same file serves as a hub: [`Logbook::apply_rows`] merges rows from
-//! other devices, inserting or ignoring by primary key, so a repeated batch changes nothing.
+//! run missing metrics; that `running` row names its process, and the next open marks it
+//! `interrupted` once the process is gone (`lifecycle.rs`, which also holds the guard that fails a
+//! run left unsettled by an error, a panic or a signal). The same file serves as a hub:
+//! [`Logbook::apply_rows`] merges rows from other devices, each batch only under the enrolled
+//! device that signed it, inserting or ignoring by primary key, so a repeated batch changes
+//! nothing. Runs are keyed by (device, run id): two devices' runs of the same id are two runs,
+//! and everything a logbook does to its own runs names its own device.
 //!
 //! This file holds the run store (opening, registering models, starting and settling runs,
-//! listing them); `sync_rows.rs` holds the rows a sync moves between logbooks.
+//! listing them); `sync_rows.rs` holds the rows a sync moves between logbooks and a hub's
+//! enrolled devices.
 
+mod lifecycle;
 mod schema;
 mod sync_rows;
 pub mod timestamp;
@@ -24,8 +31,12 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
+pub use lifecycle::{RunningRun, settle_runs_on_signals};
 pub use schema::SCHEMA_VERSION;
-pub use sync_rows::{ApplySummary, MetricRow, ModelRow, RunRow, SyncRows};
+pub use sync_rows::{
+    ApplySummary, EnrolledDevice, MetricRow, ModelRow, RunRow, SyncRows, check_device_id,
+    check_device_name,
+};
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
@@ -179,6 +190,7 @@ impl Logbook {
         schema::migrate(&connection, path)?;
         let device_id =
             own_device(&connection).map_err(sql_failure(path, "cannot record this device"))?;
+        lifecycle::interrupt_orphans(&connection, path, &device_id)?;
         Ok(Logbook { connection, path: path.to_owned(), device_id })
     }
 
@@ -251,8 +263,16 @@ impl Logbook {
         }
         self.connection
             .execute(
-                "INSERT INTO runs (id, device_id, model_id, kind, params, started_at, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
-                params![run_id, self.device_id, model_id, kind, params.to_string(), timestamp::now()],
+                "INSERT INTO runs (id, device_id, model_id, kind, params, started_at, status, process) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+                params![
+                    run_id,
+                    self.device_id,
+                    model_id,
+                    kind,
+                    params.to_string(),
+                    timestamp::now(),
+                    lifecycle::this_process()
+                ],
             )
             .map_err(|err| self.failure(context(), err))?;
         Ok(run_id)
@@ -281,12 +301,13 @@ impl Logbook {
         self.settle_run(&transaction, run_id, RunStatus::Done, None)?;
         {
             let mut insert = transaction
-                .prepare_cached("INSERT INTO metrics (run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .prepare_cached("INSERT INTO metrics (device_id, run_id, axis, name, value, ci_low, ci_high, n) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
                 .map_err(|err| self.failure(context(), err))?;
             for metric in metrics {
                 sql_count(metric.n)
                     .and_then(|n| {
                         insert.execute(params![
+                            self.device_id,
                             run_id,
                             metric.axis.as_str(),
                             metric.name,
@@ -312,7 +333,19 @@ impl Logbook {
         transaction.commit().map_err(|err| self.failure(context(), err))
     }
 
-    /// Marks a running run failed, with the reason.
+    /// [`start_run`](Self::start_run), returning a guard that settles the run: it is marked
+    /// failed if the guard is dropped before [`RunningRun::finish`] or [`RunningRun::fail`].
+    pub fn begin_run(
+        &self,
+        kind: &str,
+        model_sha256: Option<&str>,
+        params: &serde_json::Value,
+    ) -> Result<RunningRun<'_>> {
+        let run_id = self.start_run(kind, model_sha256, params)?;
+        Ok(RunningRun::new(self, run_id))
+    }
+
+    /// Marks a running run of this device failed, with the reason.
     pub fn fail_run(&self, run_id: &str, message: &str) -> Result<()> {
         self.settle_run(&self.connection, run_id, RunStatus::Failed, Some(message))
     }
@@ -327,22 +360,26 @@ impl Logbook {
         let context = || format!("marking run {run_id} {status}");
         let changed = connection
             .execute(
-                "UPDATE runs SET status = ?2, finished_at = ?3, message = ?4 WHERE id = ?1 AND status = 'running'",
-                params![run_id, status.as_str(), timestamp::now(), message],
+                "UPDATE runs SET status = ?2, finished_at = ?3, message = ?4, process = NULL WHERE device_id = ?5 AND id = ?1 AND status = 'running'",
+                params![run_id, status.as_str(), timestamp::now(), message, self.device_id],
             )
             .map_err(|err| self.failure(context(), err))?;
         if changed == 1 {
             return Ok(());
         }
         let current: Option<String> = connection
-            .query_row("SELECT status FROM runs WHERE id = ?1", [run_id], |row| row.get(0))
+            .query_row(
+                "SELECT status FROM runs WHERE device_id = ?1 AND id = ?2",
+                [&self.device_id, run_id],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(|err| self.failure(context(), err))?;
         Err(self.refusal(match current {
             Some(current) => {
                 format!("{}: the run is already {current}; expected a running run", context())
             }
-            None => format!("{}: no such run", context()),
+            None => format!("{}: no such run of this device", context()),
         }))
     }
 
@@ -353,7 +390,7 @@ impl Logbook {
         let mut statement = self
             .connection
             .prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1"
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at DESC, id DESC, device_id DESC LIMIT ?1"
             ))
             .map_err(|err| self.failure(context, err))?;
         let runs =
@@ -361,7 +398,7 @@ impl Logbook {
         let mut summaries = Vec::new();
         for run in runs {
             let run = run.map_err(|err| self.failure(context, err))?;
-            let metrics = self.metrics_of(&run.id)?;
+            let metrics = self.metrics_of(&run.device_id, &run.id)?;
             summaries.push(RunSummary {
                 n_metrics: metrics.len(),
                 headline_metrics: headline_metrics(&metrics),
@@ -377,60 +414,88 @@ impl Logbook {
         Ok(summaries)
     }
 
-    /// The run whose id starts with `id_prefix`, if exactly one does.
+    /// The run whose id starts with `id_prefix`, if exactly one does; a run whose id is
+    /// `id_prefix` itself is preferred to longer ones. On a hub two devices may hold runs of the
+    /// same id: this device's own is preferred, and among other devices' it is an error that
+    /// names them.
     pub fn find_run(&self, id_prefix: &str) -> Result<Option<RunRecord>> {
+        /// Holders of one id named in the refusal when none is this device.
+        const MAX_HOLDERS: i64 = 8;
         let context = format!("looking up run {id_prefix}");
-        let mut statement = self
+        let ids: Vec<String> = self
+            .connection
+            .prepare(
+                "SELECT DISTINCT id FROM runs WHERE substr(id, 1, length(?1)) = ?1
+                 ORDER BY id = ?1 DESC, id LIMIT 2",
+            )
+            .and_then(|mut statement| statement.query_map([id_prefix], |row| row.get(0))?.collect())
+            .map_err(|err| self.failure(&context, err))?;
+        let id = match ids.as_slice() {
+            [] => return Ok(None),
+            [exact, ..] if exact == id_prefix => exact,
+            [only] => only,
+            [_, _, ..] => {
+                return Err(self.refusal(format!(
+                    "{context}: more than one run starts with it; give more of the id"
+                )));
+            }
+        };
+        let mut holders: Vec<RunRecord> = self
             .connection
             .prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2"
+                "SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1
+                 ORDER BY device_id = ?2 DESC, device_id LIMIT ?3"
             ))
+            .and_then(|mut statement| {
+                statement
+                    .query_map(params![id, self.device_id, MAX_HOLDERS], run_from_row)?
+                    .collect()
+            })
             .map_err(|err| self.failure(&context, err))?;
-        let mut found: Vec<RunRecord> = statement
-            .query_map([id_prefix], run_from_row)
-            .and_then(Iterator::collect)
-            .map_err(|err| self.failure(&context, err))?;
-        match found.len() {
-            0 => Ok(None),
-            1 => {
-                let mut run = found.remove(0);
-                run.metrics = self.metrics_of(&run.id)?;
-                Ok(Some(run))
-            }
-            _ => Err(self.refusal(format!(
-                "{context}: more than one run starts with it; give more of the id"
-            ))),
+        if holders.len() > 1 && holders.first().is_some_and(|run| run.device_id != self.device_id) {
+            let devices: Vec<&str> = holders.iter().map(|run| run.device_id.as_str()).collect();
+            return Err(self.refusal(format!(
+                "{context}: devices {} each hold a run {id}; this device holds none",
+                devices.join(", ")
+            )));
         }
+        if holders.is_empty() {
+            return Ok(None);
+        }
+        let mut run = holders.swap_remove(0);
+        run.metrics = self.metrics_of(&run.device_id, &run.id)?;
+        Ok(Some(run))
     }
 
     /// Every run, oldest first, with its parameters and metrics.
     pub fn runs(&self) -> Result<Vec<RunRecord>> {
         let context = "listing runs";
-        let mut metrics_by_run: HashMap<String, Vec<Metric>> = HashMap::new();
+        let mut metrics_by_run: HashMap<(String, String), Vec<Metric>> = HashMap::new();
         let mut statement = self
             .connection
             .prepare(&format!(
-                "SELECT run_id, {METRIC_COLUMNS} FROM metrics WHERE {} ORDER BY rowid",
+                "SELECT device_id, run_id, {METRIC_COLUMNS} FROM metrics WHERE {} ORDER BY rowid",
                 known_axes()
             ))
             .map_err(|err| self.failure(context, err))?;
         let rows = statement
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, metric_from_row(row, 1)?)))
+            .query_map([], |row| Ok(((row.get(0)?, row.get(1)?), metric_from_row(row, 2)?)))
             .map_err(|err| self.failure(context, err))?;
         for row in rows {
-            let (run_id, metric) = row.map_err(|err| self.failure(context, err))?;
-            metrics_by_run.entry(run_id).or_default().push(metric);
+            let (run, metric) = row.map_err(|err| self.failure(context, err))?;
+            metrics_by_run.entry(run).or_default().push(metric);
         }
         let mut statement = self
             .connection
-            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at, id"))
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at, id, device_id"))
             .map_err(|err| self.failure(context, err))?;
         let mut runs: Vec<RunRecord> = statement
             .query_map([], run_from_row)
             .and_then(Iterator::collect)
             .map_err(|err| self.failure(context, err))?;
         for run in &mut runs {
-            run.metrics = metrics_by_run.remove(&run.id).unwrap_or_default();
+            let key = (run.device_id.clone(), run.id.clone());
+            run.metrics = metrics_by_run.remove(&key).unwrap_or_default();
         }
         Ok(runs)
     }
@@ -480,17 +545,18 @@ impl Logbook {
         Ok(lines)
     }
 
-    fn metrics_of(&self, run_id: &str) -> Result<Vec<Metric>> {
-        let context = || format!("reading the metrics of run {run_id}");
+    /// The metrics of the run `run_id` of device `device_id`, in the order they were recorded.
+    fn metrics_of(&self, device_id: &str, run_id: &str) -> Result<Vec<Metric>> {
+        let context = || format!("reading the metrics of run {run_id} of device {device_id}");
         let mut statement = self
             .connection
             .prepare_cached(&format!(
-                "SELECT {METRIC_COLUMNS} FROM metrics WHERE run_id = ?1 AND {} ORDER BY rowid",
+                "SELECT {METRIC_COLUMNS} FROM metrics WHERE device_id = ?1 AND run_id = ?2 AND {} ORDER BY rowid",
                 known_axes()
             ))
             .map_err(|err| self.failure(context(), err))?;
         statement
-            .query_map([run_id], |row| metric_from_row(row, 0))
+            .query_map([device_id, run_id], |row| metric_from_row(row, 0))
             .and_then(Iterator::collect)
             .map_err(|err| self.failure(context(), err))
     }

@@ -7,6 +7,21 @@
 use rand::RngExt;
 use rayon::prelude::*;
 
+/// The most bootstrap replicates an interval takes: [`check_replicates`] refuses more, and
+/// [`bootstrap`] never draws more.
+pub const MAX_REPLICATES: usize = 100_000;
+
+/// Refuses a replicate count outside `1..=MAX_REPLICATES`.
+pub fn check_replicates(replicates: usize) -> crate::Result<()> {
+    if (1..=MAX_REPLICATES).contains(&replicates) {
+        Ok(())
+    } else {
+        Err(crate::Error::Invalid(format!(
+            "bootstrap replicates is {replicates}; expected 1 to {MAX_REPLICATES}"
+        )))
+    }
+}
+
 /// The standard normal quantile for a two-sided 95 % interval.
 pub const Z_95: f64 = 1.959_963_984_540_054;
 
@@ -29,7 +44,8 @@ pub fn wilson(successes: u64, n: u64) -> (f64, f64) {
 /// the finite replicates at percentiles shifted by the median bias `z₀ = Φ⁻¹(P(θ* < θ̂))`.
 /// Statistics that resampling biases (the Fréchet distance, KS-based similarity, a total
 /// variation near 0) would otherwise get intervals that miss their own estimate; when even the
-/// corrected interval misses `point`, it is widened to include it.
+/// corrected interval misses `point`, it is widened to include it. At most [`MAX_REPLICATES`]
+/// replicates are drawn, whatever `replicates` asks.
 pub fn bootstrap<F>(
     groups: &[usize],
     replicates: usize,
@@ -41,7 +57,7 @@ pub fn bootstrap<F>(
 where
     F: Fn(&[Vec<usize>]) -> f64 + Sync,
 {
-    let mut values: Vec<f64> = (0..replicates)
+    let mut values: Vec<f64> = (0..replicates.min(MAX_REPLICATES))
         .into_par_iter()
         .map(|replicate| {
             let mut rng = models::rng::stream(seed, &format!("bootstrap/{purpose}/{replicate}"));
@@ -254,6 +270,22 @@ mod tests {
         let point = spread(&all);
         let (low, high) = bootstrap(&[data.len()], 200, 1, "max", point, |idx| spread(&idx[0]));
         assert!(low <= point && point <= high, "{low} {point} {high}");
+    }
+
+    #[test]
+    fn replicate_counts_are_bounded() {
+        assert!(check_replicates(1).is_ok() && check_replicates(MAX_REPLICATES).is_ok());
+        for bad in [0, MAX_REPLICATES + 1, usize::MAX] {
+            let message = check_replicates(bad).unwrap_err().to_string();
+            assert_eq!(message, format!("bootstrap replicates is {bad}; expected 1 to 100000"));
+        }
+        // However many are asked for, at most MAX_REPLICATES are drawn.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        bootstrap(&[3], usize::MAX, 0, "bound", 1.0, |_| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            1.0
+        });
+        assert_eq!(calls.into_inner(), MAX_REPLICATES);
     }
 
     #[test]

@@ -19,10 +19,13 @@ use heapless::Vec as FixedVec;
 use ndarray::{ArrayView2, linalg::general_mat_mul};
 use rayon::prelude::*;
 
-/// The largest `k` (plus screening margin) a query may ask for.
-pub const MAX_CANDIDATES: usize = 16;
+/// The largest `k` a query may ask for; larger (and zero) requests are clamped to `1..=MAX_K`,
+/// and [`check_k`] refuses them with a message.
+pub const MAX_K: usize = 16;
 /// Extra candidates kept while screening, so that `f32` rounding cannot push a true neighbour out.
 const MARGIN: usize = 8;
+/// The most candidates a row keeps while screening.
+pub const MAX_CANDIDATES: usize = MAX_K + MARGIN;
 const QUERY_BLOCK: usize = 256;
 const REFERENCE_BLOCK: usize = 1024;
 /// Screened squared distances this close (relative to `‖a‖² + ‖b‖²`) to a radius are recomputed.
@@ -62,6 +65,23 @@ pub fn exact_squared(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum()
 }
 
+/// Refuses a neighbour count the k-NN figures cannot use: `k` must be in `1..=MAX_K`, and each
+/// set whose rows look for their `k` nearest others (`sets`: name, rows) needs more than `k` rows.
+pub fn check_k(k: usize, sets: &[(&str, usize)]) -> crate::Result<()> {
+    if !(1..=MAX_K).contains(&k) {
+        return Err(crate::Error::Invalid(format!("k (neighbours) is {k}; expected 1 to {MAX_K}")));
+    }
+    for &(set, rows) in sets {
+        if rows <= k {
+            return Err(crate::Error::Invalid(format!(
+                "k (neighbours) is {k} but the {set} set has {rows} rows; the k-NN figures need at least {} rows",
+                k + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The `k` nearest reference rows of each query row: exact distances, ascending.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Neighbours {
@@ -77,9 +97,13 @@ impl Neighbours {
         &self.distance[query * self.k..(query + 1) * self.k]
     }
 
-    /// The distance to the `j`-th nearest (0-based) of every query row.
+    /// The distance to the `j`-th nearest (0-based) of every query row; infinite where a row has
+    /// fewer than `j + 1` neighbours (`j >= k`, or fewer reference rows than that).
     pub fn column(&self, j: usize) -> Vec<f64> {
-        self.distance.chunks_exact(self.k).map(|row| row[j]).collect()
+        self.distance
+            .chunks_exact(self.k.max(1))
+            .map(|row| row.get(j).copied().unwrap_or(f64::INFINITY))
+            .collect()
     }
 }
 
@@ -206,7 +230,7 @@ type RunPartial = (Vec<(usize, Candidates)>, Vec<Candidates>);
 /// The `k` nearest other rows of every row of `rows` (never itself), for half the work of a
 /// general pass: each pair `(i, j)` is screened once and offered to both rows.
 pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
-    let k = k.min(MAX_CANDIDATES);
+    let k = k.clamp(1, MAX_K);
     let n = rows.n_rows;
     let norms = rows.squared_norms();
     let capacity = k + MARGIN;
@@ -361,7 +385,7 @@ pub fn cross(
     a_radius: Option<&[f64]>,
     b_radius: Option<&[f64]>,
 ) -> Cross {
-    let (k_a, k_b) = (k_a.clamp(1, MAX_CANDIDATES), k_b.clamp(1, MAX_CANDIDATES));
+    let (k_a, k_b) = (k_a.clamp(1, MAX_K), k_b.clamp(1, MAX_K));
     let a_norms = a.squared_norms();
     let b_norms = b.squared_norms();
     let max_norm = |norms: &[f32]| norms.iter().copied().fold(0.0_f32, f32::max);
@@ -520,6 +544,32 @@ mod tests {
         for (i, want_row) in want.iter().enumerate() {
             assert_eq!(within.row(i), want_row.as_slice(), "within, row {i}");
         }
+    }
+
+    /// Neighbour counts out of range never panic: they are clamped here and refused by
+    /// [`check_k`]; a row with fewer neighbours than asked reads as infinitely far.
+    #[test]
+    fn out_of_range_k_is_clamped_here_and_refused_by_check_k() {
+        let data = random(12, 3, 5);
+        let rows = Rows::new(&data, 3);
+        for k in [0, 1, MAX_K, MAX_K + 1, usize::MAX] {
+            let within = nearest_within(rows, k);
+            assert_eq!(within.k, k.clamp(1, MAX_K));
+            assert_eq!(within.column(within.k - 1).len(), 12);
+            let crossed = cross(rows, rows, k, k, None, None);
+            assert_eq!((crossed.a_nearest.k, crossed.b_nearest.k), (within.k, within.k));
+        }
+        // 12 rows have 11 others: a 16th neighbour does not exist.
+        assert!(nearest_within(rows, MAX_K).column(MAX_K - 1).iter().all(|d| d.is_infinite()));
+        assert!(nearest_within(rows, 2).column(5).iter().all(|d| d.is_infinite()));
+        assert!(check_k(11, &[("real train", 12)]).is_ok());
+        let message = |k, rows| check_k(k, &[("real train", rows)]).unwrap_err().to_string();
+        assert_eq!(message(0, 12), "k (neighbours) is 0; expected 1 to 16");
+        assert_eq!(message(17, 1000), "k (neighbours) is 17; expected 1 to 16");
+        assert_eq!(
+            message(12, 12),
+            "k (neighbours) is 12 but the real train set has 12 rows; the k-NN figures need at least 13 rows"
+        );
     }
 
     #[test]

@@ -158,16 +158,10 @@ fn check(input: &EvalInput<'_>, k: usize) -> Result<()> {
             )));
         }
     }
-    for (set, rows) in
-        [("real train", input.train.x.n_rows), ("synthetic", input.synthetic.x.n_rows)]
-    {
-        if rows < k + 1 {
-            return Err(Error::Invalid(format!(
-                "k-NN metrics with k = {k} need at least {} rows; the {set} set has {rows}",
-                k + 1
-            )));
-        }
-    }
+    knn::check_k(
+        k,
+        &[("real train", input.train.x.n_rows), ("synthetic", input.synthetic.x.n_rows)],
+    )?;
     if input.holdout.x.n_rows == 0 {
         return Err(Error::Invalid(
             "the real hold-out is empty; utility and privacy need held-out rows".to_owned(),
@@ -186,6 +180,7 @@ fn distinct_classes(labels: &[u32]) -> usize {
 /// Computes every figure of the requested axes (except efficiency).
 pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assessment> {
     check(input, settings.k)?;
+    intervals::check_replicates(settings.replicates)?;
     let wants = |axis: Axis| settings.axes.contains(&axis);
     let mut assessment = Assessment::default();
     let (seed, replicates) = (settings.seed, settings.replicates);
@@ -197,7 +192,7 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
             settings.k,
             seed,
             replicates,
-        );
+        )?;
         assessment
             .metrics
             .extend(metrics.into_iter().filter(|metric| settings.axes.contains(&metric.axis)));

@@ -13,10 +13,11 @@
 //!   `mia_auc`, a distance attack: members (train) and non-members (hold-out) scored by minus
 //!   their distance to the nearest synthetic sample, as ROC AUC (0.5: nothing leaks).
 //!
-//! Inputs are encoded feature matrices; outputs are [`Metric`]s with 95 % intervals.
+//! Inputs are encoded feature matrices; outputs are [`Metric`]s with 95 % intervals. `k` must be
+//! in `1..=MAX_K`, the train and synthetic sets need more than `k` rows and the hold-out one.
 
 use super::intervals::{bootstrap, mean, median, quantile, roc_auc};
-use super::knn::{Rows, cross, nearest_within};
+use super::knn::{Rows, check_k, cross, nearest_within};
 use super::{Metric, MetricId};
 
 /// Passes over the three sets; see the module documentation.
@@ -27,7 +28,13 @@ pub fn neighbour_metrics(
     k: usize,
     seed: u64,
     replicates: usize,
-) -> Vec<Metric> {
+) -> crate::Result<Vec<Metric>> {
+    check_k(k, &[("real train", train.n_rows), ("synthetic", synthetic.n_rows)])?;
+    if holdout.n_rows == 0 {
+        return Err(crate::Error::Invalid(
+            "the real hold-out is empty; the privacy figures need held-out rows".to_owned(),
+        ));
+    }
     let real_radius = nearest_within(train, k).column(k - 1);
     let synthetic_radius = nearest_within(synthetic, k).column(k - 1);
     let to_train = cross(synthetic, train, 2, 1, Some(&synthetic_radius), Some(&real_radius));
@@ -118,5 +125,5 @@ pub fn neighbour_metrics(
         high,
         (members.len() + non_members.len()) as u64,
     ));
-    metrics
+    Ok(metrics)
 }

@@ -1,21 +1,27 @@
-//! The edge's side of HTTP sync: `POST {hub}/api/batches` with the bearer token. A batch counts
-//! as delivered only on `200` with the batch's own checksum echoed back.
+//! The edge's side of HTTP sync: `POST {hub}/api/batches` with a batch signed by the device's
+//! key, the key's public half named in the [`DEVICE_KEY_HEADER`] header so the hub can refuse an
+//! unknown sender before it reads the body. A batch counts as delivered only on `200` with the
+//! batch's own checksum echoed back. `GET {hub}/api/runs` takes the shared bearer token.
 //!
 //! A hub that cannot be reached or times out ([`Error::HubConnection`]) or answers 5xx
 //! ([`Error::HubUnreachable`]) is worth retrying later ([`Error::is_hub_unreachable`]); a refused
-//! token or a rejected batch is [`Error::Sync`] (retrying won't help).
+//! key or token or a rejected batch (4xx) is [`Error::Refused`], and an answer that does not add
+//! up [`Error::Sync`] (retrying won't help).
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::keys::SecretKey;
 use crate::logbook::ApplySummary;
 use crate::sync::Token;
 use crate::sync::batch::Batch;
 
 pub const BATCHES_PATH: &str = "/api/batches";
 pub const RUNS_PATH: &str = "/api/runs";
+/// The request header naming the sender's public key (64 hex digits).
+pub const DEVICE_KEY_HEADER: &str = "X-Fieldsynth-Device-Key";
 
 /// The largest answer read from a hub (a full listing of a busy hub's runs fits).
 const MAX_ANSWER_BYTES: u64 = 512 * 1024 * 1024;
@@ -31,12 +37,14 @@ pub struct Acknowledgement {
 pub struct HubClient {
     agent: ureq::Agent,
     base_url: String,
-    token: Token,
+    key: SecretKey,
+    token: Option<Token>,
 }
 
 impl HubClient {
-    /// `base_url` is the hub's root, such as `http://192.168.1.10:8750`.
-    pub fn new(base_url: &str, token: Token) -> Result<HubClient> {
+    /// `base_url` is the hub's root, such as `http://192.168.1.10:8750`; `key` signs batches;
+    /// `token`, if any, is sent for the read endpoint.
+    pub fn new(base_url: &str, key: SecretKey, token: Option<Token>) -> Result<HubClient> {
         let base_url = base_url.trim_end_matches('/').to_owned();
         if !base_url.starts_with("http://") {
             return Err(Error::Invalid(format!(
@@ -49,7 +57,12 @@ impl HubClient {
             .timeout_global(Some(Duration::from_secs(300)))
             .build()
             .into();
-        Ok(HubClient { agent, base_url, token })
+        Ok(HubClient { agent, base_url, key, token })
+    }
+
+    /// The key that signs this client's batches.
+    pub fn key(&self) -> &SecretKey {
+        &self.key
     }
 
     pub fn base_url(&self) -> &str {
@@ -60,12 +73,15 @@ impl HubClient {
     pub fn push(&self, batch: &Batch) -> Result<Acknowledgement> {
         let url = format!("{}{BATCHES_PATH}", self.base_url);
         let body = batch.encode()?;
-        let response = self
+        let mut request = self
             .agent
             .post(&url)
-            .header("Authorization", self.token.bearer_header())
-            .header("Content-Type", "application/json")
-            .send(&body[..]);
+            .header(DEVICE_KEY_HEADER, batch.device_key.to_hex())
+            .header("Content-Type", "application/json");
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", token.bearer_header());
+        }
+        let response = request.send(&body[..]);
         let text = self.read_answer(response)?;
         let acknowledgement: Acknowledgement = serde_json::from_str(&text).map_err(|err| {
             Error::json(
@@ -85,8 +101,10 @@ impl HubClient {
     /// The hub's listing of devices and runs (`GET /api/runs`), as JSON text.
     pub fn list_runs(&self) -> Result<String> {
         let url = format!("{}{RUNS_PATH}", self.base_url);
-        let response =
-            self.agent.get(&url).header("Authorization", self.token.bearer_header()).call();
+        let token = self.token.as_ref().ok_or_else(|| {
+            Error::Invalid(format!("{url}: listing the hub's runs needs the hub's read token"))
+        })?;
+        let response = self.agent.get(&url).header("Authorization", token.bearer_header()).call();
         self.read_answer(response)
     }
 
@@ -110,21 +128,27 @@ impl HubClient {
             .limit(MAX_ANSWER_BYTES)
             .read_to_string()
             .map_err(broken("reading the answer"))?;
+        let reason = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|answer| answer.get("error")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| text.trim().chars().take(2000).collect());
         match status {
             200 => Ok(text),
-            401 => Err(Error::Sync(format!(
-                "{}: the hub refused the token (401); check --token-file against the hub's",
-                self.base_url
-            ))),
+            401 | 403 => Err(Error::Refused {
+                status,
+                message: format!(
+                    "{}: the hub refused this device's credentials: {reason}",
+                    self.base_url
+                ),
+            }),
             500.. => Err(Error::HubUnreachable {
                 url: self.base_url.clone(),
-                message: format!("the hub answered {status}: {}", text.trim()),
+                message: format!("the hub answered {status}: {reason}"),
             }),
-            _ => Err(Error::Sync(format!(
-                "{}: the hub answered {status}: {}",
-                self.base_url,
-                text.trim()
-            ))),
+            _ => Err(Error::Refused {
+                status,
+                message: format!("{}: the hub refused the request: {reason}", self.base_url),
+            }),
         }
     }
 }

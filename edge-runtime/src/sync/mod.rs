@@ -1,11 +1,16 @@
 //! Sync: moving logbook rows from an edge to a hub, over HTTP ([`client`], [`hub`]) or as batch
 //! files in a folder for a site with no link ([`write_to_dir`], [`import_files`]).
 //!
-//! Every way goes through the same loop: collect up to `max_runs` unsynced settled runs (and, in
-//! the first batch, the runs still running, so the hub sees work in progress), wrap them in a
-//! checksummed [`Batch`], deliver it, and only then mark its rows synced. A delivery that fails
-//! or is cut short leaves the rows unsynced and they go again next time; the hub inserts or
-//! ignores by primary key, so a batch delivered twice changes nothing.
+//! Every way goes through the same loop: collect up to `max_runs` of this device's unsynced
+//! settled runs (and, in the first batch, its runs still running, so the hub sees work in
+//! progress), wrap them in a [`Batch`] signed with the device's key, deliver it, and only then
+//! mark its rows synced. A delivery that fails or is cut short leaves the rows unsynced and they
+//! go again next time; the hub inserts or ignores by primary key, so a batch delivered twice
+//! changes nothing.
+//!
+//! Trust: a hub accepts a batch only when it is signed by the key of an enrolled device
+//! ([`Logbook::enroll_device`]), and stores its rows only under the logbook device that key
+//! speaks for. The shared [`Token`] guards the hub's read endpoint only.
 
 pub mod batch;
 pub mod client;
@@ -23,6 +28,7 @@ pub use batch::Batch;
 
 use crate::data::write_atomically;
 use crate::error::{Error, Result};
+use crate::keys::{SecretKey, exposure_warning};
 use crate::logbook::{ApplySummary, Logbook};
 
 /// Settled runs per batch unless `--batch-runs` says otherwise.
@@ -43,7 +49,18 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
+    /// Reads a token file (at most 4 KiB), warning on stderr when the group or others may read it.
     pub fn read(path: &Path) -> Result<Token> {
+        if let Some(warning) = exposure_warning(path) {
+            eprintln!("warning: {warning}");
+        }
+        let size = fs::metadata(path).map_err(|err| Error::io(path, err))?.len();
+        if size > 4096 {
+            return Err(Error::Invalid(format!(
+                "{}: is {size} bytes; expected a token file (one short line)",
+                path.display()
+            )));
+        }
         let text = fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
         Token::new(text.trim())
             .map_err(|message| Error::Invalid(format!("{}: {message}", path.display())))
@@ -89,10 +106,12 @@ pub struct SyncReport {
     pub files: Vec<PathBuf>,
 }
 
-/// Delivers every unsynced row, batch by batch, with `deliver`; rows are marked synced only
-/// after `deliver` returns `Ok`. Stops early, between batches, once `stop` is set.
+/// Delivers every unsynced row of this device, batch by batch signed with `key`, with `deliver`;
+/// rows are marked synced only after `deliver` returns `Ok`. Stops early, between batches, once
+/// `stop` is set.
 pub fn sync_with(
     logbook: &Logbook,
+    key: &SecretKey,
     max_runs: usize,
     stop: &AtomicBool,
     mut deliver: impl FnMut(&Batch) -> Result<()>,
@@ -110,7 +129,7 @@ pub fn sync_with(
         if rows.is_empty() {
             break;
         }
-        let batch = Batch::new(logbook.device_id(), rows)?;
+        let batch = Batch::new(logbook.device_id(), rows, key)?;
         deliver(&batch)?;
         logbook.mark_synced(&batch.rows, &batch.payload_sha256)?;
         report.batches += 1;
@@ -128,13 +147,14 @@ pub fn push_to_hub(
     max_runs: usize,
     stop: &AtomicBool,
 ) -> Result<SyncReport> {
-    sync_with(logbook, max_runs, stop, |batch| hub.push(batch).map(|_| ()))
+    sync_with(logbook, hub.key(), max_runs, stop, |batch| hub.push(batch).map(|_| ()))
 }
 
 /// Syncs into batch files in `dir` (which must exist: an unmounted stick must not turn into a
 /// folder on the device's own disk). A file written completely counts as delivered.
 pub fn write_to_dir(
     logbook: &Logbook,
+    key: &SecretKey,
     dir: &Path,
     max_runs: usize,
     stop: &AtomicBool,
@@ -146,7 +166,7 @@ pub fn write_to_dir(
         )));
     }
     let mut files = Vec::new();
-    let mut report = sync_with(logbook, max_runs, stop, |batch| {
+    let mut report = sync_with(logbook, key, max_runs, stop, |batch| {
         let path = dir.join(batch.file_name());
         write_atomically(&path, &batch.encode()?)?;
         files.push(path);
@@ -156,20 +176,74 @@ pub fn write_to_dir(
     Ok(report)
 }
 
-/// Applies batch files to a hub logbook. Every file is read and verified before any is applied,
-/// so one damaged file stops the import with nothing written; each file is then applied in its
-/// own transaction. A file imported before changes nothing.
+/// Applies batch files to a hub logbook. Every file is read (up to [`hub::MAX_BATCH_BYTES`])
+/// and verified before any is applied: signed by an enrolled, unrevoked device, its checksum
+/// and rows sound. All are then applied in one transaction, each under its signer's device only
+/// ([`Logbook::apply_batches`]), so one damaged, forged or unsigned file stops the import with
+/// nothing written. A file imported before changes nothing.
 pub fn import_files(logbook: &Logbook, files: &[PathBuf]) -> Result<Vec<(PathBuf, ApplySummary)>> {
     let mut batches = Vec::with_capacity(files.len());
     for path in files {
+        let origin = path.display().to_string();
+        let size = fs::metadata(path).map_err(|err| Error::io(path, err))?.len();
+        if size > hub::MAX_BATCH_BYTES as u64 {
+            return Err(Error::Refused {
+                status: 413,
+                message: format!(
+                    "{origin}: is {size} bytes; a batch is at most {} bytes; the batch was rejected whole",
+                    hub::MAX_BATCH_BYTES
+                ),
+            });
+        }
         let bytes = fs::read(path).map_err(|err| Error::io(path, err))?;
-        batches.push((path, Batch::decode(&bytes, &path.display().to_string())?));
+        let mut sender = None;
+        let batch = Batch::decode(&bytes, &origin, |key| {
+            sender = Some(enrolled_sender(logbook, key, &origin)?);
+            Ok(())
+        })?;
+        let sender = sender.ok_or_else(|| {
+            Error::Sync(format!("{origin}: the batch's key was not checked; nothing imported"))
+        })?;
+        batches.push((path, origin, sender, batch));
     }
-    let mut summaries = Vec::with_capacity(batches.len());
-    for (path, batch) in batches {
-        summaries.push((path.clone(), logbook.apply_rows(&batch.rows)?));
+    let applied = logbook.apply_batches(
+        &batches
+            .iter()
+            .map(|(_, origin, sender, batch)| {
+                (origin.as_str(), sender.as_str(), batch.source_device.as_str(), &batch.rows)
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    Ok(batches.iter().map(|(path, ..)| (*path).clone()).zip(applied).collect())
+}
+
+/// The name of the enrolled, unrevoked device whose key is `key`, or the refusal (401 unknown,
+/// 403 revoked) that names `origin`.
+pub fn enrolled_sender(
+    logbook: &Logbook,
+    key: &crate::keys::PublicKey,
+    origin: &str,
+) -> Result<String> {
+    match logbook.device_by_key(key)? {
+        None => Err(Error::Refused {
+            status: 401,
+            message: format!(
+                "{origin}: key {} is not the key of any device enrolled at this hub; enrol the device and sync with the key file the enrolment wrote",
+                key.fingerprint()
+            ),
+        }),
+        Some(device) => match device.revoked_at {
+            Some(revoked_at) => Err(Error::Refused {
+                status: 403,
+                message: format!(
+                    "{origin}: key {} of device `{}` was revoked at {revoked_at}",
+                    key.fingerprint(),
+                    device.name
+                ),
+            }),
+            None => Ok(device.name),
+        },
     }
-    Ok(summaries)
 }
 
 /// How long to wait after `consecutive_failures` failed attempts (0: after a success).

@@ -6,7 +6,7 @@ use anyhow::Context;
 use edge_runtime::data::DataOptions;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::cli::StudyArgs;
+use crate::cli::{MAX_DATASETS, MAX_FRACTIONS, StudyArgs};
 use crate::report::{HTML_FILE, write_report};
 use crate::study::{
     Budget, CellOutcome, DATABASE, StudyDataset, StudyObserver, StudySettings, default_datasets,
@@ -15,6 +15,18 @@ use crate::study::{
 use crate::train::EpochStats;
 
 pub fn run(args: StudyArgs) -> anyhow::Result<()> {
+    if args.fractions.len() > MAX_FRACTIONS {
+        anyhow::bail!(
+            "invalid --fractions: {} fractions; expected at most {MAX_FRACTIONS}",
+            args.fractions.len()
+        );
+    }
+    if args.data.len() > MAX_DATASETS {
+        anyhow::bail!(
+            "invalid --data: given {} times; expected at most {MAX_DATASETS} datasets",
+            args.data.len()
+        );
+    }
     let datasets = if args.data.is_empty() {
         default_datasets(&fixtures_dir()?)
     } else {
@@ -59,6 +71,7 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         },
         jobs: args.jobs,
     };
+    edge_runtime::logbook::settle_runs_on_signals()?;
     let mut display = Display::new(args.quiet);
     let summary = run_study(&settings, &mut display).context("study")?;
     display.finish();
