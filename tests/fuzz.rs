@@ -48,10 +48,10 @@ use std::time::{Duration, Instant};
 
 use edge_runtime::data::{self, DataOptions};
 use edge_runtime::keys::SecretKey;
-use edge_runtime::logbook::Logbook;
+use edge_runtime::logbook::{Logbook, timestamp};
 use edge_runtime::output;
 use edge_runtime::sampler::Samples;
-use edge_runtime::sync::client::DEVICE_KEY_HEADER;
+use edge_runtime::sync::client::{DEVICE_KEY_HEADER, request_auth_headers};
 use edge_runtime::sync::{self, Batch, batch};
 use models::transform::MAX_ENCODED_WIDTH;
 use models::{ColumnKind, Encoder, ImageShape, Manifest, MissingPolicy, Modality};
@@ -174,12 +174,12 @@ fn fuzz_hub() {
         campaign.replay(&regression, || hub.check(&request));
     }
     for batch in &batches {
-        let request = http_request("POST", "/api/batches", &hub.token, &signer.key_hex(), batch);
+        let request = http_request("POST", "/api/batches", &hub.token, Some(&signer), batch);
         let status = hub.send(&request, Duration::from_secs(10)).status;
         assert_eq!(status, Some(200), "the hub refuses a batch seed");
     }
     let stalled = "the hub does not answer GET /api/runs while another client stalls mid-body";
-    assert!(hub.answers_listing_beside_a_stalled_client(&signer.key_hex()), "{stalled}");
+    assert!(hub.answers_listing_beside_a_stalled_client(&signer), "{stalled}");
     let token = hub.token.clone();
     campaign.run_groups(
         HUB_GROUP,
@@ -189,7 +189,7 @@ fn fuzz_hub() {
     );
     eprintln!("fuzz hub: answers by status (None: no answer): {:?}", hub.statuses);
     assert!(hub.answers_listing(), "the hub does not answer GET /api/runs after the run");
-    assert!(hub.answers_listing_beside_a_stalled_client(&signer.key_hex()), "{stalled}");
+    assert!(hub.answers_listing_beside_a_stalled_client(&signer), "{stalled}");
     assert_eq!(hub.child.try_wait().unwrap(), None, "the hub exited");
 }
 
@@ -1154,6 +1154,26 @@ impl Signer {
         self.key.public().to_hex()
     }
 
+    /// The header lines that sign a request (the hub reads no body without them), for the
+    /// batch `body` carries when it carries one.
+    fn request_headers(&self, method: &str, path: &str, length: usize, body: &[u8]) -> String {
+        let batch_sha256 = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|document| document.get("payload_sha256")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "none".to_owned());
+        request_auth_headers(
+            &self.key,
+            method,
+            path,
+            length as u64,
+            &timestamp::now(),
+            &batch_sha256,
+        )
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect()
+    }
+
     fn enroll(&self, hub: &Logbook) {
         hub.enroll_device("fuzz-device", &self.key.public(), None, false, || Ok(())).unwrap();
     }
@@ -1298,23 +1318,24 @@ impl HubProcess {
 
     /// Whether a good request is answered while another client has announced a body and stalls
     /// (its connection held open, the body never finished): the hub must not wait on it.
-    fn answers_listing_beside_a_stalled_client(&self, key: &str) -> bool {
+    fn answers_listing_beside_a_stalled_client(&self, signer: &Signer) -> bool {
         let Ok(mut stalled) = TcpStream::connect_timeout(&self.address, REQUEST_TIMEOUT) else {
             return false;
         };
         let head = format!(
-            "POST /api/batches HTTP/1.1\r\nHost: hub\r\n{DEVICE_KEY_HEADER}: {key}\r\n\
-             Content-Length: 100000\r\n\r\n{{\"format\":"
+            "POST /api/batches HTTP/1.1\r\nHost: hub\r\n{}\
+             Content-Length: 100000\r\n\r\n{{\"format\":",
+            signer.request_headers("POST", "/api/batches", 100_000, b"")
         );
         let _ = stalled.write_all(head.as_bytes());
-        let request = http_request("GET", "/api/runs", &self.token, "", b"");
+        let request = http_request("GET", "/api/runs", &self.token, None, b"");
         let answered = self.send(&request, Duration::from_secs(3)).status == Some(200);
         drop(stalled);
         answered
     }
 
     fn answers_listing(&self) -> bool {
-        let request = http_request("GET", "/api/runs", &self.token, "", b"");
+        let request = http_request("GET", "/api/runs", &self.token, None, b"");
         (0..3).any(|_| self.send(&request, Duration::from_secs(10)).status == Some(200))
     }
 
@@ -1441,11 +1462,19 @@ fn spawn_hub(binary: &Path, dir: &Path, n: usize) -> (Child, SocketAddr) {
     (child, address)
 }
 
-/// A good request: the read token, and for a body the fuzzer's device key.
-fn http_request(method: &str, path: &str, token: &str, key: &str, body: &[u8]) -> Vec<u8> {
+/// A good request: the read token, and for a body the fuzzer's device key and request signature.
+fn http_request(
+    method: &str,
+    path: &str,
+    token: &str,
+    signer: Option<&Signer>,
+    body: &[u8],
+) -> Vec<u8> {
+    let signed = signer
+        .map_or_else(String::new, |signer| signer.request_headers(method, path, body.len(), body));
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {token}\r\n\
-         {DEVICE_KEY_HEADER}: {key}\r\nContent-Type: application/json\r\n\
+         {signed}Content-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )
@@ -1505,6 +1534,15 @@ fn mutate_request(
         lines[0] = format!("{method} {path} {version}");
     }
     let body_bytes = if chunked { chunk(rng, &body) } else { body };
+    // Mostly signed for the request as it stands (so the body is read and the batch decoded);
+    // sometimes not, or for another length.
+    if rng.below(4) != 0 {
+        let mut parts = lines[0].split(' ');
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let length = if rng.below(8) == 0 { body_bytes.len() + 1 } else { body_bytes.len() };
+        let signed = signer.request_headers(method, path, length, &body_bytes);
+        lines.insert(1, signed.trim_end_matches("\r\n").to_owned());
+    }
     let head = lines
         .join("\r\n")
         .replace("@TOKEN@", token)

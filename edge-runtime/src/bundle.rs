@@ -10,8 +10,10 @@
 //! more, no fewer, no links or other non-regular files); each file's size and SHA-256; the
 //! digest; the signature, when there is one, and whether its key is trusted. Only then is the
 //! manifest parsed (a newer format version is refused), `model.onnx` checked against the
-//! manifest's checksum, and the graph's inputs, outputs and constants checked against the
-//! manifest and a memory budget. The bytes checked are the bytes used: the model is read once.
+//! manifest's checksum, the graph's operators checked against those synth-train writes
+//! ([`models::manifest::EXPORTED_OPS`]), and its inputs, outputs and constants checked against
+//! the manifest and a memory budget. The bytes checked are the bytes used: the model is read
+//! once.
 //!
 //! The digest is the SHA-256 of `fieldsynth-bundle-v1\n` followed by one line
 //! `NAME SIZE SHA256\n` per file, in byte order of the names. Names are 1 to 128 characters of
@@ -26,7 +28,9 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use models::Manifest;
-use models::manifest::{MANIFEST_FILE, MODEL_FILE, SEAL_FILE, TensorSpec};
+use models::manifest::{
+    ACCEPTED_EXTRA_OPS, EXPORTED_OPS, MANIFEST_FILE, MODEL_FILE, SEAL_FILE, TensorSpec,
+};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -510,12 +514,13 @@ fn hash_file(path: &Path, size: u64, limit: u64) -> Result<(u64, String)> {
     Ok((read, hex::encode(hasher.finalize())))
 }
 
-/// The graph's declared inputs and outputs must be the manifest's, by name and shape, and its
-/// constants must fit the memory budget.
+/// The graph may use only the operators synth-train writes, its declared inputs and outputs must
+/// be the manifest's, by name and shape, and its constants must fit the memory budget.
 fn check_graph_io(model: &[u8], manifest: &Manifest, path: &Path) -> Result<()> {
     let proto = ModelProto::decode(model)
         .map_err(|err| Error::bundle_unreadable(path, "not a readable ONNX model", err))?;
     let graph = proto.graph.ok_or_else(|| Error::bundle(path, "ONNX model has no graph"))?;
+    check_operators(&graph, path)?;
     check_constants(&graph, path)?;
     let initialisers: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|init| init.name.as_str()).collect();
@@ -550,20 +555,71 @@ fn check_graph_io(model: &[u8], manifest: &Manifest, path: &Path) -> Result<()> 
     Ok(())
 }
 
+/// Every node of the graph, and of any subgraph held in an attribute, must be one of the
+/// operators of the default ONNX domain that synth-train writes ([`EXPORTED_OPS`]) or passes
+/// through harmlessly ([`ACCEPTED_EXTRA_OPS`]). Operators that size a tensor from a tiny constant
+/// or a run-time shape (`Expand`, `Tile`, `Range`, `ConstantOfShape`, `Shape`), control flow and
+/// custom domains never reach an engine: a 300 KB file must not ask one for gigabytes, nor make
+/// it panic.
+fn check_operators(graph: &GraphProto, path: &Path) -> Result<()> {
+    for node in &graph.node {
+        let default_domain = node.domain.is_empty() || node.domain == "ai.onnx";
+        let op = node.op_type.as_str();
+        if !default_domain || !(EXPORTED_OPS.contains(&op) || ACCEPTED_EXTRA_OPS.contains(&op)) {
+            let name = if node.name.is_empty() {
+                node.output.first().map_or("", String::as_str)
+            } else {
+                node.name.as_str()
+            };
+            let domain = if default_domain {
+                String::new()
+            } else {
+                format!(" of the domain `{}`", shown(&node.domain))
+            };
+            return Err(Error::bundle(
+                path,
+                format!(
+                    "graph node `{}` uses the operator `{}`{domain}, which synth-train never \
+                     writes (it writes {}); the graph was not written by synth-train, refusing it \
+                     before any engine loads it",
+                    shown(name),
+                    shown(op),
+                    EXPORTED_OPS.join(", ")
+                ),
+            ));
+        }
+        for attribute in &node.attribute {
+            for subgraph in attribute.g.iter().chain(&attribute.graphs) {
+                check_operators(subgraph, path)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A name from the graph as an error shows it: escaped, and cut to 64 characters.
+fn shown(name: &str) -> String {
+    let mut text: String = name.chars().take(64).collect::<String>().escape_debug().to_string();
+    if name.chars().nth(64).is_some() {
+        text.push_str("...");
+    }
+    text
+}
+
 /// The memory the graph's constants declare: initialisers, `Constant` values, tensors held in
-/// node attributes (subgraphs included) and `ConstantOfShape` outputs of a constant shape. Their
-/// sum must stay within [`MAX_CONSTANT_BYTES`]; a tensor whose data lives in an external file is
-/// refused (a bundle's model holds all its data, and data never names a path).
+/// node attributes (subgraphs included). Their sum must stay within [`MAX_CONSTANT_BYTES`]; a
+/// tensor whose data lives in an external file is refused (a bundle's model holds all its data,
+/// and data never names a path). Operators that size a tensor from a constant are refused by
+/// [`check_operators`]; the accepted ones can still grow tensors by broadcasting (`Add`, `Mul`,
+/// `MatMul`) or repeated `Concat`, which nothing here bounds yet.
 fn check_constants(graph: &GraphProto, path: &Path) -> Result<()> {
     let mut total = 0_u64;
     add_graph_constants(graph, path, &mut total)
 }
 
 fn add_graph_constants(graph: &GraphProto, path: &Path, total: &mut u64) -> Result<()> {
-    let mut shapes: HashMap<&str, &TensorProto> = HashMap::new();
     for tensor in &graph.initializer {
         add_tensor(tensor, &tensor.name, path, total)?;
-        shapes.insert(tensor.name.as_str(), tensor);
     }
     for sparse in &graph.sparse_initializer {
         let name = sparse.values.as_ref().map_or("", |values| values.name.as_str());
@@ -586,22 +642,6 @@ fn add_graph_constants(graph: &GraphProto, path: &Path, total: &mut u64) -> Resu
             for subgraph in attribute.g.iter().chain(&attribute.graphs) {
                 add_graph_constants(subgraph, path, total)?;
             }
-        }
-        if node.op_type == "Constant"
-            && let (Some(output), Some(tensor)) =
-                (node.output.first(), node.attribute.iter().find_map(|a| a.t.as_ref()))
-        {
-            shapes.insert(output.as_str(), tensor);
-        }
-        if node.op_type == "ConstantOfShape"
-            && let Some(shape) = node.input.first().and_then(|input| shapes.get(input.as_str()))
-        {
-            let element = node
-                .attribute
-                .iter()
-                .find_map(|a| a.t.as_ref())
-                .map_or(4, |value| element_size(value.data_type));
-            add_declared(node_name, &int64_values(shape), element, path, total)?;
         }
     }
     Ok(())
@@ -672,22 +712,6 @@ fn element_size(data_type: i32) -> u64 {
         7 | 11 | 13 | 14 => 8,
         _ => 16,
     }
-}
-
-/// The values of an integer tensor (a shape), from `int64_data` or little-endian `raw_data`.
-fn int64_values(tensor: &TensorProto) -> Vec<i64> {
-    if !tensor.int64_data.is_empty() {
-        return tensor.int64_data.clone();
-    }
-    tensor
-        .raw_data
-        .chunks_exact(8)
-        .map(|chunk| {
-            let mut bytes = [0_u8; 8];
-            bytes.copy_from_slice(chunk);
-            i64::from_le_bytes(bytes)
-        })
-        .collect()
 }
 
 fn spec_of(info: &ValueInfoProto) -> Result<TensorSpec, String> {

@@ -226,8 +226,9 @@ pub const MAX_SAMPLES: usize = 10_000_000;
 pub const MAX_THREADS: usize = 1024;
 /// The most samples per engine call.
 pub const MAX_BATCH: usize = 65_536;
-/// The most diffusion sampling steps a flag may ask for (a bundle's own count bounds it further).
-pub const MAX_STEPS: usize = 100_000;
+/// The most diffusion sampling steps a flag may ask for: the most a manifest may hold (a
+/// bundle's own count bounds it further).
+pub use models::schedule::MAX_STEPS;
 /// The most timed repetitions per benchmark configuration.
 pub const MAX_REPEATS: usize = 10_000;
 /// The most step counts one benchmark measures.

@@ -19,6 +19,8 @@ use crate::memory::MemoryBudget;
 
 /// The largest schema file read: a few lines of TOML, with room to spare.
 pub const MAX_SCHEMA_BYTES: u64 = 1 << 20;
+/// The largest PNG read from an image folder (a 4096² RGB image at 16 bits, uncompressed, is 96 MiB).
+pub const MAX_PNG_BYTES: u64 = 128 << 20;
 
 /// How to read a dataset; `None` fields fall back to the schema file, then to defaults.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,12 +77,13 @@ pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
             schema_file.display()
         ))
     })?;
-    MemoryBudget::from_system().check(
+    let budget = MemoryBudget::from_system();
+    budget.check(
         &format!("reading {}", path.display()),
         u128::from(metadata.len()),
         "the size of the file (fewer rows)",
     )?;
-    let bytes = fs::read(path).map_err(|err| Error::io(path, err))?;
+    let bytes = read_bounded(path, budget.bytes, "a CSV file")?;
     if let Some(shape) = options.image_shape.or_else(|| schema.image_shape()) {
         return Ok(Dataset::Images(ImageSet::parse_pixel_csv(
             &bytes,
@@ -99,25 +102,54 @@ pub fn read_dataset(path: &Path, options: &DataOptions) -> Result<Dataset> {
     Ok(Dataset::Table(Table::parse_csv(&bytes, path, &table_options)?))
 }
 
-/// The text of the schema file at `path`, `None` when there is none; refused when larger than
-/// [`MAX_SCHEMA_BYTES`] (read through a bounded reader, so a file that grows is cut off too).
-fn read_schema_text(path: &Path) -> Result<Option<String>> {
-    let file = match fs::File::open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(Error::io(path, err)),
-    };
-    let mut text = String::new();
-    file.take(MAX_SCHEMA_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|err| Error::io(path, err))?;
-    if text.len() as u64 > MAX_SCHEMA_BYTES {
+/// The bytes of the plain file at `path`, at most `max_bytes` of them. Anything else is refused
+/// before it is opened (a folder, a FIFO that would block, a device such as `/dev/zero` that
+/// reports no size), and so is a file over the limit, by its size and again while reading (a file
+/// that grows is cut off). `what` names what the file should be, for the message.
+pub fn read_bounded(path: &Path, max_bytes: u64, what: &str) -> Result<Vec<u8>> {
+    let metadata = fs::metadata(path).map_err(|err| Error::io(path, err))?;
+    if !metadata.is_file() {
         return Err(Error::Invalid(format!(
-            "{}: is over {MAX_SCHEMA_BYTES} bytes; expected a schema file of a few lines",
+            "{}: is not a plain file (a folder, FIFO, device or socket); expected {what}",
             path.display()
         )));
     }
-    Ok(Some(text))
+    let too_big = || {
+        Error::Invalid(format!(
+            "{}: is over {max_bytes} bytes; expected {what} of at most {max_bytes} bytes",
+            path.display()
+        ))
+    };
+    if metadata.len() > max_bytes {
+        return Err(too_big());
+    }
+    let file = fs::File::open(path).map_err(|err| Error::io(path, err))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|err| Error::io(path, err))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
+/// [`read_bounded`] as UTF-8 text.
+pub fn read_bounded_text(path: &Path, max_bytes: u64, what: &str) -> Result<String> {
+    String::from_utf8(read_bounded(path, max_bytes, what)?).map_err(|_| {
+        Error::Invalid(format!("{}: is not UTF-8 text; expected {what}", path.display()))
+    })
+}
+
+/// The text of the schema file at `path`, `None` when there is none; refused when larger than
+/// [`MAX_SCHEMA_BYTES`] (read through a bounded reader, so a file that grows is cut off too).
+fn read_schema_text(path: &Path) -> Result<Option<String>> {
+    match fs::metadata(path) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(Error::io(path, err)),
+        Ok(_) => {}
+    }
+    read_bounded_text(path, MAX_SCHEMA_BYTES, "a schema file of a few lines").map(Some)
 }
 
 /// Reads `root/<class>/*.png`; hidden entries and files at the top level are skipped; anything
@@ -140,7 +172,7 @@ pub fn read_image_folder(root: &Path) -> Result<ImageSet> {
                     "is not a .png file; expected only PNG images in a class folder",
                 ));
             }
-            let bytes = fs::read(&image).map_err(|err| Error::io(&image, err))?;
+            let bytes = read_bounded(&image, MAX_PNG_BYTES, "a PNG image")?;
             files.push(ImageFile { class: class.clone(), name: file_name(&image), bytes });
         }
         if files.len() == before {
@@ -169,6 +201,58 @@ fn file_name(path: &Path) -> String {
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
 /// place: a reader sees the old file or the whole new one, never half of it.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    refuse_special(path)?;
+    let file = write_temporary(path, bytes)?;
+    file.persist(path).map_err(|err| Error::io(path, err.error))?;
+    make_readable(path)
+}
+
+/// Writes a new file whole, as [`write_atomically`] does, but never replaces one: an existing
+/// `path` is refused ([`refuse_existing`]), before writing and again by the rename itself, so a
+/// file that appears meanwhile survives too. The file is left private (0600).
+pub fn write_new_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    refuse_existing(path)?;
+    let file = write_temporary(path, bytes)?;
+    file.persist_noclobber(path).map_err(|err| {
+        if err.error.kind() == std::io::ErrorKind::AlreadyExists {
+            already_exists(path)
+        } else {
+            Error::io(path, err.error)
+        }
+    })?;
+    Ok(())
+}
+
+/// An error when something (a file, a folder, a link) is at `path`: what
+/// [`write_new_atomically`] refuses, for a caller that checks several paths before writing any.
+pub fn refuse_existing(path: &Path) -> Result<()> {
+    if fs::symlink_metadata(path).is_ok() { Err(already_exists(path)) } else { Ok(()) }
+}
+
+fn already_exists(path: &Path) -> Error {
+    Error::Invalid(format!(
+        "{}: already exists; this file is never overwritten (move it away first)",
+        path.display()
+    ))
+}
+
+/// `bytes` in a private temporary file next to `path`, flushed to disk.
+/// An output replaces a plain file (or a link, not what it points to), never a folder, a device,
+/// a FIFO or a socket: renaming over `/dev/null` as root would replace the device itself.
+pub fn refuse_special(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.is_file() && !metadata.file_type().is_symlink() => {
+            Err(Error::Invalid(format!(
+                "{}: exists and is not a plain file (a folder, device, FIFO or socket); an output \
+                 only ever replaces a file",
+                path.display()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn write_temporary(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
@@ -176,8 +260,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|err| Error::io(path, err))?;
     file.write_all(bytes).map_err(|err| Error::io(path, err))?;
     file.as_file().sync_all().map_err(|err| Error::io(path, err))?;
-    file.persist(path).map_err(|err| Error::io(path, err.error))?;
-    make_readable(path)
+    Ok(file)
 }
 
 /// Temporary files are created private (0600) and folders 0700; a finished output gets the usual
@@ -196,6 +279,75 @@ pub fn make_readable(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bounded_read_takes_only_plain_files_within_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        fs::write(&path, "0123456789").unwrap();
+        assert_eq!(read_bounded(&path, 10, "a token").unwrap(), b"0123456789");
+        let err = read_bounded(&path, 9, "a token").unwrap_err().to_string();
+        assert!(err.contains("over 9 bytes") && err.contains("token"), "{err}");
+        let err = read_bounded(dir.path(), 10, "a token").unwrap_err().to_string();
+        assert!(err.contains("not a plain file"), "{err}");
+        fs::write(&path, [0xff, 0xfe]).unwrap();
+        assert!(read_bounded_text(&path, 10, "a token").unwrap_err().to_string().contains("UTF-8"));
+    }
+
+    /// A device that reports no size and never ends, and a FIFO that would block the open: both
+    /// refused before they are opened.
+    #[cfg(unix)]
+    #[test]
+    fn a_device_or_a_fifo_is_never_read_nor_replaced() {
+        let err = read_bounded(Path::new("/dev/zero"), 4096, "a key").unwrap_err().to_string();
+        assert!(err.contains("not a plain file"), "{err}");
+        let err = refuse_special(Path::new("/dev/null")).unwrap_err().to_string();
+        assert!(err.contains("not a plain file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|status| status.success()) {
+            eprintln!("skipping the FIFO half: mkfifo is not available");
+            return;
+        }
+        assert!(read_bounded(&fifo, 4096, "a key").is_err());
+        let err = write_atomically(&fifo, b"rows").unwrap_err().to_string();
+        assert!(err.contains("not a plain file"), "{err}");
+        use std::os::unix::fs::FileTypeExt as _;
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is kept");
+        // A link is replaced itself, never what it points to.
+        let target = dir.path().join("target.csv");
+        fs::write(&target, "real data").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomically(&link, b"synthetic").unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"real data");
+        assert_eq!(fs::read(&link).unwrap(), b"synthetic");
+    }
+
+    #[test]
+    fn a_new_file_is_written_whole_and_an_existing_one_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        write_new_atomically(&path, b"first").unwrap();
+        for attempt in [write_new_atomically(&path, b"second"), refuse_existing(&path)] {
+            let message = attempt.unwrap_err().to_string();
+            assert!(message.contains("k.key: already exists"), "{message}");
+        }
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            // A dangling link is something in the way too: it is not followed.
+            let link = dir.path().join("link.key");
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+            assert!(write_new_atomically(&link, b"x").is_err());
+            assert!(!dir.path().join("nowhere").exists());
+        }
+    }
 
     fn read_error(csv: &str, schema: &[u8]) -> String {
         let dir = tempfile::tempdir().unwrap();

@@ -20,6 +20,9 @@ use crate::error::{Error, Result};
 use crate::metrics::catalogue::{self, MetricId};
 use crate::metrics::{Assessment, Axis};
 
+/// The largest policy file read: a bound per gateable figure is a few dozen bytes.
+const MAX_POLICY_BYTES: u64 = 64 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Bound {
     Max(f64),
@@ -73,7 +76,7 @@ impl Policy {
     }
 
     pub fn read(path: &Path) -> Result<Policy> {
-        let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
+        let text = crate::data::read_bounded_text(path, MAX_POLICY_BYTES, "a release policy")?;
         Policy::parse(&text, path)
     }
 

@@ -11,7 +11,6 @@
 //! device in the field over a `chmod`.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::Path;
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
@@ -59,7 +58,7 @@ impl SecretKey {
     /// signed bundles or enrolled a device must not vanish under a second `keygen`.
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = format!("{SECRET_TAG} {}\n", hex::encode(self.0.to_bytes()));
-        write_new(path, text.as_bytes())
+        crate::data::write_new_atomically(path, text.as_bytes())
     }
 
     pub fn public(&self) -> PublicKey {
@@ -83,7 +82,7 @@ impl PublicKey {
     /// Writes the key to `path` (mode 0644), refusing to replace an existing file.
     pub fn write(&self, path: &Path) -> Result<()> {
         let text = format!("{PUBLIC_TAG} {}\n", self.to_hex());
-        write_new(path, text.as_bytes())?;
+        crate::data::write_new_atomically(path, text.as_bytes())?;
         crate::data::make_readable(path)
     }
 
@@ -137,14 +136,7 @@ pub fn exposure_warning(path: &Path) -> Option<String> {
 }
 
 fn read_key_line(path: &Path, tag: &str, what: &str) -> Result<[u8; 32]> {
-    let size = fs::metadata(path).map_err(|err| Error::io(path, err))?.len();
-    if size > MAX_KEY_FILE_BYTES {
-        return Err(Error::Invalid(format!(
-            "{}: is {size} bytes; expected {what} (one short line)",
-            path.display()
-        )));
-    }
-    let text = fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
+    let text = crate::data::read_bounded_text(path, MAX_KEY_FILE_BYTES, what)?;
     let (found, digits) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     if found != tag {
         let hint = if found == SECRET_TAG || found == PUBLIC_TAG {
@@ -170,25 +162,6 @@ fn decode_fixed<const N: usize>(text: &str) -> Option<[u8; N]> {
         return None;
     }
     hex::decode(text).ok()?.try_into().ok()
-}
-
-/// Writes a new file whole (temporary file, then a rename that refuses to replace), 0600.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.exists() {
-        return Err(Error::Invalid(format!(
-            "{}: already exists; a key is never overwritten (move it away first)",
-            path.display()
-        )));
-    }
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|err| Error::io(path, err))?;
-    file.write_all(bytes).map_err(|err| Error::io(path, err))?;
-    file.as_file().sync_all().map_err(|err| Error::io(path, err))?;
-    file.persist_noclobber(path).map_err(|err| Error::io(path, err.error))?;
-    Ok(())
 }
 
 #[cfg(test)]

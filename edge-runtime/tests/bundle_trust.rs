@@ -13,10 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use edge_runtime::bundle::{Bundle, Trust, seal};
+use edge_runtime::engine::tract::TractEngine;
+use edge_runtime::engine::{Engine, TensorIn};
 use edge_runtime::keys::{PublicKey, SecretKey};
 use prost::Message;
 use sha2::{Digest, Sha256};
-use tract_onnx::pb::{ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name)
@@ -456,7 +459,7 @@ fn a_graph_declaring_huge_constants_is_refused_before_any_engine_allocates() {
         fs::remove_dir_all(&bundle).unwrap();
     }
 
-    // ConstantOfShape of a constant shape of 2^40 elements.
+    // ConstantOfShape of a constant shape of 2^40 elements: an operator synth-train never writes.
     let bundle = with_graph(root.path(), |model| {
         if let Some(graph) = model.graph.as_mut() {
             graph.initializer.push(TensorProto {
@@ -478,7 +481,16 @@ fn a_graph_declaring_huge_constants_is_refused_before_any_engine_allocates() {
             );
         }
     });
-    check_refused(root.path(), &bundle, &[], &["graph tensor `fill`", "before any engine"]);
+    check_refused(
+        root.path(),
+        &bundle,
+        &[],
+        &[
+            "model.onnx: graph node `fill` uses the operator `ConstantOfShape`",
+            "the graph was not written by synth-train",
+            "before any engine",
+        ],
+    );
     fs::remove_dir_all(&bundle).unwrap();
 
     // Data in an external file: never a path read on a bundle's say-so.
@@ -536,4 +548,209 @@ fn the_library_refuses_an_empty_trust_list() {
     let key: PublicKey = SecretKey::generate().unwrap().public();
     let err = Bundle::open_trusted(&fixture("bundles/wheat-vae"), &[key]).unwrap_err();
     assert!(err.to_string().contains("is not signed"), "{err}");
+}
+
+/// A node without a name (engines and the checks name it by its output), as `mkbomb.py` writes.
+fn bare_node(op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: op.to_owned(),
+        input: inputs.iter().map(|&input| input.to_owned()).collect(),
+        output: vec![output.to_owned()],
+        attribute,
+        ..NodeProto::default()
+    }
+}
+
+/// A `Constant` node whose value is `tensor`.
+fn constant(output: &str, tensor: TensorProto) -> NodeProto {
+    let value = AttributeProto {
+        name: "value".to_owned(),
+        r#type: AttributeType::Tensor as i32,
+        t: Some(tensor),
+        ..AttributeProto::default()
+    };
+    bare_node("Constant", &[], output, vec![value])
+}
+
+fn int64_tensor(dims: Vec<i64>, values: Vec<i64>) -> TensorProto {
+    TensorProto { dims, data_type: 7, int64_data: values, ..TensorProto::default() }
+}
+
+fn f32_tensor(dims: Vec<i64>, values: Vec<f32>) -> TensorProto {
+    TensorProto { dims, data_type: 1, float_data: values, ..TensorProto::default() }
+}
+
+/// The red team's memory bombs (`mkbomb.py`): a tensor of `big` elements built from tiny
+/// constants (or from a run-time shape), summed and added to the graph's output, so the
+/// graph's inputs, outputs and declared constants all still pass.
+fn bomb(variant: &str, big: i64) -> Vec<NodeProto> {
+    let one = || constant("one", f32_tensor(vec![1], vec![0.0]));
+    let zero_value = || AttributeProto {
+        name: "value".to_owned(),
+        r#type: AttributeType::Tensor as i32,
+        t: Some(f32_tensor(vec![1], vec![0.0])),
+        ..AttributeProto::default()
+    };
+    let mut nodes = match variant {
+        "expand" => vec![
+            one(),
+            constant("shp", int64_tensor(vec![1], vec![big])),
+            bare_node("Expand", &["one", "shp"], "bigt", vec![]),
+        ],
+        "tile" => vec![
+            one(),
+            constant("rep", int64_tensor(vec![1], vec![big])),
+            bare_node("Tile", &["one", "rep"], "bigt", vec![]),
+        ],
+        "range" => vec![
+            constant("st", f32_tensor(vec![], vec![0.0])),
+            constant("lim", f32_tensor(vec![], vec![big as f32])),
+            constant("dl", f32_tensor(vec![], vec![1.0])),
+            bare_node("Range", &["st", "lim", "dl"], "bigt", vec![]),
+        ],
+        "cos_ints" => vec![
+            bare_node(
+                "Constant",
+                &[],
+                "shp",
+                vec![AttributeProto {
+                    name: "value_ints".to_owned(),
+                    r#type: AttributeType::Ints as i32,
+                    ints: vec![big],
+                    ..AttributeProto::default()
+                }],
+            ),
+            bare_node("ConstantOfShape", &["shp"], "bigt", vec![zero_value()]),
+        ],
+        "cos_dyn" => vec![
+            bare_node("Shape", &["z"], "zs", vec![]),
+            constant("mul", int64_tensor(vec![2], vec![big, 1])),
+            bare_node("Mul", &["zs", "mul"], "shp", vec![]),
+            bare_node("ConstantOfShape", &["shp"], "bigt", vec![zero_value()]),
+        ],
+        other => panic!("no bomb `{other}`"),
+    };
+    let keepdims = AttributeProto {
+        name: "keepdims".to_owned(),
+        r#type: AttributeType::Int as i32,
+        i: 0,
+        ..AttributeProto::default()
+    };
+    nodes.push(bare_node("ReduceSum", &["bigt"], "s0", vec![keepdims]));
+    nodes
+}
+
+/// `graph` with `extra` nodes whose sum `s0` is added to its output (renamed `x_pre`).
+fn add_to_output(graph: &mut GraphProto, extra: Vec<NodeProto>) {
+    let last = graph.node.last_mut().unwrap();
+    let output = last.output[0].clone();
+    last.output[0] = "x_pre".to_owned();
+    last.name = "x_pre_node".to_owned();
+    graph.node.extend(extra);
+    graph.node.push(bare_node("Add", &["x_pre", "s0"], &output, vec![]));
+}
+
+#[test]
+fn graphs_with_operators_synth_train_never_writes_are_refused_before_any_engine_sees_them() {
+    let root = tempfile::tempdir().unwrap();
+    let not_ours =
+        "the graph was not written by synth-train, refusing it before any engine loads it";
+    // The red team's bombs: 2^34 elements made tract panic (divide by zero), 2^30 took 4.2 GB,
+    // a run-time shape a failed 640 GiB allocation. Each is refused naming the node and its op.
+    for (variant, node, op) in [
+        ("expand", "bigt", "Expand"),
+        ("tile", "bigt", "Tile"),
+        ("range", "bigt", "Range"),
+        ("cos_ints", "bigt", "ConstantOfShape"),
+        ("cos_dyn", "zs", "Shape"),
+    ] {
+        for big in [1_000, 1 << 30, 1 << 34] {
+            let bundle = with_graph(root.path(), |model| {
+                add_to_output(model.graph.as_mut().unwrap(), bomb(variant, big));
+            });
+            if big == 1_000 {
+                // A small one is a graph tract runs: only the operator check refuses it.
+                let model = fs::read(bundle.join("model.onnx")).unwrap();
+                let mut engine = TractEngine::from_onnx(&model, 1).unwrap();
+                let (z, y) = (vec![0.0; 16], [1.0, 0.0]);
+                let inputs =
+                    [TensorIn { data: &z, shape: &[1, 16] }, TensorIn { data: &y, shape: &[1, 2] }];
+                assert_eq!(engine.run_tensor(&inputs).unwrap().shape, [1, 33], "{variant}");
+            }
+            let expected = format!("graph node `{node}` uses the operator `{op}`, which");
+            let err = Bundle::open(&bundle).unwrap_err().to_string();
+            assert!(err.contains(&expected) && err.contains(not_ours), "{variant}: {err}");
+            check_refused(root.path(), &bundle, &[], &["/model.onnx: ", &expected, not_ours]);
+            for engine in ort_engines() {
+                check_refused(root.path(), &bundle, &["--engine", engine], &[&expected]);
+            }
+            fs::remove_dir_all(&bundle).unwrap();
+        }
+    }
+
+    // An operator of the exporter's, in another domain; control flow; a custom operator.
+    type Edit = fn(&mut GraphProto);
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            "a Gemm of com.microsoft",
+            |graph| {
+                for node in graph.node.iter_mut().filter(|node| node.op_type == "Gemm") {
+                    node.domain = "com.microsoft".to_owned();
+                }
+            },
+            "uses the operator `Gemm` of the domain `com.microsoft`, which",
+        ),
+        (
+            "If",
+            |graph| {
+                let branch = GraphProto::default();
+                let mut node = bare_node("If", &["cond"], "branch", vec![]);
+                node.attribute.push(AttributeProto {
+                    name: "then_branch".to_owned(),
+                    r#type: AttributeType::Graph as i32,
+                    g: Some(branch),
+                    ..AttributeProto::default()
+                });
+                graph.node.insert(0, node);
+            },
+            "graph node `branch` uses the operator `If`, which",
+        ),
+        (
+            // A subgraph held by an accepted operator is checked too.
+            "an Expand in a subgraph",
+            |graph| {
+                let inner = GraphProto { node: bomb("expand", 1 << 34), ..GraphProto::default() };
+                if let Some(first) = graph.node.first_mut() {
+                    first.attribute.push(AttributeProto {
+                        name: "hidden".to_owned(),
+                        r#type: AttributeType::Graph as i32,
+                        g: Some(inner),
+                        ..AttributeProto::default()
+                    });
+                }
+            },
+            "graph node `bigt` uses the operator `Expand`, which",
+        ),
+        (
+            "a custom op",
+            |graph| graph.node.insert(0, bare_node("MyGiantOp\n", &[], "giant", vec![])),
+            "graph node `giant` uses the operator `MyGiantOp\\n`, which",
+        ),
+    ];
+    for (what, edit, expected) in cases {
+        let bundle = with_graph(root.path(), |model| edit(model.graph.as_mut().unwrap()));
+        check_refused(root.path(), &bundle, &[], &[expected, not_ours]);
+        let err = Bundle::open(&bundle).unwrap_err().to_string();
+        assert!(err.contains(expected), "{what}: {err}");
+        fs::remove_dir_all(&bundle).unwrap();
+    }
+}
+
+/// ONNX Runtime too, when this build has it and `ORT_DYLIB_PATH` names its library.
+fn ort_engines() -> Vec<&'static str> {
+    if cfg!(feature = "ort") && std::env::var_os("ORT_DYLIB_PATH").is_some() {
+        vec!["ort"]
+    } else {
+        Vec::new()
+    }
 }

@@ -89,7 +89,8 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag_and_the_range() {
         (&generate, &["--n", "10", "--threads", huge], "--threads", "0 to 1024"),
         (&generate, &["--n", "10", "--batch", "0"], "--batch", "1 to 65536"),
         (&generate, &["--n", "10", "--batch", huge], "--batch", "1 to 65536"),
-        (&generate, &["--n", "10", "--steps", "0"], "--steps", "1 to 100000"),
+        (&generate, &["--n", "10", "--steps", "0"], "--steps", "1 to 10000"),
+        (&generate, &["--n", "10", "--steps", "10001"], "--steps", "1 to 10000"),
         (&evaluate, &["--k", "0"], "--k", "1 to 16"),
         (&evaluate, &["--k", "17"], "--k", "1 to 16"),
         (&evaluate, &["--k", huge], "--k", "1 to 16"),
@@ -99,7 +100,7 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag_and_the_range() {
         (&evaluate, &["--threads", huge], "--threads", "0 to 1024"),
         (&bench, &["--repeats", huge], "--repeats", "1 to 10000"),
         (&bench, &["--threads", huge], "--threads", "0 to 1024"),
-        (&bench, &["--steps", "10,0"], "--steps", "1 to 100000"),
+        (&bench, &["--steps", "10,0"], "--steps", "1 to 10000"),
         (
             &bench,
             &["--steps", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"],
@@ -268,4 +269,72 @@ fn sigterm_during_a_long_generate_fails_the_run_and_writes_nothing() {
         .filter(|name| !name.starts_with("field.sqlite"))
         .collect();
     assert!(left.is_empty(), "nothing but the logbook is left: {left:?}");
+}
+
+#[test]
+fn sync_intervals_and_batch_sizes_out_of_range_are_refused_without_a_panic() {
+    for every in ["9223372036854775807s", "5000000000000000h", "169h", "0s"] {
+        check_refused(
+            &[
+                "sync",
+                "--db",
+                "DB",
+                "--to",
+                "http://127.0.0.1:9",
+                "--key-file",
+                "OUT",
+                "--every",
+                every,
+            ],
+            &["--every", "1 s to 604800 s"],
+        );
+    }
+    for runs in ["0", "100001", "18446744073709551616", "1e9"] {
+        check_refused(
+            &["sync", "--db", "DB", "--to-dir", "OUT", "--key-file", "OUT", "--batch-runs", runs],
+            &["--batch-runs", "1 to 100000"],
+        );
+    }
+}
+
+/// Paths that are not plain files: a device or a FIFO given as an input is refused before it is
+/// opened (a FIFO would block, `/dev/zero` never ends), and given as an output it is kept, never
+/// replaced by the output file.
+#[cfg(unix)]
+#[test]
+fn devices_and_fifos_are_neither_read_nor_replaced() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let model = fixture("bundles/wheat-vae");
+    let model = text(&model);
+    for (flag, value) in [("--trust", "/dev/zero"), ("--gate", "/dev/zero")] {
+        let mut args = vec!["generate", "--model", model, "--n", "5", "--out", "OUT", flag, value];
+        if flag == "--gate" {
+            args.extend(["--real", "/dev/zero"]);
+        }
+        check_refused(&args, &["/dev/zero", "not a plain file"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("samples.csv");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|status| status.success()) {
+        eprintln!("skipping the FIFO cases: mkfifo is not available");
+        return;
+    }
+    let output = synth_edge(&["generate", "--model", model, "--n", "5", "--out", text(&fifo)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("not a plain file"), "{stderr}");
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is kept");
+    let output = synth_edge(&[
+        "evaluate",
+        "--real-train",
+        text(&fifo),
+        "--real-holdout",
+        text(&fifo),
+        "--synthetic",
+        text(&fifo),
+        "--label",
+        "variety",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("not a plain file"), "{stderr}");
 }

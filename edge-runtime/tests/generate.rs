@@ -178,7 +178,7 @@ fn diffusion_samplers_and_step_counts() {
         "--n",
         "5",
         "--steps",
-        "100000",
+        "1000",
         "--out",
         dir.path().join("x.csv").to_str().unwrap_or_default(),
     ]);

@@ -18,13 +18,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use edge_runtime::Error;
 use edge_runtime::keys::SecretKey;
+use edge_runtime::logbook::timestamp;
 use edge_runtime::logbook::{Logbook, RunRecord, RunStatus, SyncRows};
 use edge_runtime::metrics::{Axis, Metric};
-use edge_runtime::sync::client::{DEVICE_KEY_HEADER, HubClient};
+use edge_runtime::sync::client::{
+    BATCH_SHA256_HEADER, DEVICE_KEY_HEADER, HubClient, REQUEST_SIGNATURE_HEADER,
+    REQUEST_TIME_HEADER, request_auth_headers,
+};
 use edge_runtime::sync::hub::{Hub, HubOptions, MAX_BATCH_BYTES};
 use edge_runtime::sync::{self, Batch, Token, batch};
 use sha2::{Digest, Sha256};
@@ -51,13 +55,17 @@ struct TestHub {
 
 impl TestHub {
     fn start(db: &Path, options: HubOptions) -> TestHub {
-        let hub =
-            Hub::bind_with(open(db), "127.0.0.1:0", Token::new(TOKEN).unwrap(), options).unwrap();
+        TestHub::start_on(db, "127.0.0.1:0", options).unwrap()
+    }
+
+    /// A hub listening on `address`, or why it cannot (an address this machine lacks).
+    fn start_on(db: &Path, address: &str, options: HubOptions) -> edge_runtime::Result<TestHub> {
+        let hub = Hub::bind_with(open(db), address, Token::new(TOKEN).unwrap(), options)?;
         let address = hub.address();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::spawn(move || hub.serve_until(&thread_stop));
-        TestHub { address, stop, thread: Some(thread) }
+        Ok(TestHub { address, stop, thread: Some(thread) })
     }
 
     fn url(&self) -> String {
@@ -71,8 +79,8 @@ impl TestHub {
     /// Sends `body` signed as `key_file`'s device; the status and the answer's text.
     fn post(&self, key_file: &Path, body: &[u8]) -> (u16, String) {
         let head = format!(
-            "POST /api/batches HTTP/1.1\r\nHost: hub\r\n{DEVICE_KEY_HEADER}: {}\r\nContent-Length: {}\r\n\r\n",
-            key(key_file).public().to_hex(),
+            "POST /api/batches HTTP/1.1\r\nHost: hub\r\n{}Content-Length: {}\r\n\r\n",
+            auth_headers(&key(key_file), body.len() as u64, &timestamp::now(), body),
             body.len()
         );
         raw_exchange(self.address, head.as_bytes(), body)
@@ -89,6 +97,19 @@ impl Drop for TestHub {
             }
         }
     }
+}
+
+/// The header lines that sign a batch request of `length` bytes as `secret`'s device at `time`,
+/// for the batch `body` carries (its checksum; none when it has none).
+fn auth_headers(secret: &SecretKey, length: u64, time: &str, body: &[u8]) -> String {
+    let batch_sha256 = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|document| document.get("payload_sha256")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "none".to_owned());
+    request_auth_headers(secret, "POST", "/api/batches", length, time, &batch_sha256)
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect()
 }
 
 /// Writes `head` and `body` on a new connection and reads the whole answer: its status and body.
@@ -128,9 +149,20 @@ fn model_sha(name: &str) -> String {
     hex::encode(Sha256::digest(name.as_bytes()))
 }
 
+/// A valid bundle manifest (the wheat-vae fixture's) for the model `name`: its `model_sha256`
+/// is [`model_sha`] of `name`.
+fn manifest_for(name: &str) -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundles/wheat-vae/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["model_sha256"] = serde_json::json!(model_sha(name));
+    serde_json::to_string(&manifest).unwrap()
+}
+
 /// `n_done` done runs on one model, then one left running; the running run's id.
 fn fill(logbook: &Logbook, model: &str, n_done: usize) -> String {
-    logbook.register_model(&model_sha(model), &format!(r#"{{"name": "{model}"}}"#)).unwrap();
+    logbook.register_model(&model_sha(model), &manifest_for(model)).unwrap();
     for index in 0..n_done {
         let id = logbook
             .start_run("evaluate", Some(&model_sha(model)), &serde_json::json!({"i": index}))
@@ -685,12 +717,19 @@ fn a_terabyte_content_length_or_an_oversized_body_gets_an_answer_and_the_hub_kee
     let hub = TestHub::start(&fleet.hub_db, HubOptions::default());
     let huge = "Content-Length: 1000000000000\r\n";
     let a_key_header = format!("{DEVICE_KEY_HEADER}: {}\r\n", key(&fleet.a_key).public().to_hex());
+    let signed = |length: u64| auth_headers(&key(&fleet.a_key), length, &timestamp::now(), b"{");
     let too_long = format!("Content-Length: {}\r\n", MAX_BATCH_BYTES + 1);
     for (name, headers, status) in [
         ("unauthenticated, 1 TB", huge.to_owned(), 401),
         ("bearer token only, 1 TB", format!("Authorization: Bearer {TOKEN}\r\n{huge}"), 401),
-        ("enrolled key, 1 TB", format!("{a_key_header}{huge}"), 413),
-        ("enrolled key, one byte over", format!("{a_key_header}{too_long}"), 413),
+        (
+            "enrolled public key without a request signature, 1 TB",
+            format!("{a_key_header}{huge}"),
+            401,
+        ),
+        ("signed for another length, 1 TB", format!("{}{huge}", signed(1)), 401),
+        ("signed, 1 TB", format!("{}{huge}", signed(1_000_000_000_000)), 413),
+        ("signed, one byte over", format!("{}{too_long}", signed(MAX_BATCH_BYTES as u64 + 1)), 413),
         ("enrolled key, no length", a_key_header.clone(), 411),
         ("enrolled key, chunked", format!("{a_key_header}Transfer-Encoding: chunked\r\n"), 411),
         ("enrolled key, length -1", format!("{a_key_header}Content-Length: -1\r\n"), 400),
@@ -723,14 +762,15 @@ fn a_client_stalling_mid_body_neither_blocks_other_devices_nor_holds_on_forever(
     let fleet = Fleet::new();
     let options = HubOptions {
         workers: 2,
+        max_per_peer: 64,
         head_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(1),
     };
     let hub = TestHub::start(&fleet.hub_db, options);
     let head = format!(
-        "POST /api/batches HTTP/1.1\r\n{DEVICE_KEY_HEADER}: {}\r\nContent-Length: 5000\r\n\r\n{{\"for",
-        key(&fleet.a_key).public().to_hex()
+        "POST /api/batches HTTP/1.1\r\n{}Content-Length: 5000\r\n\r\n{{\"for",
+        auth_headers(&key(&fleet.a_key), 5000, &timestamp::now(), b"")
     );
     let mut stalled = TcpStream::connect(hub.address).unwrap();
     stalled.write_all(head.as_bytes()).unwrap();
@@ -757,8 +797,8 @@ fn a_stalled_client_does_not_delay_a_concurrent_sync_on_the_default_hub() {
     let fleet = Fleet::new();
     let hub = TestHub::start(&fleet.hub_db, HubOptions::default());
     let head = format!(
-        "POST /api/batches HTTP/1.1\r\n{DEVICE_KEY_HEADER}: {}\r\nContent-Length: 100000\r\n\r\n",
-        key(&fleet.a_key).public().to_hex()
+        "POST /api/batches HTTP/1.1\r\n{}Content-Length: 100000\r\n\r\n",
+        auth_headers(&key(&fleet.a_key), 100_000, &timestamp::now(), b"")
     );
     let mut stalled = TcpStream::connect(hub.address).unwrap();
     stalled.write_all(head.as_bytes()).unwrap();
@@ -829,6 +869,199 @@ fn an_invalid_row_gets_400_naming_the_field_and_writes_nothing() {
     assert_eq!(status, 403, "{answer}");
     let (status, answer) = hub.post(&fleet.b_key, &genuine);
     assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn a_model_row_needs_a_valid_manifest_of_its_own_graph_and_keeps_the_manifest_it_has() {
+    let fleet = Fleet::new();
+    let hub = TestHub::start(&fleet.hub_db, HubOptions::default());
+    open(&fleet.hub_db)
+        .register_model(&model_sha("wheat-gan"), &manifest_for("wheat-gan"))
+        .unwrap();
+    let b = open(&fleet.b_db);
+    let b_key = key(&fleet.b_key);
+    let rows = b.pending_rows(100, true).unwrap();
+    assert_eq!(rows.models.len(), 1);
+    let document: serde_json::Value =
+        serde_json::from_slice(&Batch::new(b.device_id(), rows, &b_key).unwrap().encode().unwrap())
+            .unwrap();
+    let edit = |pointer: &str, value: serde_json::Value| {
+        let mut edited = document.clone();
+        *edited.pointer_mut(pointer).unwrap_or_else(|| panic!("{pointer}")) = value;
+        reseal(edited, Some(&b_key))
+    };
+    let before = fleet.hub_runs();
+    for (name, pointer, value, status, expected) in [
+        (
+            "not a manifest",
+            "/payload/models/0/manifest",
+            serde_json::json!({"name": "wheat-gan"}),
+            400,
+            "models[0]",
+        ),
+        (
+            "a manifest of another graph",
+            "/payload/models/0/manifest/model_sha256",
+            serde_json::json!(model_sha("other")),
+            400,
+            "models[0]: the manifest's model_sha256",
+        ),
+        (
+            "another manifest for a held model",
+            "/payload/models/0/manifest/architecture",
+            serde_json::json!("tampered"),
+            403,
+            "is registered with another manifest",
+        ),
+    ] {
+        let (got, answer) = hub.post(&fleet.b_key, &edit(pointer, value));
+        assert_eq!(got, status, "{name}: {answer}");
+        assert!(answer.contains(expected), "{name}: expected `{expected}` in {answer}");
+        assert_eq!(fleet.hub_runs(), before, "{name}: nothing written");
+    }
+    let (status, answer) = hub.post(&fleet.b_key, &reseal(document.clone(), Some(&b_key)));
+    assert_eq!(status, 200, "the genuine batch, same manifest: {answer}");
+    assert_eq!(fleet.hub_runs_of(&fleet.b_db).len(), 3);
+}
+
+#[test]
+fn a_batch_verified_before_its_key_was_replaced_is_refused_when_applied() {
+    let fleet = Fleet::new();
+    let a = open(&fleet.a_db);
+    a.finish_run(&fleet.a_running, &metrics(4)).unwrap();
+    let old_key = key(&fleet.a_key);
+    let encoded = Batch::new(a.device_id(), a.pending_rows(100, false).unwrap(), &old_key)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let hub = open(&fleet.hub_db);
+    let mut sender = None;
+    let verified = Batch::decode(&encoded, "test batch", |signer| {
+        sender = Some(sync::enrolled_sender(&hub, signer, "test batch")?);
+        Ok(())
+    })
+    .unwrap();
+    let sender = sender.unwrap();
+    let db = text(&fleet.hub_db);
+    let new_key = fleet.path("a-new.key");
+    let (ok, stdout, stderr) = run_cli(&[
+        "hub",
+        "enroll",
+        "--db",
+        db,
+        "--device",
+        "farm-a",
+        "--key-out",
+        text(&new_key),
+        "--replace",
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    let before = fleet.hub_runs();
+    let outcome =
+        hub.apply_rows(&sender, &verified.device_key, &verified.source_device, &verified.rows);
+    assert!(
+        matches!(&outcome, Err(Error::Refused { status: 403, message }) if message.contains("replaced")),
+        "{outcome:?}"
+    );
+    let outcome = hub.apply_batches(&[(
+        "stick/a.json",
+        &sender,
+        &verified.device_key,
+        &verified.source_device,
+        &verified.rows,
+    )]);
+    assert!(
+        matches!(&outcome, Err(Error::Refused { status: 403, message }) if message.starts_with("stick/a.json")),
+        "{outcome:?}"
+    );
+    assert_eq!(fleet.hub_runs(), before, "nothing written");
+    let applied =
+        hub.apply_rows(&sender, &key(&new_key).public(), &verified.source_device, &verified.rows);
+    assert_eq!(applied.unwrap().runs_settled, 1, "the current key's rows land");
+}
+
+#[test]
+fn a_public_key_without_a_fresh_request_signature_gets_401_before_any_body_is_read() {
+    let fleet = Fleet::new();
+    // The hub would wait a minute for a body; each answer below comes without one.
+    let options = HubOptions {
+        workers: 2,
+        max_per_peer: 64,
+        head_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(60),
+    };
+    let hub = TestHub::start(&fleet.hub_db, options);
+    let (a_key, b_key) = (key(&fleet.a_key), key(&fleet.b_key));
+    let (a_hex, b_hex) = (a_key.public().to_hex(), b_key.public().to_hex());
+    let key_header = format!("{DEVICE_KEY_HEADER}: {a_hex}\r\n");
+    let now = timestamp::now();
+    let hours = |hours: i64| {
+        let shift = Duration::from_secs(hours.unsigned_abs() * 3600);
+        let time = if hours < 0 { SystemTime::now() - shift } else { SystemTime::now() + shift };
+        timestamp::rfc3339_utc(time)
+    };
+    let length = 1000;
+    for (name, headers, expected) in [
+        ("the public key alone", key_header.clone(), REQUEST_SIGNATURE_HEADER),
+        (
+            "a signature of the wrong bytes",
+            format!(
+                "{key_header}{REQUEST_TIME_HEADER}: {now}\r\n{BATCH_SHA256_HEADER}: none\r\n{REQUEST_SIGNATURE_HEADER}: {}\r\n",
+                "ab".repeat(64)
+            ),
+            "does not verify",
+        ),
+        (
+            "signed by another enrolled key",
+            auth_headers(&b_key, length, &now, b"").replace(&b_hex, &a_hex),
+            "does not verify",
+        ),
+        (
+            "signed for another length",
+            auth_headers(&a_key, length + 1, &now, b""),
+            "does not verify",
+        ),
+        (
+            "signed two hours ago",
+            auth_headers(&a_key, length, &hours(-2), b""),
+            "check the device's clock",
+        ),
+        (
+            "signed two hours ahead",
+            auth_headers(&a_key, length, &hours(2), b""),
+            "check the device's clock",
+        ),
+        ("signed at no time", auth_headers(&a_key, length, "yesterday", b""), "is not RFC 3339"),
+    ] {
+        let head = format!(
+            "POST /api/batches HTTP/1.1\r\nHost: hub\r\n{headers}Content-Length: {length}\r\n\r\n"
+        );
+        let mut stream = TcpStream::connect(hub.address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let (status, text) = parse_answer(&answer);
+        assert_eq!(status, 401, "{name}: answered without reading the body: {text}");
+        assert!(text.contains(expected), "{name}: expected `{expected}` in {text}");
+    }
+    let a = open(&fleet.a_db);
+    a.finish_run(&fleet.a_running, &metrics(5)).unwrap();
+    let body = Batch::new(a.device_id(), a.pending_rows(100, false).unwrap(), &a_key)
+        .unwrap()
+        .encode()
+        .unwrap();
+    let head = format!(
+        "POST /api/batches HTTP/1.1\r\n{}Content-Length: {}\r\n\r\n",
+        auth_headers(&a_key, body.len() as u64, &now, b"{\"payload_sha256\": \"another\"}"),
+        body.len()
+    );
+    let (status, answer) = raw_exchange(hub.address, head.as_bytes(), &body);
+    assert_eq!(status, 401, "a request signed for another batch: {answer}");
+    assert!(answer.contains("signed for batch another"), "{answer}");
+    let report = sync::push_to_hub(&a, &hub.client(&fleet.a_key), 100, &never()).unwrap();
+    assert_eq!(report.settled_runs, 1, "a signed sync still works");
 }
 
 /// A batch around `payload` taken as it stands (for numbers serde cannot hold), its checksum and
@@ -993,4 +1226,357 @@ fn devices_syncing_at_once_all_land_under_their_own_device() {
         assert_eq!(mine, sorted_runs(&edge), "each edge's runs, whole, under its own device");
     }
     assert_eq!(hub_book.integrity_check().unwrap(), ["ok"]);
+}
+
+/// Answers one request on a new local port with `status`, after reading its head and body.
+fn answer_once(status: u16) -> (String, JoinHandle<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0_u8; 65536];
+        let (head, length) = loop {
+            let read = stream.read(&mut buffer).unwrap();
+            request.extend_from_slice(&buffer[..read]);
+            let text = String::from_utf8_lossy(&request).into_owned();
+            if let Some((head, _)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length: "))
+                    .or_else(|| head.lines().find_map(|line| line.strip_prefix("Content-Length: ")))
+                    .map_or(0, |length| length.trim().parse::<usize>().unwrap());
+                break (head.to_owned(), length);
+            }
+        };
+        while request.len() < head.len() + 4 + length {
+            let read = stream.read(&mut buffer).unwrap();
+            assert!(read > 0);
+            request.extend_from_slice(&buffer[..read]);
+        }
+        let body = r#"{"error": "try later"}"#;
+        let answer = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(answer.as_bytes()).unwrap();
+        head
+    });
+    (url, thread)
+}
+
+#[test]
+fn a_busy_or_timed_out_hub_is_retried_and_a_refusal_is_not_and_batches_carry_no_token() {
+    let fleet = Fleet::new();
+    let b = open(&fleet.b_db);
+    let batch =
+        Batch::new(b.device_id(), b.pending_rows(100, true).unwrap(), &key(&fleet.b_key)).unwrap();
+    for (status, retryable) in [
+        (408, true),
+        (429, true),
+        (503, true),
+        (500, true),
+        (400, false),
+        (401, false),
+        (403, false),
+        (413, false),
+    ] {
+        let (url, server) = answer_once(status);
+        let client =
+            HubClient::new(&url, key(&fleet.b_key), Some(Token::new(TOKEN).unwrap())).unwrap();
+        let outcome = client.push(&batch);
+        let head = server.join().unwrap();
+        let err = outcome.unwrap_err();
+        assert_eq!(err.is_hub_unreachable(), retryable, "{status}: {err}");
+        if !retryable {
+            assert!(matches!(&err, Error::Refused { status: got, .. } if *got == status), "{err}");
+        }
+        assert!(!head.contains(TOKEN), "a batch request carries no read token: {head}");
+        assert!(head.to_ascii_lowercase().contains("x-fieldsynth-request-signature"), "{head}");
+    }
+}
+
+#[test]
+fn batches_too_big_for_the_hub_are_split_and_a_run_too_big_alone_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("edge.key");
+    SecretKey::generate().unwrap().write(&key_file).unwrap();
+    let logbook = open(&dir.path().join("edge.sqlite"));
+    let blob = "x".repeat(MAX_BATCH_BYTES / 8);
+    for index in 0..12 {
+        let id = logbook
+            .start_run("evaluate", None, &serde_json::json!({"i": index, "blob": blob}))
+            .unwrap();
+        logbook.finish_run(&id, &metrics(index)).unwrap();
+    }
+    let stick = dir.path().join("stick");
+    std::fs::create_dir(&stick).unwrap();
+    let report = sync::write_to_dir(&logbook, &key(&key_file), &stick, 100, &never()).unwrap();
+    assert_eq!(report.settled_runs, 12);
+    assert!(report.batches >= 2, "{report:?}");
+    for file in &report.files {
+        let size = std::fs::metadata(file).unwrap().len();
+        assert!(size <= MAX_BATCH_BYTES as u64, "{}: {size} bytes", file.display());
+    }
+    let huge = logbook
+        .start_run("evaluate", None, &serde_json::json!({"blob": "y".repeat(MAX_BATCH_BYTES)}))
+        .unwrap();
+    logbook.finish_run(&huge, &metrics(1)).unwrap();
+    let outcome = sync::write_to_dir(&logbook, &key(&key_file), &stick, 100, &never());
+    assert!(
+        matches!(&outcome, Err(Error::Invalid(message)) if message.contains(&huge) && message.contains("over the")),
+        "{outcome:?}"
+    );
+    assert_eq!(std::fs::read_dir(&stick).unwrap().count(), report.files.len(), "no file added");
+}
+
+#[test]
+fn a_batch_with_a_field_its_signature_does_not_cover_or_a_bad_device_id_is_refused() {
+    let fleet = Fleet::new();
+    let b = open(&fleet.b_db);
+    let b_key = key(&fleet.b_key);
+    let rows = b.pending_rows(100, true).unwrap();
+    let genuine = Batch::new(b.device_id(), rows.clone(), &b_key).unwrap().encode().unwrap();
+    let mut document: serde_json::Value = serde_json::from_slice(&genuine).unwrap();
+    document["note"] = serde_json::json!("not covered by the signature");
+    let edited = reseal(document, Some(&b_key));
+    let outcome = Batch::decode(&edited, "edited.json", |_| Ok(()));
+    assert!(
+        matches!(&outcome, Err(Error::BatchUnreadable { .. }))
+            && format!("{:?}", outcome.as_ref().err()).contains("unknown field"),
+        "{outcome:?}"
+    );
+    assert!(Batch::decode(&genuine, "genuine.json", |_| Ok(())).is_ok());
+    for device in ["", "two words", &"x".repeat(200)] {
+        let outcome = Batch::new(device, rows.clone(), &b_key);
+        assert!(
+            matches!(&outcome, Err(Error::Invalid(message)) if message.contains("device id")),
+            "{device:?}: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_silent_connections_gets_busy_answers_without_stalling_the_accepting_thread() {
+    let fleet = Fleet::new();
+    let options = HubOptions {
+        workers: 1,
+        max_per_peer: 64,
+        head_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(5),
+    };
+    let hub = TestHub::start(&fleet.hub_db, options);
+    // One held by the worker, four queued: the other 30 are answered 503 by the accepting
+    // thread, which must not linger a second on each (they send nothing and never close).
+    let connections: Vec<TcpStream> =
+        (0..35).map(|_| TcpStream::connect(hub.address).unwrap()).collect();
+    let readers: Vec<JoinHandle<(u16, TcpStream)>> = connections
+        .into_iter()
+        .map(|mut stream| {
+            std::thread::spawn(move || {
+                // A hang guard: with a one-second linger per busy answer, the last ones would
+                // come after half a minute.
+                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut answer = Vec::new();
+                let _ = stream.read_to_end(&mut answer);
+                (parse_answer(&answer).0, stream)
+            })
+        })
+        .collect();
+    let answers: Vec<(u16, TcpStream)> =
+        readers.into_iter().map(|reader| reader.join().unwrap()).collect();
+    let busy = answers.iter().filter(|(status, _)| *status == 503).count();
+    assert!(
+        busy >= 30,
+        "{busy} busy answers: {:?}",
+        answers.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    drop(answers);
+    let (status, answer) = raw_exchange(
+        hub.address,
+        format!("GET /api/runs HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").as_bytes(),
+        b"",
+    );
+    assert_eq!(status, 200, "the hub serves again: {answer}");
+}
+
+/// Connects to `address` and sends the start of a request head that never ends, as a slowloris
+/// does.
+fn half_head(address: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(b"GET /api/runs HTTP/1.1\r\n").unwrap();
+    stream
+}
+
+/// What the hub did with a connection within `guard`: `Some(status)` when it answered (0 when it
+/// closed without an answer), `None` while it still holds the connection open.
+fn answered_within(mut stream: TcpStream, guard: Duration) -> (Option<u16>, TcpStream) {
+    stream.set_read_timeout(Some(guard)).unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => (Some(parse_answer(&answer).0), stream),
+        Err(err)
+            if answer.is_empty()
+                && matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+        {
+            (None, stream)
+        }
+        Err(_) => (Some(parse_answer(&answer).0), stream),
+    }
+}
+
+#[test]
+fn slow_connections_from_one_address_are_capped_and_a_good_sync_from_another_is_served_meanwhile() {
+    let fleet = Fleet::new();
+    // Long head deadline, so the slow connections the hub took are still open at the end.
+    let options = HubOptions {
+        workers: 4,
+        max_per_peer: 2,
+        head_timeout: Duration::from_secs(60),
+        request_timeout: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(60),
+    };
+    // Listening on IPv6 and IPv4 both, the attacker comes from 127.0.0.1 and the good device
+    // from ::1: two addresses on one machine.
+    let hub = match TestHub::start_on(&fleet.hub_db, "[::]:0", options) {
+        Ok(hub) => hub,
+        Err(err) => {
+            eprintln!("SKIPPED: no dual-stack IPv6 listener on this machine: {err}");
+            return;
+        }
+    };
+    let port = hub.address.port();
+    let attacker = SocketAddr::from(([127, 0, 0, 1], port));
+    let slow: Vec<TcpStream> = (0..20).map(|_| half_head(attacker)).collect();
+    let outcomes: Vec<JoinHandle<(Option<u16>, TcpStream)>> = slow
+        .into_iter()
+        .map(|stream| std::thread::spawn(move || answered_within(stream, Duration::from_secs(3))))
+        .collect();
+    let outcomes: Vec<(Option<u16>, TcpStream)> =
+        outcomes.into_iter().map(|outcome| outcome.join().unwrap()).collect();
+    let statuses: Vec<Option<u16>> = outcomes.iter().map(|(status, _)| *status).collect();
+    let held = statuses.iter().filter(|status| status.is_none()).count();
+    let refused = statuses.iter().filter(|status| **status == Some(429)).count();
+    assert_eq!((held, refused), (2, 18), "{statuses:?}");
+
+    // Two of four workers are held by the slow client; the good device is served at once.
+    let good = HubClient::new(&format!("http://[::1]:{port}"), key(&fleet.b_key), None).unwrap();
+    let report = sync::push_to_hub(&open(&fleet.b_db), &good, 100, &never()).unwrap();
+    assert_eq!(report.settled_runs, 2);
+    assert_eq!(fleet.hub_runs().len(), 4 + 3);
+    // ... while the slow connections it holds are still open.
+    for (status, stream) in &outcomes {
+        if status.is_none() {
+            stream.set_nonblocking(true).unwrap();
+            let mut byte = [0_u8; 1];
+            let still_open = matches!(
+                (&mut &*stream).read(&mut byte),
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock
+            );
+            assert!(still_open, "a slow connection the hub took was closed already");
+        }
+    }
+    // Once they are gone, the address may connect again.
+    drop(outcomes);
+    let again = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut answered = None;
+    for _ in 0..50 {
+        let (status, _) = raw_exchange(
+            again,
+            format!("GET /api/runs HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").as_bytes(),
+            b"",
+        );
+        answered = Some(status);
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(answered, Some(200), "the slow address is served once its connections closed");
+}
+
+#[test]
+fn a_connection_that_never_finishes_its_head_is_cut_off_at_the_head_deadline_even_when_queued() {
+    let fleet = Fleet::new();
+    let options = HubOptions {
+        workers: 1,
+        max_per_peer: 8,
+        head_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(60),
+    };
+    let hub = TestHub::start(&fleet.hub_db, options);
+    // One worker: the second and third wait in the queue, their deadline counting all along.
+    let slow: Vec<TcpStream> = (0..3).map(|_| half_head(hub.address)).collect();
+    let outcomes: Vec<JoinHandle<(Option<u16>, TcpStream)>> = slow
+        .into_iter()
+        .map(|stream| {
+            // A hang guard, far past the one-second deadline.
+            std::thread::spawn(move || answered_within(stream, Duration::from_secs(30)))
+        })
+        .collect();
+    for outcome in outcomes {
+        let (status, _) = outcome.join().unwrap();
+        assert_eq!(status, Some(408), "the hub cuts off a head that never ends");
+    }
+    let (status, answer) = raw_exchange(
+        hub.address,
+        format!("GET /api/runs HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").as_bytes(),
+        b"",
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// `synth-edge ARGS`, killed if it runs past a minute (a hang is a failure, not a stuck test).
+#[cfg(unix)]
+fn run_cli_guarded(args: &[&str]) -> (bool, String) {
+    let mut child =
+        synth_edge().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            return (status.success(), stderr);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("synth-edge {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn hub_import_refuses_a_fifo_and_a_device_without_reading_them() {
+    let fleet = Fleet::new();
+    let fifo = fleet.dir.path().join("batch.json");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let before = fleet.hub_runs();
+    for file in [text(&fifo), "/dev/zero", text(fleet.dir.path())] {
+        let (ok, stderr) = run_cli_guarded(&["hub", "import", "--db", text(&fleet.hub_db), file]);
+        assert!(!ok, "{file}: imported");
+        assert!(stderr.contains(file) && stderr.contains("not a regular file"), "{file}: {stderr}");
+    }
+    assert_eq!(fleet.hub_runs(), before, "nothing imported");
+}
+
+#[test]
+fn a_batch_file_over_the_limit_is_refused_at_the_limit() {
+    let fleet = Fleet::new();
+    let big = fleet.dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; MAX_BATCH_BYTES + 1]).unwrap();
+    let err = sync::import_files(&open(&fleet.hub_db), std::slice::from_ref(&big)).unwrap_err();
+    assert!(
+        matches!(&err, Error::Refused { status: 413, message } if message.contains(text(&big))),
+        "{err}"
+    );
 }

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use edge_runtime::Error;
 use edge_runtime::keys::SecretKey;
-use edge_runtime::logbook::{Logbook, RunRecord, RunStatus};
+use edge_runtime::logbook::{Logbook, RunRecord, RunStatus, timestamp};
 use edge_runtime::metrics::{Axis, Metric};
-use edge_runtime::sync::client::HubClient;
+use edge_runtime::sync::client::{HubClient, request_auth_headers};
 use edge_runtime::sync::hub::{Hub, Listing};
 use edge_runtime::sync::{self, Batch, Token};
 use sha2::{Digest, Sha256};
@@ -105,16 +105,22 @@ fn model_sha(name: &str) -> String {
     hex::encode(Sha256::digest(name.as_bytes()))
 }
 
+/// A valid bundle manifest (the wheat-vae fixture's) for the model `name`: its `model_sha256`
+/// is [`model_sha`] of `name`.
+fn manifest_for(name: &str) -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundles/wheat-vae/manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    manifest["model_sha256"] = serde_json::json!(model_sha(name));
+    serde_json::to_string(&manifest).unwrap()
+}
+
 /// Registers `models` and records runs on them: `n_done` done, then one failed and one left
 /// running.
 fn fill(logbook: &Logbook, label: &str, models: &[&str], n_done: usize) {
     for model in models {
-        logbook
-            .register_model(
-                &model_sha(model),
-                &format!(r#"{{"name": "{model}", "layers": [16, 8]}}"#),
-            )
-            .unwrap();
+        logbook.register_model(&model_sha(model), &manifest_for(model)).unwrap();
     }
     let start = |index: usize| {
         let model = model_sha(models[index % models.len()]);
@@ -280,7 +286,9 @@ fn a_run_synced_while_running_is_settled_by_a_later_sync() {
     check_union(&hub_db, &[&edge_db]);
 
     // A stale batch from before the run finished, arriving late, does not undo it.
-    let stale = open(&hub_db).apply_rows("edge", edge.device_id(), &while_running).unwrap();
+    let stale = open(&hub_db)
+        .apply_rows("edge", &key(&key_file).public(), edge.device_id(), &while_running)
+        .unwrap();
     assert!(!stale.changed_anything(), "{stale:?}");
     check_union(&hub_db, &[&edge_db]);
 }
@@ -460,6 +468,23 @@ fn a_batch_without_an_enrolled_key_or_a_read_without_the_token_gets_401_and_writ
 
     let key_a_hex = key_header(&key_a);
     let (status, text) = answer(&[("X-Fieldsynth-Device-Key", &key_a_hex)]);
+    assert_eq!(status, 401, "an enrolled public key alone is not enough: {text}");
+    let batch_sha256 =
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["payload_sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let signed = request_auth_headers(
+        &key(&key_a),
+        "POST",
+        "/api/batches",
+        body.len() as u64,
+        &timestamp::now(),
+        &batch_sha256,
+    );
+    let signed: Vec<(&str, &str)> =
+        signed.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let (status, text) = answer(&signed);
     assert_eq!(status, 200, "{text}");
     assert_eq!(hub_book.runs().map(|runs| runs.len()).ok(), Some(9));
 }
@@ -484,12 +509,24 @@ fn a_corrupt_batch_over_http_gets_400_and_writes_nothing() {
     let key_a = site.path("edge-a.key");
     let body = pending_batch_bytes(&edge, &key_a);
     let agent = agent_seeing_every_status();
+    let batch_sha256 =
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["payload_sha256"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     for damaged in [with_a_digit_changed(&body), body[..body.len() / 2].to_vec()] {
-        let mut response = agent
-            .post(format!("{}/api/batches", hub.url()))
-            .header("X-Fieldsynth-Device-Key", key_header(&key_a))
-            .send(&damaged[..])
-            .unwrap();
+        let mut request = agent.post(format!("{}/api/batches", hub.url()));
+        for (name, value) in request_auth_headers(
+            &key(&key_a),
+            "POST",
+            "/api/batches",
+            damaged.len() as u64,
+            &timestamp::now(),
+            &batch_sha256,
+        ) {
+            request = request.header(name, value);
+        }
+        let mut response = request.send(&damaged[..]).unwrap();
         let answer = response.body_mut().read_to_string().unwrap_or_default();
         assert_eq!(response.status().as_u16(), 400, "{answer}");
         assert!(answer.contains("rejected whole"), "{answer}");

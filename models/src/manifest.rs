@@ -25,6 +25,38 @@ pub const WEIGHTS_FILE: &str = "weights.safetensors";
 /// optional ed25519 signature of that digest (see `edge_runtime::bundle`).
 pub const SEAL_FILE: &str = "seal.json";
 
+/// The ONNX operators (default domain, opset 17) that synth-train's exporter writes into
+/// `model.onnx`, and so the only ones a bundle's graph needs. The edge runtime refuses a graph
+/// using any other operator or domain before an engine sees it: operators that build tensors from
+/// tiny constants or run-time shapes (`Expand`, `Tile`, `Range`, `ConstantOfShape`, `Shape`) and
+/// control flow (`If`, `Loop`, `Scan`) are how a small file asks an engine for gigabytes. The
+/// trainer's tests check that every node it exports is listed here; add an operator here when
+/// the exporter starts writing it.
+pub const EXPORTED_OPS: &[&str] = &[
+    "Add",
+    "Concat",
+    "Conv",
+    "Cos",
+    "Flatten",
+    "Gemm",
+    "LeakyRelu",
+    "Mul",
+    "ReduceSum",
+    "Reshape",
+    "Resize",
+    "Sigmoid",
+    "Sin",
+    "Slice",
+    "Softmax",
+    "Tanh",
+];
+
+/// Operators a bundle's graph may use besides [`EXPORTED_OPS`]: synth-train does not write them,
+/// but they only pass values through or combine tensors that already exist, and hand-built test
+/// graphs use them. A `Constant`'s value counts against the constants' memory budget like an
+/// initialiser.
+pub const ACCEPTED_EXTRA_OPS: &[&str] = &["Constant", "Identity", "MatMul"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {

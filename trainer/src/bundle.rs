@@ -2,7 +2,7 @@
 //! so that it appears whole and working, or not at all.
 //!
 //! A [`Staging`] folder is created beside the destination *before* training starts, so an
-//! unwritable `--out` fails in a second rather than after minutes of training. Files are written
+//! unwritable destination fails in a second rather than after minutes of training. Files are written
 //! and synced there and sealed (signed, when a key is given); the staged folder is then opened
 //! with the edge runtime, exactly as a device will open it, and a few samples are drawn from it:
 //! a bundle that does not load, or whose samples are not finite, is refused. Only then is the
@@ -17,7 +17,7 @@ use edge_runtime::bundle::{Bundle, Trust};
 use edge_runtime::engine::EngineKind;
 use edge_runtime::keys::SecretKey;
 use edge_runtime::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
-use models::manifest::{MANIFEST_FILE, MODEL_FILE, Manifest, WEIGHTS_FILE};
+use models::manifest::{MANIFEST_FILE, MODEL_FILE, Manifest, SEAL_FILE, WEIGHTS_FILE};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -35,15 +35,18 @@ impl Staging {
     pub fn new(out: &Path, replace: bool) -> Result<Staging> {
         if out.exists() && !replace {
             return Err(Error::Invalid(format!(
-                "{}: already exists; choose another --out or pass --force to replace the bundle",
+                "{}: already exists; choose another bundle folder or allow replacing it",
                 out.display()
             )));
         }
         if out.is_file() {
             return Err(Error::Invalid(format!(
-                "{}: is a file; --out must name a bundle folder",
+                "{}: is a file; a bundle is written as a folder, choose another path",
                 out.display()
             )));
+        }
+        if replace && out.exists() {
+            check_replaceable(out)?;
         }
         let parent = match out.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
@@ -147,6 +150,35 @@ fn self_check(dir: &Path, sign_key: Option<&SecretKey>) -> edge_runtime::Result<
             index % width
         ))),
     }
+}
+
+/// Replacing is for bundles: `out` must be an empty folder or hold only a bundle's files (plain
+/// files with a bundle file's name), so replacing never deletes anything else that was there.
+fn check_replaceable(out: &Path) -> Result<()> {
+    let metadata = fs::symlink_metadata(out).map_err(|err| Error::io(out, err))?;
+    if !metadata.is_dir() {
+        return Err(Error::Invalid(format!(
+            "{}: is not a folder (a link, file or device); only a bundle folder is replaced",
+            out.display()
+        )));
+    }
+    for entry in fs::read_dir(out).map_err(|err| Error::io(out, err))? {
+        let entry = entry.map_err(|err| Error::io(out, err))?;
+        let name = entry.file_name();
+        let is_bundle_file = [MANIFEST_FILE, MODEL_FILE, WEIGHTS_FILE, SEAL_FILE]
+            .iter()
+            .any(|file| name.as_os_str() == *file)
+            && entry.file_type().is_ok_and(|kind| kind.is_file());
+        if !is_bundle_file {
+            return Err(Error::Invalid(format!(
+                "{}: is not a bundle folder (it holds `{}`); refusing to replace it, and \
+                 everything in it, with a bundle",
+                out.display(),
+                name.to_string_lossy()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {

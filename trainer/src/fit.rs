@@ -103,13 +103,21 @@ pub fn prepare(dataset: Dataset, split: &SplitSpec) -> Result<Prepared> {
 /// The most epochs one fit may run (a history entry is kept per epoch).
 pub const MAX_EPOCHS: usize = 1_000_000;
 
+/// Refuses an epoch count outside 1 to [`MAX_EPOCHS`]: the one check of a fit's epochs, and of
+/// a study's epochs per cell.
+pub fn check_epochs(epochs: usize) -> Result<()> {
+    if (1..=MAX_EPOCHS).contains(&epochs) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("epochs is {epochs}; expected 1 to {MAX_EPOCHS}")))
+    }
+}
+
 pub fn fit(settings: &FitSettings, observer: &mut dyn FitObserver) -> Result<FitOutcome> {
     SplitSpec::new(settings.split.seed, settings.split.holdout, settings.split.fraction)?;
     settings.device.check_available()?;
-    if let Some(epochs) = settings.epochs
-        && !(1..=MAX_EPOCHS).contains(&epochs)
-    {
-        return Err(Error::Invalid(format!("epochs is {epochs}; expected 1 to {MAX_EPOCHS}")));
+    if let Some(epochs) = settings.epochs {
+        check_epochs(epochs)?;
     }
     let sign_key =
         settings.sign_key.as_deref().map(edge_runtime::keys::SecretKey::read).transpose()?;

@@ -279,3 +279,99 @@ fn string_attr(name: &str, value: &str) -> AttributeProto {
         ..AttributeProto::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use models::ImageShape;
+    use models::manifest::EXPORTED_OPS;
+
+    use super::*;
+    use crate::nets::{self, DataSpec, Widths};
+
+    /// One of each graph op. `variant` is exhaustive, so a new op fails to compile here until it
+    /// gets an index, and the test fails until it is in this list.
+    fn one_of_each_op() -> Vec<Op> {
+        vec![
+            Op::Linear { in_dim: 2, out_dim: 3 },
+            Op::Conv2d { in_channels: 1, out_channels: 2, kernel: 3, stride: 1, padding: 1 },
+            Op::Upsample2x,
+            Op::Silu,
+            Op::LeakyRelu { alpha: 0.2 },
+            Op::Tanh,
+            Op::Concat,
+            Op::Add,
+            Op::Mul,
+            Op::RowSum,
+            Op::Reshape { dims: vec![2, 2] },
+            Op::Flatten,
+            Op::TimestepEmbedding { dim: 4 },
+            Op::BlockSoftmax { blocks: vec![(0, 2, true), (2, 1, false)] },
+        ]
+    }
+
+    fn variant(op: &Op) -> usize {
+        match op {
+            Op::Linear { .. } => 0,
+            Op::Conv2d { .. } => 1,
+            Op::Upsample2x => 2,
+            Op::Silu => 3,
+            Op::LeakyRelu { .. } => 4,
+            Op::Tanh => 5,
+            Op::Concat => 6,
+            Op::Add => 7,
+            Op::Mul => 8,
+            Op::RowSum => 9,
+            Op::Reshape { .. } => 10,
+            Op::Flatten => 11,
+            Op::TimestepEmbedding { .. } => 12,
+            Op::BlockSoftmax { .. } => 13,
+        }
+    }
+
+    fn op_types(nodes: &[NodeProto]) -> Vec<String> {
+        nodes.iter().map(|node| format!("{}:{}", node.domain, node.op_type)).collect()
+    }
+
+    #[test]
+    fn every_exported_node_is_an_operator_the_edge_runtime_accepts() {
+        let ops = one_of_each_op();
+        let mut seen: Vec<usize> = ops.iter().map(variant).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..14).collect::<Vec<_>>(), "one of each op, each once");
+        let mut writer = Writer::default();
+        for (idx, op) in ops.iter().enumerate() {
+            writer.node(&format!("n{idx}"), op, &["a".to_owned(), "b".to_owned()]).unwrap();
+        }
+        let mut written = op_types(&writer.nodes);
+
+        // And the networks of each family, on a table and on images (convolutional).
+        let widths = Widths { hidden: 8, latent_dim: 4, channels: 4, time_dim: 8 };
+        let table = DataSpec { width: 5, n_classes: 2, blocks: Vec::new(), image: None };
+        let image = DataSpec {
+            width: 64,
+            n_classes: 10,
+            blocks: Vec::new(),
+            image: Some(ImageShape { channels: 1, height: 8, width: 8 }),
+        };
+        for spec in [&table, &image] {
+            for graph in [
+                nets::generator(spec, &widths, false),
+                nets::generator(spec, &widths, true),
+                nets::denoiser(spec, &widths),
+            ] {
+                let proto = model_proto(&graph, &[], "g").unwrap();
+                assert_eq!(proto.opset_import.len(), 1);
+                assert_eq!(proto.opset_import.first().map(|o| o.domain.as_str()), Some(""));
+                written.extend(op_types(&proto.graph.unwrap().node));
+            }
+        }
+        for op in &written {
+            let op = op.strip_prefix(':').unwrap_or_else(|| panic!("{op}: not the default domain"));
+            assert!(EXPORTED_OPS.contains(&op), "`{op}` is exported but not in EXPORTED_OPS");
+        }
+        // And the list holds nothing the exporter never writes.
+        for op in EXPORTED_OPS {
+            assert!(written.contains(&format!(":{op}")), "`{op}` is in EXPORTED_OPS but unused");
+        }
+    }
+}

@@ -183,13 +183,8 @@ fn check(settings: &StudySettings) -> Result<()> {
             "the study grid has {n_cells} cells (datasets × families × fractions × seeds); expected at most {MAX_CELLS}"
         )));
     }
-    if let Some(epochs) = settings.epochs
-        && !(1..=crate::fit::MAX_EPOCHS).contains(&epochs)
-    {
-        return Err(Error::Invalid(format!(
-            "epochs per cell is {epochs}; expected 1 to {}",
-            crate::fit::MAX_EPOCHS
-        )));
+    if let Some(epochs) = settings.epochs {
+        crate::fit::check_epochs(epochs)?;
     }
     edge_runtime::metrics::intervals::check_replicates(settings.bootstrap)?;
     for &fraction in &settings.fractions {

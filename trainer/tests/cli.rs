@@ -171,17 +171,38 @@ fn bad_input_is_refused_before_training() {
         &["blocker"],
     );
 
-    // An existing bundle is not replaced without --force.
+    // An existing bundle is not replaced without --force: the library says why, the command
+    // line adds which flags would change that.
     std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("manifest.json"), "an earlier bundle").unwrap();
     let output = synth_train(&fit_args(&wine, &out_str, "vae", &["--epochs", "1"]));
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("already exists"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for part in [
+        "already exists; choose another bundle folder or allow replacing it",
+        "choose another --out, or pass --force",
+    ] {
+        assert!(stderr.contains(part), "`{stderr}` should contain `{part}`");
+    }
+    assert_eq!(std::fs::read_to_string(out.join("manifest.json")).unwrap(), "an earlier bundle");
+    let err = trainer::bundle::Staging::new(&out, false).unwrap_err().to_string();
+    assert!(err.contains("already exists") && !err.contains("--"), "no flag named: {err}");
     let output = synth_train(&fit_args(&wine, &out_str, "vae", &["--epochs", "1", "--force"]));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(out.join("model.onnx").is_file());
+    // --force replaces a bundle (again, here), never a folder holding anything else.
+    let output = synth_train(&fit_args(&wine, &out_str, "vae", &["--epochs", "1", "--force"]));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let precious = dir.path().join("precious");
+    std::fs::create_dir_all(precious.join("sub")).unwrap();
+    std::fs::write(precious.join("thesis.txt"), "years of work").unwrap();
+    let precious_str = precious.to_string_lossy();
+    let output = synth_train(&fit_args(&wine, &precious_str, "vae", &["--epochs", "1", "--force"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("is not a bundle folder"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(precious.join("thesis.txt")).unwrap(), "years of work");
+    assert!(precious.join("sub").is_dir() && !precious.join("model.onnx").exists());
 }
 
 /// Every numeric flag of `fit` and `study` out of its range: refused by the command line with the
@@ -239,6 +260,61 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag_and_the_range() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(out.join("model.onnx").is_file());
 }
+
+/// A library caller of `fit` and of `study` gets the same one check of the epochs as each other
+/// (the command line refuses such values before either runs), before anything is written.
+#[test]
+fn fit_and_study_check_their_epochs_with_one_check() {
+    use trainer::fit::{FitSettings, MAX_EPOCHS, check_epochs};
+    use trainer::study::{Budget, StudySettings};
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bundle");
+    let study_out = dir.path().join("study");
+    assert!(check_epochs(1).is_ok() && check_epochs(MAX_EPOCHS).is_ok());
+    for epochs in [0, MAX_EPOCHS + 1, usize::MAX] {
+        let expected = check_epochs(epochs).unwrap_err().to_string();
+        assert!(expected.contains(&format!("epochs is {epochs}; expected 1 to 1000000")));
+        let fit = FitSettings {
+            data: fixture("wine.csv"),
+            data_options: edge_runtime::data::DataOptions {
+                label: Some("cultivar".to_owned()),
+                ..Default::default()
+            },
+            family: Family::Vae,
+            split: models::SplitSpec::new(0, 0.2, 1.0).unwrap(),
+            train_seed: 0,
+            epochs: Some(epochs),
+            device: trainer::device::DeviceChoice::Cpu,
+            out: out.clone(),
+            replace: false,
+            sign_key: None,
+        };
+        let err = trainer::fit::fit(&fit, &mut trainer::fit::Quiet).unwrap_err();
+        assert_eq!(err.to_string(), expected);
+        let study = StudySettings {
+            datasets: trainer::study::default_datasets(&fixture("")),
+            families: vec![Family::Vae],
+            fractions: vec![1.0],
+            seeds: 1,
+            out: study_out.clone(),
+            device: trainer::device::DeviceChoice::Cpu,
+            holdout: 0.2,
+            budget: Budget::Quick,
+            n_synthetic: None,
+            bootstrap: 10,
+            epochs: Some(epochs),
+            trainer: None,
+            jobs: 1,
+        };
+        let err = trainer::study::run_study(&study, &mut QuietStudy).unwrap_err();
+        assert_eq!(err.to_string(), expected);
+        assert!(!out.exists() && !study_out.exists());
+    }
+}
+
+struct QuietStudy;
+impl trainer::study::StudyObserver for QuietStudy {}
 
 /// `["--holdout", "-0.2"]` as `["--holdout=-0.2"]`, so clap reads the value as a value.
 fn join_negative(args: &[&str]) -> Vec<String> {

@@ -147,8 +147,16 @@ fn a_signed_fit_is_trusted_under_its_key_and_refused_under_another() {
 
     // Rotation: re-signed with the new key, trusted by a fleet that trusts both keys.
     let new_key = new_keys.join("trainer.key");
-    let stdout =
-        succeeds(&["seal", "--bundle", path_str(&bundle), "--sign-key", path_str(&new_key)]);
+    let bundle_arg = path_str(&bundle);
+    let stdout = succeeds(&[
+        "seal",
+        "--bundle",
+        bundle_arg,
+        "--sign-key",
+        path_str(&new_key),
+        "--trust",
+        path_str(&old_pub),
+    ]);
     assert!(stdout.contains(&new.fingerprint()), "{stdout}");
     edge_generate(&bundle, &out, &[&old_pub, &new_pub]).unwrap();
     fs::remove_file(&out).unwrap();
@@ -200,12 +208,17 @@ fn seal_seals_an_older_bundle_only_when_its_model_matches_its_manifest() {
         "the same files give the same seal"
     );
 
-    // A model that is not the manifest's is not sealed over, and the old seal stays.
+    // A model that is not the manifest's is not sealed over, even with --force, and the old
+    // seal stays.
     let seal_before = fs::read(bundle.join("seal.json")).unwrap();
     let model = fs::read(fixture("bundles/wheat-vae/model.onnx")).unwrap();
     fs::write(bundle.join("model.onnx"), model).unwrap();
     fails(
         &["seal", "--bundle", path_str(&bundle)],
+        &["model.onnx", "changed after export", "not re-sealed", "--force"],
+    );
+    fails(
+        &["seal", "--bundle", path_str(&bundle), "--force"],
         &["model.onnx", "the manifest expects", "not sealed"],
     );
     assert_eq!(fs::read(bundle.join("seal.json")).unwrap(), seal_before);
@@ -213,6 +226,90 @@ fn seal_seals_an_older_bundle_only_when_its_model_matches_its_manifest() {
         fs::read_dir(&bundle).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 3, "no temporary file left: {leftovers:?}");
     fails(&["seal", "--bundle", path_str(&dir.path().join("nothing"))], &["not a bundle folder"]);
+}
+
+/// Every file of a folder, by name.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| {
+            (entry.file_name().to_string_lossy().into_owned(), fs::read(entry.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `seal` on a sealed bundle first opens it as a device would: a bundle changed after sealing, or
+/// one signed by a key not trusted, is refused and left as it was; `--force` re-seals it on
+/// purpose; re-signing under `--trust OLD` is the key rotation path.
+#[test]
+fn seal_refuses_to_re_seal_a_changed_or_untrusted_bundle_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_keys, new_keys) = (dir.path().join("old"), dir.path().join("new"));
+    let old = keygen(&old_keys);
+    let new = keygen(&new_keys);
+    let (old_key, old_pub) = (old_keys.join("trainer.key"), old_keys.join("trainer.pub"));
+    let (new_key, new_pub) = (new_keys.join("trainer.key"), new_keys.join("trainer.pub"));
+    let bundle = dir.path().join("bundle");
+    fs::create_dir(&bundle).unwrap();
+    for file in ["manifest.json", "model.onnx", "seal.json"] {
+        fs::copy(fixture("bundles/wheat-gan").join(file), bundle.join(file)).unwrap();
+    }
+    let b = path_str(&bundle);
+    // An intact unsigned seal may be signed.
+    succeeds(&["seal", "--bundle", b, "--sign-key", path_str(&old_key)]);
+    assert_eq!(Bundle::open_trusted(&bundle, &[old]).unwrap().signer, Some(old));
+
+    // Signed by the old key, which is not the one trusted: refused, nothing changed.
+    let before = snapshot(&bundle);
+    let rotate = |trusted: &Path| {
+        synth_train(&[
+            "seal",
+            "--bundle",
+            b,
+            "--sign-key",
+            path_str(&new_key),
+            "--trust",
+            path_str(trusted),
+        ])
+    };
+    let refused = rotate(&new_pub);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    for part in [&old.fingerprint(), "not trusted", "not re-sealed", b] {
+        assert!(stderr.contains(part), "`{stderr}` should contain `{part}`");
+    }
+    assert_eq!(snapshot(&bundle), before);
+
+    // Rotation: trusted under the old key, re-signed with the new one.
+    let rotated = rotate(&old_pub);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert_eq!(Bundle::open_trusted(&bundle, &[new]).unwrap().signer, Some(new));
+    assert!(Bundle::open_trusted(&bundle, &[old]).is_err());
+
+    // A manifest edited after sealing (still a valid manifest whose model matches): the seal no
+    // longer holds, so it is not re-sealed, signed or not, trusted key or not.
+    let mut manifest = fs::read(bundle.join("manifest.json")).unwrap();
+    manifest.extend_from_slice(b"\n ");
+    fs::write(bundle.join("manifest.json"), &manifest).unwrap();
+    let before = snapshot(&bundle);
+    let expected = ["manifest.json", "changed after export", "not re-sealed", "--force"];
+    fails(&["seal", "--bundle", b], &expected);
+    fails(&["seal", "--bundle", b, "--sign-key", path_str(&new_key)], &expected);
+    fails(&["seal", "--bundle", b, "--trust", path_str(&new_pub)], &expected);
+    assert_eq!(snapshot(&bundle), before, "no file changed, no temporary file left");
+    assert!(Bundle::open(&bundle).is_err());
+
+    // --force: re-sealed over the changed files, with a warning that says what was replaced.
+    let forced = synth_train(&["seal", "--bundle", b, "--force", "--sign-key", path_str(&new_key)]);
+    let stderr = String::from_utf8_lossy(&forced.stderr);
+    assert!(forced.status.success(), "{stderr}");
+    assert!(stderr.contains("warning") && stderr.contains("changed after export"), "{stderr}");
+    let opened = Bundle::open_trusted(&bundle, &[new]).unwrap();
+    assert_eq!(opened.signer, Some(new));
+    assert_eq!(fs::read(bundle.join("manifest.json")).unwrap(), manifest);
 }
 
 /// A staged bundle that the edge runtime cannot load, or that samples non-finite values, is

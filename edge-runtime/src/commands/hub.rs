@@ -115,17 +115,28 @@ fn enroll(args: &EnrollArgs) -> anyhow::Result<ExitCode> {
     }
     let logbook = Logbook::open(&args.db)?;
     let key = SecretKey::generate()?;
+    let written = std::cell::Cell::new(false);
     let enrolled = logbook
         .enroll_device(&args.device, &key.public(), args.device_id.as_deref(), args.replace, || {
-            key.write(&args.key_out)
+            key.write(&args.key_out)?;
+            written.set(true);
+            Ok(())
         })
         .map_err(|err| {
+            // The key file was written but the enrolment not committed: a key the hub does not
+            // know must not be left behind to be mistaken for an enrolled one.
+            if written.get() {
+                let _ = std::fs::remove_file(&args.key_out);
+            }
             let hint = if !args.replace && err.to_string().contains("already enrolled") {
                 " (pass --replace to give it a new key)"
             } else {
                 ""
             };
-            anyhow::Error::from(err).context(format!("cannot enrol `{}`{hint}", args.device))
+            // The name is shown escaped and cut short: it may be what was refused.
+            let name = args.device.chars().take(80).collect::<String>();
+            anyhow::Error::from(err)
+                .context(format!("cannot enrol `{}`{hint}", name.escape_debug()))
         })?;
     let binding = match &enrolled.device_id {
         Some(device_id) => format!("speaks for logbook device {device_id}"),

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::cli::count_in;
 use crate::error;
 use crate::keys::SecretKey;
 use crate::logbook::Logbook;
 use crate::sync::client::HubClient;
-use crate::sync::{self, DEFAULT_BATCH_RUNS, SyncReport, Token};
+use crate::sync::{self, DEFAULT_BATCH_RUNS, MAX_BATCH_RUNS, SyncReport, Token};
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -31,14 +32,14 @@ pub struct SyncArgs {
     /// The device's secret key file, from `synth-edge hub enroll --key-out`; it signs every batch.
     #[arg(long)]
     pub key_file: PathBuf,
-    /// A file holding the hub's read token; sent along, not needed to sync.
+    /// A file holding the hub's read token; not needed to sync (batches never carry it).
     #[arg(long, requires = "to")]
     pub token_file: Option<PathBuf>,
     /// Keep syncing at this interval (30s, 15m, 1h) until SIGTERM.
     #[arg(long, value_parser = sync::parse_interval, requires = "to")]
     pub every: Option<Duration>,
-    /// Done or failed runs per batch.
-    #[arg(long, default_value_t = DEFAULT_BATCH_RUNS)]
+    /// Done or failed runs per batch (fewer when a batch would be over the hub's size limit).
+    #[arg(long, default_value_t = DEFAULT_BATCH_RUNS, value_parser = count_in::<1, MAX_BATCH_RUNS>)]
     pub batch_runs: usize,
 }
 
@@ -77,7 +78,8 @@ pub fn run(args: &SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Syncs, then waits `interval`; while the hub is unreachable waits less, doubling from
-/// [`sync::FIRST_RETRY`]. A refused key or batch (4xx) ends the loop with the error.
+/// [`sync::FIRST_RETRY`] (a hub that is busy or timed out, 408, 429 or 503, counts as
+/// unreachable). A refused key or batch (401, 403, 400, 413) ends the loop with the error.
 fn sync_periodically(
     logbook: &Logbook,
     hub: &HubClient,

@@ -137,11 +137,78 @@ fn load_ort(_bundle: &Bundle, _threads: usize, _provider: OrtProvider) -> Result
     })
 }
 
+/// Runs `call` into an engine library, turning a panic inside it into
+/// [`Error::EngineFailed`] naming the engine, what it was doing and the panic's message: a
+/// hostile or unforeseen graph must end in an error (the run marked failed, temporary files
+/// removed), never in exit 101. The workspace builds with `panic = "unwind"` for this.
+pub fn guarded<T>(
+    engine: &'static str,
+    context: &str,
+    call: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        Err(Error::engine_failed(
+            engine,
+            format!("{context}: the engine panicked; refusing the model"),
+            EnginePanic(message),
+        ))
+    })
+}
+
+/// The message of a panic inside an engine library.
+#[derive(Debug)]
+struct EnginePanic(String);
+
+impl fmt::Display for EnginePanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "panic: {}", self.0)
+    }
+}
+
+impl std::error::Error for EnginePanic {}
+
 /// The number of worker threads to use: `requested`, or all available cores for 0.
 pub fn resolve_threads(requested: usize) -> usize {
     if requested > 0 {
         requested
     } else {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_an_engine_call_is_an_error_naming_engine_context_and_message() {
+        let err =
+            guarded::<()>("tract", "loading /b/model.onnx", || panic!("attempt to divide by zero"))
+                .unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert_eq!(
+            chain,
+            "tract: loading /b/model.onnx: the engine panicked; refusing the model: panic: \
+             attempt to divide by zero"
+        );
+        assert!(matches!(err, Error::EngineFailed { engine: "tract", .. }));
+        let size = 687_194_767_360_usize;
+        let err =
+            guarded::<()>("ort", "running", || panic!("failed to allocate {size}")).unwrap_err();
+        assert!(
+            std::error::Error::source(&err).unwrap().to_string().contains("687194767360"),
+            "{err}"
+        );
+        assert_eq!(guarded("tract", "running", || Ok(7)).unwrap(), 7);
+        let err = guarded::<()>("tract", "running", || {
+            Err(Error::Invalid("an ordinary error".to_owned()))
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "an ordinary error", "errors pass through unchanged");
     }
 }

@@ -23,6 +23,8 @@ pub struct OrtEngine {
     session: Session,
     input_names: Vec<String>,
     provider: OrtProvider,
+    /// The model, as a panic inside ONNX Runtime's bindings names it.
+    model: String,
 }
 
 /// ONNX Runtime allows one environment per process: it is created on first use and shared, and
@@ -70,7 +72,20 @@ fn engine_error<E: Into<ort::Error>>(context: &'static str) -> impl FnOnce(E) ->
 }
 
 impl OrtEngine {
+    /// A panic inside the `ort` bindings is an error naming the model.
     pub fn load(bundle: &Bundle, threads: usize, provider: OrtProvider) -> Result<OrtEngine> {
+        let model = bundle.model_path().display().to_string();
+        super::guarded("ort", &format!("loading {model}"), || {
+            Self::load_unguarded(bundle, threads, provider, model.clone())
+        })
+    }
+
+    fn load_unguarded(
+        bundle: &Bundle,
+        threads: usize,
+        provider: OrtProvider,
+        model: String,
+    ) -> Result<OrtEngine> {
         let environment = environment()?;
         let threads = super::resolve_threads(threads);
         let mut builder = Session::builder(environment)
@@ -98,7 +113,7 @@ impl OrtEngine {
         })?;
         let input_names =
             bundle.manifest.graph.inputs.iter().map(|input| input.name.clone()).collect();
-        Ok(OrtEngine { session, input_names, provider })
+        Ok(OrtEngine { session, input_names, provider, model })
     }
 }
 
@@ -126,7 +141,15 @@ impl Engine for OrtEngine {
         EngineKind::Ort(self.provider)
     }
 
+    /// A panic inside the `ort` bindings is an error naming the model.
     fn run_tensor(&mut self, inputs: &[TensorIn<'_>]) -> Result<TensorOut> {
+        let context = format!("running {}", self.model);
+        super::guarded("ort", &context, || self.run_unguarded(inputs))
+    }
+}
+
+impl OrtEngine {
+    fn run_unguarded(&mut self, inputs: &[TensorIn<'_>]) -> Result<TensorOut> {
         super::check_inputs("ort", inputs)?;
         if inputs.len() != self.input_names.len() {
             return Err(Error::Engine {

@@ -21,6 +21,8 @@ const MIN_ROWS_PER_THREAD: usize = 32;
 
 pub struct TractEngine {
     states: Vec<State>,
+    /// The model, as a panic inside tract names it.
+    model: String,
 }
 
 /// tract failed while doing `context`.
@@ -32,27 +34,37 @@ impl TractEngine {
     /// Builds the engine for a verified bundle; a model tract cannot read names `model.onnx`.
     /// The output's shape, as tract infers it, must be the manifest's: a graph that would
     /// produce a tensor of another size is refused before it runs.
+    /// A panic inside tract is an error naming the model.
     pub fn load(bundle: &Bundle, threads: usize) -> Result<TractEngine> {
-        let plan = optimised_plan(&bundle.model).map_err(|source| {
-            Error::bundle_unreadable(&bundle.model_path(), "tract cannot load the model", source)
-        })?;
-        check_output_fact(&plan, bundle)?;
-        Self::from_plan(&plan, threads)
+        let model = bundle.model_path().display().to_string();
+        super::guarded("tract", &format!("loading {model}"), || {
+            let plan = optimised_plan(&bundle.model).map_err(|source| {
+                Error::bundle_unreadable(
+                    &bundle.model_path(),
+                    "tract cannot load the model",
+                    source,
+                )
+            })?;
+            check_output_fact(&plan, bundle)?;
+            Self::from_plan(&plan, threads, model.clone())
+        })
     }
 
     /// Builds the engine from ONNX bytes that were already verified.
     pub fn from_onnx(model: &[u8], threads: usize) -> Result<TractEngine> {
-        let plan = optimised_plan(model).map_err(engine_error("cannot load the model"))?;
-        Self::from_plan(&plan, threads)
+        super::guarded("tract", "loading the model", || {
+            let plan = optimised_plan(model).map_err(engine_error("cannot load the model"))?;
+            Self::from_plan(&plan, threads, "the model".to_owned())
+        })
     }
 
-    fn from_plan(plan: &Arc<Plan>, threads: usize) -> Result<TractEngine> {
+    fn from_plan(plan: &Arc<Plan>, threads: usize, model: String) -> Result<TractEngine> {
         let threads = super::resolve_threads(threads);
         let states = (0..threads)
             .map(|_| State::new(plan))
             .collect::<TractResult<Vec<_>>>()
             .map_err(engine_error("cannot create the workers' states"))?;
-        Ok(TractEngine { states })
+        Ok(TractEngine { states, model })
     }
 }
 
@@ -128,7 +140,15 @@ impl Engine for TractEngine {
         EngineKind::Tract
     }
 
+    /// A panic inside tract, on any worker, is an error naming the model.
     fn run_tensor(&mut self, inputs: &[TensorIn<'_>]) -> Result<TensorOut> {
+        let context = format!("running {}", self.model);
+        super::guarded("tract", &context, || self.run_unguarded(inputs))
+    }
+}
+
+impl TractEngine {
+    fn run_unguarded(&mut self, inputs: &[TensorIn<'_>]) -> Result<TensorOut> {
         let batch = super::check_inputs("tract", inputs)?;
         let workers = self.states.len().min(batch / MIN_ROWS_PER_THREAD).max(1);
         if workers == 1 {

@@ -77,67 +77,24 @@ CREATE TABLE synced (
     PRIMARY KEY (row_kind, row_key)
 );
 "#,
-    // 2: runs may be `interrupted` (the process that ran one is gone), and a running run names its
-    // process (`process`, opaque to SQL: the pid and the process's start time) so the next open can
-    // tell. SQLite cannot change a CHECK in place: runs is rebuilt, and metrics with it (children
-    // first, so dropping the old tables never leaves a dangling reference; renaming runs_v2 rewrites
-    // metrics_v2's reference to it).
+    // 2 (issue 12): runs may be `interrupted` (the process that ran one is gone), and a running
+    // run names its process (`process`, opaque to SQL: boot id, pid namespace, pid and start
+    // time) so the next open can tell. Runs are keyed by (device, run id), and metrics by (device,
+    // run id, axis, name), so a hub holds one device's run beside another device's run of the
+    // same id: an id one device learnt from another cannot pre-empt that device's rows.
+    // SQLite cannot change a CHECK or a primary key in place: runs and metrics are rebuilt inside
+    // the migration's transaction, children first, so dropping the old tables never leaves a
+    // dangling reference (renaming runs_v2 rewrites metrics_v2's reference to it). Each metric
+    // takes its device from its run, in the order the metrics were recorded (listings read them
+    // by rowid); a metric whose run is missing (only a file written with foreign keys off could
+    // hold one, and no listing ever showed it) is not carried over.
+    // `device_keys`: a hub's enrolled devices. Each name has one ed25519 public key (the device
+    // keeps the secret half); `device_id` is the logbook device the key speaks for, pinned at
+    // enrolment or bound by the key's first accepted batch, and a batch signed by the key may only
+    // carry that device's rows. A revoked key stays listed (with `revoked_at`) so it is refused
+    // by name.
     r#"
 CREATE TABLE runs_v2 (
-    id           TEXT PRIMARY KEY NOT NULL,
-    device_id    TEXT NOT NULL REFERENCES devices (id),
-    model_id     TEXT REFERENCES models (sha256),
-    kind         TEXT NOT NULL,
-    params       TEXT NOT NULL CHECK (json_valid(params)),
-    started_at   TEXT NOT NULL,
-    finished_at  TEXT,
-    status       TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'interrupted')),
-    message      TEXT,
-    process      TEXT,
-    CHECK ((status = 'running') = (finished_at IS NULL))
-);
-INSERT INTO runs_v2 (id, device_id, model_id, kind, params, started_at, finished_at, status, message)
-    SELECT id, device_id, model_id, kind, params, started_at, finished_at, status, message FROM runs;
-
-CREATE TABLE metrics_v2 (
-    run_id   TEXT NOT NULL REFERENCES runs_v2 (id),
-    axis     TEXT NOT NULL,
-    name     TEXT NOT NULL,
-    value    REAL NOT NULL,
-    ci_low   REAL NOT NULL,
-    ci_high  REAL NOT NULL,
-    n        INTEGER NOT NULL CHECK (n >= 0),
-    PRIMARY KEY (run_id, axis, name)
-);
-INSERT INTO metrics_v2 SELECT run_id, axis, name, value, ci_low, ci_high, n FROM metrics;
-
-DROP TABLE metrics;
-DROP TABLE runs;
-ALTER TABLE runs_v2 RENAME TO runs;
-ALTER TABLE metrics_v2 RENAME TO metrics;
-CREATE INDEX runs_by_start ON runs (started_at);
-"#,
-    // 3: a hub's enrolled devices. Each name has one ed25519 public key (the device keeps the
-    // secret half); `device_id` is the logbook device the key speaks for, pinned at enrolment or
-    // bound by the key's first accepted batch, and a batch signed by the key may only carry that
-    // device's rows. A revoked key stays listed (with `revoked_at`) so it is refused by name.
-    r#"
-CREATE TABLE device_keys (
-    name         TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
-    public_key   TEXT NOT NULL UNIQUE CHECK (length(public_key) = 64),
-    device_id    TEXT UNIQUE,
-    enrolled_at  TEXT NOT NULL,
-    revoked_at   TEXT
-);
-"#,
-    // 4: runs are keyed by (device, run id), and metrics by (device, run id, axis, name), so a hub
-    // holds one device's run beside another device's run of the same id: an id one device learnt
-    // from another cannot pre-empt that device's rows. Rebuilt as in 2, children first; each
-    // metric takes its device from its run, in the order the metrics were recorded (listings read
-    // them by rowid). A metric whose run is missing (only a file written with foreign keys off
-    // could hold one, and no listing ever showed it) is not carried over.
-    r#"
-CREATE TABLE runs_v4 (
     id           TEXT NOT NULL,
     device_id    TEXT NOT NULL REFERENCES devices (id),
     model_id     TEXT REFERENCES models (sha256),
@@ -151,10 +108,10 @@ CREATE TABLE runs_v4 (
     CHECK ((status = 'running') = (finished_at IS NULL)),
     PRIMARY KEY (device_id, id)
 );
-INSERT INTO runs_v4 (id, device_id, model_id, kind, params, started_at, finished_at, status, message, process)
-    SELECT id, device_id, model_id, kind, params, started_at, finished_at, status, message, process FROM runs;
+INSERT INTO runs_v2 (id, device_id, model_id, kind, params, started_at, finished_at, status, message)
+    SELECT id, device_id, model_id, kind, params, started_at, finished_at, status, message FROM runs;
 
-CREATE TABLE metrics_v4 (
+CREATE TABLE metrics_v2 (
     device_id  TEXT NOT NULL,
     run_id     TEXT NOT NULL,
     axis       TEXT NOT NULL,
@@ -164,9 +121,9 @@ CREATE TABLE metrics_v4 (
     ci_high    REAL NOT NULL,
     n          INTEGER NOT NULL CHECK (n >= 0),
     PRIMARY KEY (device_id, run_id, axis, name),
-    FOREIGN KEY (device_id, run_id) REFERENCES runs_v4 (device_id, id)
+    FOREIGN KEY (device_id, run_id) REFERENCES runs_v2 (device_id, id)
 );
-INSERT INTO metrics_v4 (device_id, run_id, axis, name, value, ci_low, ci_high, n)
+INSERT INTO metrics_v2 (device_id, run_id, axis, name, value, ci_low, ci_high, n)
     SELECT runs.device_id, metrics.run_id, metrics.axis, metrics.name, metrics.value,
            metrics.ci_low, metrics.ci_high, metrics.n
     FROM metrics JOIN runs ON runs.id = metrics.run_id
@@ -174,9 +131,17 @@ INSERT INTO metrics_v4 (device_id, run_id, axis, name, value, ci_low, ci_high, n
 
 DROP TABLE metrics;
 DROP TABLE runs;
-ALTER TABLE runs_v4 RENAME TO runs;
-ALTER TABLE metrics_v4 RENAME TO metrics;
+ALTER TABLE runs_v2 RENAME TO runs;
+ALTER TABLE metrics_v2 RENAME TO metrics;
 CREATE INDEX runs_by_start ON runs (started_at);
+
+CREATE TABLE device_keys (
+    name         TEXT PRIMARY KEY NOT NULL CHECK (length(name) BETWEEN 1 AND 64),
+    public_key   TEXT NOT NULL UNIQUE CHECK (length(public_key) = 64),
+    device_id    TEXT UNIQUE,
+    enrolled_at  TEXT NOT NULL,
+    revoked_at   TEXT
+);
 "#,
 ];
 
@@ -228,28 +193,26 @@ mod tests {
 
     use super::*;
 
-    /// A file at schema version 3, as the last release left it: two devices, a done run with
-    /// metrics recorded out of alphabetical order, a failed run, a running run naming its process.
-    fn version_3_file(path: &Path) -> Connection {
+    /// A file at schema version 1, as the last release left it: two devices, a done run with
+    /// metrics recorded out of alphabetical order, a failed run, a running run.
+    fn version_1_file(path: &Path) -> Connection {
         let connection = Connection::open(path).unwrap();
         connection.pragma_update(None, "foreign_keys", true).unwrap();
-        for sql in &MIGRATIONS[..3] {
-            connection.execute_batch(sql).unwrap();
-        }
-        connection.pragma_update(None, "user_version", 3).unwrap();
+        connection.execute_batch(MIGRATIONS[0]).unwrap();
+        connection.pragma_update(None, "user_version", 1).unwrap();
         connection
             .execute_batch(
                 r#"
 INSERT INTO devices VALUES ('dev-a', 'farm', '2026-01-01T00:00:00.000Z'),
                            ('dev-b', 'clinic', '2026-01-02T00:00:00.000Z');
 INSERT INTO this_device VALUES (1, 'dev-a');
-INSERT INTO runs (id, device_id, kind, params, started_at, finished_at, status, message, process)
+INSERT INTO runs (id, device_id, kind, params, started_at, finished_at, status, message)
 VALUES ('run-1', 'dev-a', 'evaluate', '{"seed": 7}', '2026-01-01T01:00:00.000Z',
-        '2026-01-01T01:05:00.000Z', 'done', NULL, NULL),
+        '2026-01-01T01:05:00.000Z', 'done', NULL),
        ('run-2', 'dev-b', 'generate', '{}', '2026-01-01T02:00:00.000Z',
-        '2026-01-01T02:01:00.000Z', 'failed', 'disk full', NULL),
+        '2026-01-01T02:01:00.000Z', 'failed', 'disk full'),
        ('run-3', 'dev-a', 'generate', '{"n": 5}', '2026-01-01T03:00:00.000Z',
-        NULL, 'running', NULL, 'boot/pid:[1]/42/99');
+        NULL, 'running', NULL);
 INSERT INTO metrics VALUES ('run-1', 'privacy', 'dcr', 0.25, 0.2, 0.3, 50),
                            ('run-1', 'fidelity', 'tv_mean', 0.5, 0.4, 0.6, 50),
                            ('run-1', 'fidelity', 'ks_mean', 0.125, 0.1, 0.15, 50),
@@ -266,13 +229,13 @@ INSERT INTO metrics VALUES ('run-1', 'privacy', 'dcr', 0.25, 0.2, 0.3, 50),
     }
 
     #[test]
-    fn version_3_runs_and_metrics_are_rekeyed_by_device_and_kept_whole() {
+    fn version_1_runs_and_metrics_are_rekeyed_by_device_and_kept_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v3.sqlite");
-        let connection = version_3_file(&path);
+        let path = dir.path().join("v1.sqlite");
+        let connection = version_1_file(&path);
         let runs_before = strings(
             &connection,
-            "SELECT json_array(id, device_id, model_id, kind, params, started_at, finished_at, status, message, process)
+            "SELECT json_array(id, device_id, model_id, kind, params, started_at, finished_at, status, message, NULL)
              FROM runs ORDER BY id",
         );
         migrate(&connection, &path).unwrap();
@@ -286,7 +249,7 @@ INSERT INTO metrics VALUES ('run-1', 'privacy', 'dcr', 0.25, 0.2, 0.3, 50),
                  FROM runs ORDER BY id",
             ),
             runs_before,
-            "every run and every column, process included"
+            "every run and every column (no process: version 1 did not record one)"
         );
         assert_eq!(
             strings(
@@ -332,8 +295,12 @@ INSERT INTO metrics VALUES ('run-1', 'privacy', 'dcr', 0.25, 0.2, 0.3, 50),
             ["runs_by_start"]
         );
         assert!(
-            strings(&connection, "SELECT name FROM sqlite_master WHERE name LIKE '%_v4'")
+            strings(&connection, "SELECT name FROM sqlite_master WHERE name LIKE '%_v2'")
                 .is_empty()
+        );
+        assert_eq!(
+            strings(&connection, "SELECT name FROM sqlite_master WHERE name = 'device_keys'"),
+            ["device_keys"]
         );
         assert_eq!(strings(&connection, "PRAGMA integrity_check"), ["ok"]);
         assert!(strings(&connection, "SELECT \"table\" FROM pragma_foreign_key_check").is_empty());

@@ -234,8 +234,10 @@ impl Logbook {
         transaction.commit().map_err(|err| self.failure(context, err))
     }
 
-    /// Merges rows sent by the enrolled device `sender` in one transaction, for the logbook
-    /// device `source_device` the batch speaks for. The sender must be enrolled and not revoked;
+    /// Merges rows sent by the enrolled device `sender`, verified under `key`, in one
+    /// transaction, for the logbook device `source_device` the batch speaks for. The sender must
+    /// be enrolled, not revoked, and `key` must still be its key (a batch verified just before a
+    /// rotation or a revocation is refused, 403);
     /// its key must speak for `source_device` (bound at enrolment, or now, by this first batch,
     /// when the device is new to this logbook); every device and run row must be that device's.
     /// Anything else is [`Error::Refused`] (401 or 403) and nothing is written. Rows are then
@@ -246,6 +248,7 @@ impl Logbook {
     pub fn apply_rows(
         &self,
         sender: &str,
+        key: &PublicKey,
         source_device: &str,
         rows: &SyncRows,
     ) -> Result<ApplySummary> {
@@ -253,31 +256,32 @@ impl Logbook {
             .connection
             .unchecked_transaction()
             .map_err(|err| self.failure("applying a sync batch", err))?;
-        let summary = self.apply_in(&transaction, sender, source_device, rows)?;
+        let summary = self.apply_in(&transaction, sender, key, source_device, rows)?;
         transaction.commit().map_err(|err| self.failure("applying a sync batch", err))?;
         Ok(summary)
     }
 
-    /// [`Logbook::apply_rows`] for several batches (origin, sender, source device, rows) in one
+    /// [`Logbook::apply_rows`] for several batches (origin, sender, key, source device, rows) in one
     /// transaction: one refused batch leaves the logbook as it was, the others included, and its
     /// refusal starts with its origin (the file it came from).
     pub fn apply_batches(
         &self,
-        batches: &[(&str, &str, &str, &SyncRows)],
+        batches: &[(&str, &str, &PublicKey, &str, &SyncRows)],
     ) -> Result<Vec<ApplySummary>> {
         let context = "applying sync batches";
         let transaction =
             self.connection.unchecked_transaction().map_err(|err| self.failure(context, err))?;
         let mut summaries = Vec::with_capacity(batches.len());
-        for (origin, sender, source_device, rows) in batches {
-            let summary = self.apply_in(&transaction, sender, source_device, rows).map_err(
-                |err| match err {
-                    Error::Refused { status, message } => {
-                        Error::Refused { status, message: format!("{origin}: {message}") }
+        for (origin, sender, key, source_device, rows) in batches {
+            let summary =
+                self.apply_in(&transaction, sender, key, source_device, rows).map_err(|err| {
+                    match err {
+                        Error::Refused { status, message } => {
+                            Error::Refused { status, message: format!("{origin}: {message}") }
+                        }
+                        other => other,
                     }
-                    other => other,
-                },
-            )?;
+                })?;
             summaries.push(summary);
         }
         transaction.commit().map_err(|err| self.failure(context, err))?;
@@ -288,6 +292,7 @@ impl Logbook {
         &self,
         transaction: &rusqlite::Connection,
         sender: &str,
+        key: &PublicKey,
         source_device: &str,
         rows: &SyncRows,
     ) -> Result<ApplySummary> {
@@ -303,6 +308,13 @@ impl Logbook {
         if let Some(revoked_at) = &enrolled.revoked_at {
             return Err(forbidden(format!(
                 "the key of device `{sender}` was revoked at {revoked_at}"
+            )));
+        }
+        if enrolled.public_key != key.to_hex() {
+            return Err(forbidden(format!(
+                "the batch is signed with key {}, but device `{sender}` is now enrolled with key {} (its key was replaced)",
+                key.fingerprint(),
+                fingerprint(&enrolled.public_key)
             )));
         }
         match &enrolled.device_id {
@@ -361,6 +373,24 @@ impl Logbook {
                 return Err(forbidden(format!(
                     "runs[{index}].device_id: run {} claims device {}, not the sender's device {source_device}",
                     run.id, run.device_id
+                )));
+            }
+        }
+        // A model is keyed by the SHA-256 of its graph; a batch may not give a model the hub
+        // holds another manifest (a manifest's validity and key are checked at decoding).
+        for model in &rows.models {
+            let held: Option<String> = transaction
+                .query_row(
+                    "SELECT manifest FROM models WHERE sha256 = ?1",
+                    [&model.sha256],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(fail)?;
+            if held.is_some_and(|held| held != model.manifest.get()) {
+                return Err(forbidden(format!(
+                    "model {} is registered with another manifest at this hub",
+                    model.sha256
                 )));
             }
         }
@@ -455,9 +485,10 @@ impl Logbook {
         replace: bool,
         before_commit: impl FnOnce() -> Result<()>,
     ) -> Result<EnrolledDevice> {
+        check_device_name(name)
+            .map_err(|message| self.refusal(format!("enrolling a device: {message}")))?;
         let context = format!("enrolling device `{name}`");
         let fail = |err: rusqlite::Error| self.failure(&context, err);
-        check_device_name(name).map_err(|message| self.refusal(format!("{context}: {message}")))?;
         if let Some(device_id) = device_id {
             check_device_id(device_id)
                 .map_err(|message| self.refusal(format!("{context}: device id: {message}")))?;
@@ -623,7 +654,7 @@ pub fn check_device_name(name: &str) -> std::result::Result<(), String> {
     } else {
         Err(format!(
             "invalid device name `{}`: expected 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit",
-            name.escape_debug()
+            name.chars().take(80).collect::<String>().escape_debug()
         ))
     }
 }

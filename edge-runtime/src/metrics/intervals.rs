@@ -8,7 +8,7 @@ use rand::RngExt;
 use rayon::prelude::*;
 
 /// The most bootstrap replicates an interval takes: [`check_replicates`] refuses more, and
-/// [`bootstrap`] never draws more.
+/// [`bootstrap`] draws none when asked for more.
 pub const MAX_REPLICATES: usize = 100_000;
 
 /// Refuses a replicate count outside `1..=MAX_REPLICATES`.
@@ -44,8 +44,12 @@ pub fn wilson(successes: u64, n: u64) -> (f64, f64) {
 /// the finite replicates at percentiles shifted by the median bias `z₀ = Φ⁻¹(P(θ* < θ̂))`.
 /// Statistics that resampling biases (the Fréchet distance, KS-based similarity, a total
 /// variation near 0) would otherwise get intervals that miss their own estimate; when even the
-/// corrected interval misses `point`, it is widened to include it. At most [`MAX_REPLICATES`]
-/// replicates are drawn, whatever `replicates` asks.
+/// corrected interval misses `point`, it is widened to include it.
+///
+/// Precondition: `replicates` is in `1..=MAX_REPLICATES`, which the entry points check with
+/// [`check_replicates`] before any figure is computed (a metric's interval is not the place to
+/// report a bad setting). Outside it no replicate is drawn and the interval is undefined
+/// (`(NaN, NaN)`, as when no replicate is finite); a debug build stops on the assertion.
 pub fn bootstrap<F>(
     groups: &[usize],
     replicates: usize,
@@ -57,7 +61,14 @@ pub fn bootstrap<F>(
 where
     F: Fn(&[Vec<usize>]) -> f64 + Sync,
 {
-    let mut values: Vec<f64> = (0..replicates.min(MAX_REPLICATES))
+    debug_assert!(
+        check_replicates(replicates).is_ok(),
+        "bootstrap replicates is {replicates}; the caller must check it (1 to {MAX_REPLICATES})"
+    );
+    if check_replicates(replicates).is_err() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut values: Vec<f64> = (0..replicates)
         .into_par_iter()
         .map(|replicate| {
             let mut rng = models::rng::stream(seed, &format!("bootstrap/{purpose}/{replicate}"));
@@ -279,13 +290,28 @@ mod tests {
             let message = check_replicates(bad).unwrap_err().to_string();
             assert_eq!(message, format!("bootstrap replicates is {bad}; expected 1 to 100000"));
         }
-        // However many are asked for, at most MAX_REPLICATES are drawn.
+        // The largest count is drawn in full; a count out of range is never quietly changed
+        // into another: nothing is drawn, and a debug build stops on the precondition.
         let calls = std::sync::atomic::AtomicUsize::new(0);
-        bootstrap(&[3], usize::MAX, 0, "bound", 1.0, |_| {
+        let count = |_: &[Vec<usize>]| {
             calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             1.0
-        });
-        assert_eq!(calls.into_inner(), MAX_REPLICATES);
+        };
+        let (low, high) = bootstrap(&[3], MAX_REPLICATES, 0, "bound", 1.0, count);
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), MAX_REPLICATES);
+        assert_eq!((low, high), (1.0, 1.0));
+        for bad in [0, MAX_REPLICATES + 1, usize::MAX] {
+            let outcome = std::panic::catch_unwind(|| bootstrap(&[3], bad, 0, "bound", 1.0, count));
+            if cfg!(debug_assertions) {
+                let panic = outcome.unwrap_err();
+                let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(message.contains(&format!("replicates is {bad}")), "{message}");
+            } else {
+                let (low, high) = outcome.unwrap();
+                assert!(low.is_nan() && high.is_nan());
+            }
+            assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 0, "{bad}: none drawn");
+        }
     }
 
     #[test]

@@ -19,8 +19,8 @@ use heapless::Vec as FixedVec;
 use ndarray::{ArrayView2, linalg::general_mat_mul};
 use rayon::prelude::*;
 
-/// The largest `k` a query may ask for; larger (and zero) requests are clamped to `1..=MAX_K`,
-/// and [`check_k`] refuses them with a message.
+/// The largest `k` a query may ask for: [`nearest_within`] and [`cross`] refuse larger (and
+/// zero) requests with [`check_k`]'s message.
 pub const MAX_K: usize = 16;
 /// Extra candidates kept while screening, so that `f32` rounding cannot push a true neighbour out.
 const MARGIN: usize = 8;
@@ -228,9 +228,11 @@ fn screen(
 type RunPartial = (Vec<(usize, Candidates)>, Vec<Candidates>);
 
 /// The `k` nearest other rows of every row of `rows` (never itself), for half the work of a
-/// general pass: each pair `(i, j)` is screened once and offered to both rows.
-pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
-    let k = k.clamp(1, MAX_K);
+/// general pass: each pair `(i, j)` is screened once and offered to both rows. A `k` outside
+/// `1..=MAX_K` is refused; a row with fewer than `k` others has its missing neighbours at
+/// infinity.
+pub fn nearest_within(rows: Rows<'_>, k: usize) -> crate::Result<Neighbours> {
+    check_k(k, &[])?;
     let n = rows.n_rows;
     let norms = rows.squared_norms();
     let capacity = k + MARGIN;
@@ -308,7 +310,7 @@ pub fn nearest_within(rows: Rows<'_>, k: usize) -> Neighbours {
     for row in &resolved {
         push_row(&mut neighbours, row);
     }
-    neighbours
+    Ok(neighbours)
 }
 
 fn push_row(neighbours: &mut Neighbours, row: &[(f64, u32)]) {
@@ -376,7 +378,8 @@ struct BSide {
 }
 
 /// One pass over all pairs of `a` and `b` computing nearest neighbours both ways and, when radii
-/// are given, strict ball membership both ways (`d(a, b) < r`).
+/// are given, strict ball membership both ways (`d(a, b) < r`). A `k_a` or `k_b` outside
+/// `1..=MAX_K` is refused.
 pub fn cross(
     a: Rows<'_>,
     b: Rows<'_>,
@@ -384,8 +387,9 @@ pub fn cross(
     k_b: usize,
     a_radius: Option<&[f64]>,
     b_radius: Option<&[f64]>,
-) -> Cross {
-    let (k_a, k_b) = (k_a.clamp(1, MAX_K), k_b.clamp(1, MAX_K));
+) -> crate::Result<Cross> {
+    check_k(k_a, &[])?;
+    check_k(k_b, &[])?;
     let a_norms = a.squared_norms();
     let b_norms = b.squared_norms();
     let max_norm = |norms: &[f32]| norms.iter().copied().fold(0.0_f32, f32::max);
@@ -496,7 +500,7 @@ pub fn cross(
     for (j, list) in b_lists.iter().enumerate() {
         push_row(&mut b_nearest, &list.resolve(b.row(j), &a, k_b));
     }
-    Cross { a_nearest, b_nearest, a_in_b_balls, b_in_some_a_ball }
+    Ok(Cross { a_nearest, b_nearest, a_in_b_balls, b_in_some_a_ball })
 }
 
 #[cfg(test)]
@@ -532,36 +536,50 @@ mod tests {
         let other = random(300, dim, 2);
         let others = Rows::new(&other, dim);
         for (q, r) in [(others, rows), (rows, others)] {
-            let got = cross(q, r, 5, 1, None, None).a_nearest;
+            let got = cross(q, r, 5, 1, None, None).unwrap().a_nearest;
             let want = brute_nearest(&q, &r, 5, false);
             for (i, want_row) in want.iter().enumerate() {
                 assert_eq!(got.row(i), want_row.as_slice(), "row {i}");
             }
         }
-        assert_eq!(nearest_within(rows, 1).row(20), [0.0], "an exact copy is at distance 0");
-        let within = nearest_within(rows, 5);
+        assert_eq!(
+            nearest_within(rows, 1).unwrap().row(20),
+            [0.0],
+            "an exact copy is at distance 0"
+        );
+        let within = nearest_within(rows, 5).unwrap();
         let want = brute_nearest(&rows, &rows, 5, true);
         for (i, want_row) in want.iter().enumerate() {
             assert_eq!(within.row(i), want_row.as_slice(), "within, row {i}");
         }
     }
 
-    /// Neighbour counts out of range never panic: they are clamped here and refused by
-    /// [`check_k`]; a row with fewer neighbours than asked reads as infinitely far.
+    /// Neighbour counts out of range never panic and are never changed: they are refused, here
+    /// and by [`check_k`], with the same message; a row with fewer neighbours than asked reads
+    /// as infinitely far.
     #[test]
-    fn out_of_range_k_is_clamped_here_and_refused_by_check_k() {
+    fn out_of_range_k_is_refused_here_and_by_check_k() {
         let data = random(12, 3, 5);
         let rows = Rows::new(&data, 3);
-        for k in [0, 1, MAX_K, MAX_K + 1, usize::MAX] {
-            let within = nearest_within(rows, k);
-            assert_eq!(within.k, k.clamp(1, MAX_K));
-            assert_eq!(within.column(within.k - 1).len(), 12);
-            let crossed = cross(rows, rows, k, k, None, None);
-            assert_eq!((crossed.a_nearest.k, crossed.b_nearest.k), (within.k, within.k));
+        for k in [1, 2, MAX_K] {
+            let within = nearest_within(rows, k).unwrap();
+            assert_eq!(within.k, k);
+            assert_eq!(within.column(k - 1).len(), 12);
+            let crossed = cross(rows, rows, k, 1, None, None).unwrap();
+            assert_eq!((crossed.a_nearest.k, crossed.b_nearest.k), (k, 1));
+        }
+        for k in [0, MAX_K + 1, usize::MAX] {
+            let expected = format!("k (neighbours) is {k}; expected 1 to 16");
+            assert_eq!(nearest_within(rows, k).unwrap_err().to_string(), expected);
+            for (k_a, k_b) in [(k, 1), (1, k)] {
+                let err = cross(rows, rows, k_a, k_b, None, None).unwrap_err();
+                assert_eq!(err.to_string(), expected);
+            }
         }
         // 12 rows have 11 others: a 16th neighbour does not exist.
-        assert!(nearest_within(rows, MAX_K).column(MAX_K - 1).iter().all(|d| d.is_infinite()));
-        assert!(nearest_within(rows, 2).column(5).iter().all(|d| d.is_infinite()));
+        let within = nearest_within(rows, MAX_K).unwrap();
+        assert!(within.column(MAX_K - 1).iter().all(|d| d.is_infinite()));
+        assert!(nearest_within(rows, 2).unwrap().column(5).iter().all(|d| d.is_infinite()));
         assert!(check_k(11, &[("real train", 12)]).is_ok());
         let message = |k, rows| check_k(k, &[("real train", rows)]).unwrap_err().to_string();
         assert_eq!(message(0, 12), "k (neighbours) is 0; expected 1 to 16");
@@ -580,7 +598,7 @@ mod tests {
         let (a, b) = (Rows::new(&a_data, dim), Rows::new(&b_data, dim));
         let a_radius: Vec<f64> = (0..a.n_rows).map(|i| 0.8 + (i % 7) as f64 * 0.1).collect();
         let b_radius: Vec<f64> = (0..b.n_rows).map(|j| 0.7 + (j % 5) as f64 * 0.1).collect();
-        let got = cross(a, b, 2, 1, Some(&a_radius), Some(&b_radius));
+        let got = cross(a, b, 2, 1, Some(&a_radius), Some(&b_radius)).unwrap();
         for i in 0..a.n_rows {
             let count = (0..b.n_rows)
                 .filter(|&j| exact_squared(a.row(i), b.row(j)).sqrt() < b_radius[j])

@@ -281,7 +281,8 @@ pub fn sort_by_axis(metrics: &mut [Metric]) {
 }
 
 /// `samples_per_second` and `ms_per_sample` of a generation run from its per-batch timings
-/// (samples, duration), with bootstrap intervals over batches.
+/// (samples, duration), with bootstrap intervals over batches. `replicates` must pass
+/// [`intervals::check_replicates`] (the precondition of [`bootstrap`]).
 pub fn efficiency_metrics(
     batches: &[(usize, Duration)],
     seed: u64,

@@ -14,9 +14,10 @@
 //!   their distance to the nearest synthetic sample, as ROC AUC (0.5: nothing leaks).
 //!
 //! Inputs are encoded feature matrices; outputs are [`Metric`]s with 95 % intervals. `k` must be
-//! in `1..=MAX_K`, the train and synthetic sets need more than `k` rows and the hold-out one.
+//! in `1..=MAX_K`, the train and synthetic sets need more than `k` rows and the hold-out one, and
+//! `replicates` must be in `1..=MAX_REPLICATES`; otherwise nothing is computed.
 
-use super::intervals::{bootstrap, mean, median, quantile, roc_auc};
+use super::intervals::{bootstrap, check_replicates, mean, median, quantile, roc_auc};
 use super::knn::{Rows, check_k, cross, nearest_within};
 use super::{Metric, MetricId};
 
@@ -30,15 +31,16 @@ pub fn neighbour_metrics(
     replicates: usize,
 ) -> crate::Result<Vec<Metric>> {
     check_k(k, &[("real train", train.n_rows), ("synthetic", synthetic.n_rows)])?;
+    check_replicates(replicates)?;
     if holdout.n_rows == 0 {
         return Err(crate::Error::Invalid(
             "the real hold-out is empty; the privacy figures need held-out rows".to_owned(),
         ));
     }
-    let real_radius = nearest_within(train, k).column(k - 1);
-    let synthetic_radius = nearest_within(synthetic, k).column(k - 1);
-    let to_train = cross(synthetic, train, 2, 1, Some(&synthetic_radius), Some(&real_radius));
-    let to_holdout = cross(synthetic, holdout, 1, 1, None, None);
+    let real_radius = nearest_within(train, k)?.column(k - 1);
+    let synthetic_radius = nearest_within(synthetic, k)?.column(k - 1);
+    let to_train = cross(synthetic, train, 2, 1, Some(&synthetic_radius), Some(&real_radius))?;
+    let to_holdout = cross(synthetic, holdout, 1, 1, None, None)?;
     let n_syn = synthetic.n_rows as u64;
     let n_real = train.n_rows as u64;
     let mut metrics = Vec::new();

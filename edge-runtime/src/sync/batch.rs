@@ -38,7 +38,9 @@ pub const VERSION: u32 = 2;
 /// The longest text field of a row (a failed run's message, a hostname) accepted.
 const MAX_TEXT_CHARS: usize = 64 * 1024;
 
+/// Unknown fields are refused, so that the signature covers every field a batch carries.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Envelope {
     format: String,
     version: u32,
@@ -94,6 +96,9 @@ pub fn signed_header(
 impl Batch {
     /// The batch of `rows` from logbook device `source_device`, signed with the device's `key`.
     pub fn new(source_device: &str, rows: SyncRows, key: &SecretKey) -> Result<Batch> {
+        check_device_id(source_device).map_err(|message| {
+            Error::Invalid(format!("sync: the logbook's device id: {message}"))
+        })?;
         let payload_json = serde_json::to_string(&rows).map_err(encoding_failure)?;
         let created_at = timestamp::now();
         let payload_sha256 = hex::encode(Sha256::digest(payload_json.as_bytes()));
@@ -220,7 +225,7 @@ impl Batch {
         })
     }
 
-    /// A file name for the batch in a `--to-dir` folder: sortable by time, unique by checksum.
+    /// A file name for the batch in a folder of batch files: sortable by time, unique by checksum.
     pub fn file_name(&self) -> String {
         let stamp: String = self.created_at.chars().filter(char::is_ascii_alphanumeric).collect();
         let device: String =
@@ -270,6 +275,15 @@ fn check_rows(rows: &SyncRows) -> std::result::Result<(), String> {
     for (index, model) in rows.models.iter().enumerate() {
         let field = |name: &str| format!("models[{index}].{name}");
         check_sha256(&field("sha256"), &model.sha256)?;
+        let manifest = models::Manifest::from_json(model.manifest.get(), field("manifest"))
+            .map_err(|err| format!("models[{index}]: {}", crate::error::chain(&err)))?;
+        if manifest.model_sha256 != model.sha256 {
+            return Err(format!(
+                "models[{index}]: the manifest's model_sha256 is {}, but the row is keyed {}",
+                manifest.model_sha256.chars().take(80).collect::<String>(),
+                model.sha256
+            ));
+        }
         check_timestamp(&model.registered_at)
             .map_err(|message| format!("{}: {message}", field("registered_at")))?;
     }

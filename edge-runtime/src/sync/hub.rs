@@ -1,9 +1,12 @@
 //! The hub's HTTP server (`synth-edge hub serve`): a workstation's logbook that devices sync into.
 //!
 //! - `POST /api/batches`: a [`Batch`] signed by an enrolled device, its public key named in the
-//!   [`DEVICE_KEY_HEADER`] header; applied in one transaction under that device only and
-//!   answered with its checksum ([`Acknowledgement`]). An unknown or missing key is `401` and a
-//!   revoked one `403`, both answered before any of the body is read; a body over
+//!   [`DEVICE_KEY_HEADER`] header and the request signed by it ([`REQUEST_SIGNATURE_HEADER`],
+//!   see [`request_signed_text`]); applied in one transaction under that device only and
+//!   answered with its checksum ([`Acknowledgement`]). An unknown or missing key, or a missing,
+//!   wrong or stale request signature ([`REQUEST_FRESHNESS`]) is `401` and a revoked key `403`,
+//!   all answered before any of the body is read (a public key alone, which every batch file
+//!   and the run listing show, gets nobody's body read); a body over
 //!   [`MAX_BATCH_BYTES`] (by its `Content-Length`, checked before anything is allocated) is `413`,
 //!   one without a length `411`; a bad signature `401`; rows claiming another device `403`; an
 //!   invalid row `400` naming the field. Nothing is written unless the answer is `200`.
@@ -20,13 +23,23 @@
 //! deadline ([`HubOptions`]), after which the client gets `408` and is cut off. The calling
 //! thread accepts connections and checks a stop flag between them, so a signal handler or a
 //! test can end it cleanly; requests in hand are finished first.
+//!
+//! Slow and silent clients: one IP address may have at most [`HubOptions::max_per_peer`]
+//! connections served or queued (more get `429` at once), and a connection must send its whole
+//! head within [`HubOptions::head_timeout`] of being accepted (queue time included; `408`, no
+//! linger), so one address holds at most that many workers for that long and a good sync from
+//! another address is served promptly. Not bounded: an attack from many addresses can still fill
+//! the workers and the queue (`503` for everyone while it lasts); put the hub behind a firewall
+//! or a TLS proxy that limits connections when it faces untrusted networks. The defaults are the
+//! `DEFAULT_*` constants.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,11 +48,20 @@ use crate::keys::PublicKey;
 use crate::logbook::{DeviceRecord, EnrolledDevice, Logbook, RunRecord};
 use crate::sync::Token;
 use crate::sync::batch::Batch;
-use crate::sync::client::{Acknowledgement, BATCHES_PATH, DEVICE_KEY_HEADER, RUNS_PATH};
+use crate::sync::client::{
+    Acknowledgement, BATCH_SHA256_HEADER, BATCHES_PATH, DEVICE_KEY_HEADER,
+    REQUEST_SIGNATURE_HEADER, REQUEST_TIME_HEADER, RUNS_PATH, request_signed_text,
+};
 use crate::sync::enrolled_sender;
 
 /// The largest batch body accepted.
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// How far a request's signing time ([`REQUEST_TIME_HEADER`]) may be from the hub's clock,
+/// either way. Wide, because field devices' clocks drift (a device off the network for weeks,
+/// a clock without a battery); narrow enough that a captured request cannot be replayed for
+/// long. A replay within the window changes nothing: a batch applied twice is applied once.
+pub const REQUEST_FRESHNESS: Duration = Duration::from_secs(3600);
 
 /// The longest request line and headers together.
 const MAX_HEAD_BYTES: u64 = 16 * 1024;
@@ -50,11 +72,32 @@ const MAX_HEADERS: usize = 64;
 /// How often the accepting loop looks at its stop flag while no client connects.
 const STOP_POLL: Duration = Duration::from_millis(50);
 
+/// How soon the accepting loop looks again for a connection within [`STOP_POLL`] of the last
+/// one: under a flood of reconnecting clients, sleeping the whole poll lets the kernel's accept
+/// backlog overflow, and a good client's connection attempt then waits a second to be retried.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+
 /// After answering, how long (and how many bytes) a connection's unread input is drained and
 /// discarded, so that closing it does not reset the connection before the client has read the
 /// answer. Nothing drained is kept.
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
+
+/// How long the accepting thread tries to write a `503` (or `429`) to a connection it has no
+/// worker (or no room for its address) for.
+const BUSY_WRITE_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The defaults of [`HubOptions`], in one place. A real client sends its request's head at once,
+/// so [`DEFAULT_HEAD_TIMEOUT`] is short: it bounds how long a client that has not said who it is
+/// holds a worker. A device syncs one request at a time, so [`DEFAULT_MAX_PER_PEER`] leaves room
+/// for several devices behind one NAT address while keeping one address from taking every
+/// worker.
+pub const DEFAULT_WORKERS: usize = 16;
+pub const DEFAULT_QUEUE_PER_WORKER: usize = 4;
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_MAX_PER_PEER: usize = 8;
 
 /// The answer of `GET /api/runs`: each run names its logbook device (`device_id`), and
 /// `enrolled` maps enrolled names and keys to those devices.
@@ -69,11 +112,15 @@ pub struct Listing {
 /// How the hub serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HubOptions {
-    /// Requests served at once; more wait in a queue of four per worker, and beyond that are
-    /// answered `503`.
+    /// Requests served at once; more wait in a queue of [`DEFAULT_QUEUE_PER_WORKER`] per
+    /// worker, and beyond that are answered `503`.
     pub workers: usize,
-    /// The longest a client may take to send a request's line and headers; until they are read
-    /// nobody is authenticated, so this bounds what an unknown client can hold a worker for.
+    /// The most connections from one IP address being served or queued at once; one more is
+    /// answered `429` at once (no linger) and closed.
+    pub max_per_peer: usize,
+    /// The longest a client may take, counted from when its connection was accepted (time in
+    /// the queue included), to send a request's line and headers; until they are read nobody is
+    /// authenticated, so this bounds what an unknown client can hold a worker for.
     pub head_timeout: Duration,
     /// The longest a client may take to send one request, head and body; it is cut off with
     /// `408` after that.
@@ -85,10 +132,11 @@ pub struct HubOptions {
 impl Default for HubOptions {
     fn default() -> Self {
         HubOptions {
-            workers: 16,
-            head_timeout: Duration::from_secs(20),
-            request_timeout: Duration::from_secs(300),
-            idle_timeout: Duration::from_secs(15),
+            workers: DEFAULT_WORKERS,
+            max_per_peer: DEFAULT_MAX_PER_PEER,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -196,6 +244,52 @@ impl Read for DeadlineReader<'_> {
     }
 }
 
+/// A connection taken by the accepting thread, waiting for or held by a worker: when it was
+/// accepted (the head's deadline counts from then) and its place in its address's count.
+struct Accepted<'p> {
+    stream: TcpStream,
+    at: Instant,
+    _slot: PeerSlot<'p>,
+}
+
+/// One of the connections an IP address has open at the hub; dropping it frees the place.
+struct PeerSlot<'p> {
+    peers: &'p Mutex<HashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl<'p> PeerSlot<'p> {
+    /// A place for one more connection from `ip`, unless it has `max` already.
+    fn take(peers: &'p Mutex<HashMap<IpAddr, usize>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut counts = lock(peers);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot { peers, ip })
+    }
+}
+
+impl Drop for PeerSlot<'_> {
+    fn drop(&mut self) {
+        let mut counts = lock(self.peers);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Answers `status` from the accepting thread: a short write (given up after
+/// [`BUSY_WRITE_TIMEOUT`]) and no linger, so a flood cannot stall it.
+fn refuse_at_once(stream: &TcpStream, status: u16, message: &str) {
+    let _ = stream.set_write_timeout(Some(BUSY_WRITE_TIMEOUT));
+    respond(stream, &Answer::error(status, message), false);
+}
+
 impl Hub {
     /// Listens on `address` (`127.0.0.1:0` picks a free port; see [`Hub::address`]) with the
     /// default [`HubOptions`]; `token` guards the read endpoint.
@@ -211,12 +305,14 @@ impl Hub {
         options: HubOptions,
     ) -> Result<Hub> {
         if options.workers == 0
+            || options.max_per_peer == 0
             || options.head_timeout.is_zero()
             || options.request_timeout.is_zero()
             || options.idle_timeout.is_zero()
         {
             return Err(Error::Invalid(format!(
-                "hub options {options:?}: expected at least one worker and non-zero timeouts"
+                "hub options {options:?}: expected at least one worker, at least one connection per \
+                 address and non-zero timeouts"
             )));
         }
         let server_error = |context: &'static str| {
@@ -244,7 +340,10 @@ impl Hub {
 
     /// Serves requests until `stop` is set; requests in hand are finished first.
     pub fn serve_until(&self, stop: &AtomicBool) -> Result<()> {
-        let (sender, receiver) = mpsc::sync_channel::<TcpStream>(self.options.workers * 4);
+        let peers = Mutex::new(HashMap::new());
+        let (sender, receiver) = mpsc::sync_channel::<Accepted<'_>>(
+            self.options.workers.saturating_mul(DEFAULT_QUEUE_PER_WORKER),
+        );
         let receiver = Mutex::new(receiver);
         std::thread::scope(|scope| {
             for logbook in &self.logbooks {
@@ -253,30 +352,55 @@ impl Hub {
                     loop {
                         let next = lock(receiver).recv();
                         match next {
-                            Ok(stream) => self.serve_connection(&lock(logbook), stream),
+                            Ok(accepted) => self.serve_connection(&lock(logbook), accepted),
                             Err(_) => break,
                         }
                     }
                 });
             }
-            let outcome = self.accept_until(stop, &sender);
+            let outcome = self.accept_until(stop, &sender, &peers);
             drop(sender);
             outcome
         })
     }
 
-    fn accept_until(&self, stop: &AtomicBool, workers: &mpsc::SyncSender<TcpStream>) -> Result<()> {
+    fn accept_until<'p>(
+        &self,
+        stop: &AtomicBool,
+        workers: &mpsc::SyncSender<Accepted<'p>>,
+        peers: &'p Mutex<HashMap<IpAddr, usize>>,
+    ) -> Result<()> {
+        let mut last_connection = None::<Instant>;
         while !stop.load(Ordering::SeqCst) {
             match self.listener.accept() {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
+                    last_connection = Some(Instant::now());
                     if stream.set_nonblocking(false).is_err() {
                         continue;
                     }
-                    match workers.try_send(stream) {
+                    let Some(slot) =
+                        PeerSlot::take(peers, peer.ip().to_canonical(), self.options.max_per_peer)
+                    else {
+                        refuse_at_once(
+                            &stream,
+                            429,
+                            &format!(
+                                "more than {} connections from {} at once; sync again later",
+                                self.options.max_per_peer,
+                                peer.ip().to_canonical()
+                            ),
+                        );
+                        continue;
+                    };
+                    let accepted = Accepted { stream, at: Instant::now(), _slot: slot };
+                    match workers.try_send(accepted) {
                         Ok(()) => {}
-                        Err(TrySendError::Full(stream)) => {
-                            let answer = Answer::error(503, "the hub is busy; sync again later");
-                            respond(&stream, &answer);
+                        Err(TrySendError::Full(accepted)) => {
+                            refuse_at_once(
+                                &accepted.stream,
+                                503,
+                                "the hub is busy; sync again later",
+                            );
                         }
                         Err(TrySendError::Disconnected(_)) => {
                             return Err(Error::HubServer {
@@ -288,7 +412,8 @@ impl Hub {
                     }
                 }
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(STOP_POLL)
+                    let busy = last_connection.is_some_and(|last| last.elapsed() < STOP_POLL);
+                    std::thread::sleep(if busy { BUSY_POLL } else { STOP_POLL })
                 }
                 // A connection reset before it was taken, or out of file descriptors: the
                 // server itself is fine, so wait a little and go on.
@@ -301,25 +426,33 @@ impl Hub {
         Ok(())
     }
 
-    fn serve_connection(&self, logbook: &Logbook, stream: TcpStream) {
+    fn serve_connection(&self, logbook: &Logbook, accepted: Accepted<'_>) {
+        let stream = &accepted.stream;
         let peer =
             stream.peer_addr().map_or_else(|_| "unknown peer".to_owned(), |peer| peer.to_string());
         let started = Instant::now();
         let _ = stream.set_write_timeout(Some(self.options.idle_timeout));
         let request_deadline = started + self.options.request_timeout;
         let mut reader = BufReader::new(DeadlineReader {
-            stream: &stream,
-            deadline: request_deadline.min(started + self.options.head_timeout),
+            stream,
+            deadline: request_deadline.min(accepted.at + self.options.head_timeout),
             idle: self.options.idle_timeout,
         });
         let (line, answer) = match read_head(&mut reader) {
             Ok(head) => {
                 reader.get_mut().deadline = request_deadline;
                 let line = format!("{} {}", head.method, head.path);
-                let answer = self.route(logbook, &head, &mut reader, &stream, &peer);
+                let answer = self.route(logbook, &head, &mut reader, stream, &peer);
                 (line, answer)
             }
             Err(HeadError::Closed) => return,
+            // A client that has not sent its head in time is cut off without lingering: it
+            // would only hold the worker for longer.
+            Err(HeadError::Answer(408, message)) => {
+                eprintln!("{peer} (request head not sent in time): 408 {message}");
+                respond(stream, &Answer::error(408, &message), false);
+                return;
+            }
             Err(HeadError::Answer(status, message)) => {
                 ("(unreadable request)".to_owned(), Answer::error(status, &message))
             }
@@ -329,7 +462,7 @@ impl Hub {
             answer.status,
             answer.body.chars().take(300).collect::<String>()
         );
-        respond(&stream, &answer);
+        respond(stream, &answer, true);
     }
 
     fn route(
@@ -426,6 +559,10 @@ impl Hub {
             },
             _ => return Answer::error(400, &format!("{origin}: more than one Content-Length")),
         };
+        let signed_batch = match check_request_signature(head, &header_key, length, &origin) {
+            Ok(batch_sha256) => batch_sha256,
+            Err(message) => return Answer::error(401, &message),
+        };
         if length > MAX_BATCH_BYTES as u64 {
             return Answer::error(
                 413,
@@ -474,7 +611,16 @@ impl Hub {
             Ok(batch) => batch,
             Err(err) => return Answer::from_error(&err),
         };
-        match logbook.apply_rows(&sender, &batch.source_device, &batch.rows) {
+        if batch.payload_sha256 != signed_batch {
+            return Answer::error(
+                401,
+                &format!(
+                    "{origin}: the body carries batch {}, but the request was signed for batch {signed_batch}",
+                    batch.payload_sha256
+                ),
+            );
+        }
+        match logbook.apply_rows(&sender, &header_key, &batch.source_device, &batch.rows) {
             Ok(summary) => Answer::json(
                 200,
                 &Acknowledgement { payload_sha256: batch.payload_sha256, summary },
@@ -482,6 +628,99 @@ impl Hub {
             Err(err) => Answer::from_error(&err),
         }
     }
+}
+
+/// Checks a batch request's signature ([`request_signed_text`]) under `key`, its time within
+/// [`REQUEST_FRESHNESS`] of now, for a body of `length` bytes; the batch checksum it signs, or
+/// why the request is refused (`401`).
+fn check_request_signature(
+    head: &Head,
+    key: &PublicKey,
+    length: u64,
+    origin: &str,
+) -> std::result::Result<String, String> {
+    let header = |name: &str| {
+        head.header(name).map(str::trim).ok_or_else(|| {
+            format!(
+                "{origin}: no {name} header; the request must be signed with the device's key \
+                 (synth-edge sync signs it)"
+            )
+        })
+    };
+    let signature = header(REQUEST_SIGNATURE_HEADER)?;
+    let time = header(REQUEST_TIME_HEADER)?;
+    let batch_sha256 = header(BATCH_SHA256_HEADER)?;
+    let text = request_signed_text(&head.method, &head.path, length, time, batch_sha256);
+    if !key.verifies(&text, signature) {
+        return Err(format!(
+            "{origin}: {REQUEST_SIGNATURE_HEADER}: does not verify under key {}: the request was altered or signed by another key",
+            key.fingerprint()
+        ));
+    }
+    let signed_at = parse_timestamp(time).ok_or_else(|| {
+        format!(
+            "{origin}: {REQUEST_TIME_HEADER}: `{}` is not RFC 3339 UTC, such as 2025-03-07T14:05:09.123Z",
+            time.chars().take(40).collect::<String>().escape_debug()
+        )
+    })?;
+    let now = SystemTime::now();
+    let skew = now.duration_since(signed_at).unwrap_or_else(|err| err.duration());
+    if skew > REQUEST_FRESHNESS {
+        return Err(format!(
+            "{origin}: {REQUEST_TIME_HEADER}: the request was signed at {time}, {} s from the hub's clock ({}); \
+             at most {} s is accepted: check the device's clock",
+            skew.as_secs(),
+            crate::logbook::timestamp::rfc3339_utc(now),
+            REQUEST_FRESHNESS.as_secs()
+        ));
+    }
+    Ok(batch_sha256.to_owned())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`, optionally with `.` and 1 to 9 digits before the `Z`, as a time.
+fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    let bytes = text.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    if bytes.len() < shape.len() + 1
+        || !bytes
+            .iter()
+            .zip(shape)
+            .all(|(byte, want)| if *want == b'd' { byte.is_ascii_digit() } else { byte == want })
+    {
+        return None;
+    }
+    let rest = text.get(shape.len()..)?;
+    let fraction = rest.strip_suffix('Z')?;
+    let nanos = match fraction.strip_prefix('.') {
+        None if fraction.is_empty() => 0,
+        Some(digits)
+            if (1..=9).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            let value: u32 = digits.parse().ok()?;
+            value.checked_mul(10_u32.checked_pow(9 - digits.len() as u32)?)?
+        }
+        _ => return None,
+    };
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let shifted_year = if month <= 2 { year - 1 } else { year };
+    let era = shifted_year.div_euclid(400);
+    let year_of_era = shifted_year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    let seconds = u64::try_from(seconds).ok()?;
+    UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))
 }
 
 fn list_runs(logbook: &Logbook) -> Answer {
@@ -590,15 +829,18 @@ fn reason_phrase(status: u16) -> &'static str {
         408 => "Request Timeout",
         411 => "Length Required",
         413 => "Content Too Large",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }
 
-/// Writes `answer` and closes the connection, draining (and discarding) what the client still
-/// sends for a moment so that it sees the answer rather than a reset.
-fn respond(stream: &TcpStream, answer: &Answer) {
+/// Writes `answer` and closes the connection; with `linger`, first drains (and discards) what
+/// the client still sends for a moment so that it sees the answer rather than a reset. The
+/// accepting thread answers without lingering (and gives up a write after
+/// [`BUSY_WRITE_TIMEOUT`]), so a flood of silent connections cannot stall it.
+fn respond(stream: &TcpStream, answer: &Answer, linger: bool) {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         answer.status,
@@ -618,6 +860,9 @@ fn respond(stream: &TcpStream, answer: &Answer) {
         return;
     }
     let _ = stream.shutdown(Shutdown::Write);
+    if !linger {
+        return;
+    }
     let deadline = Instant::now() + LINGER;
     let mut drained = 0;
     let mut scratch = [0_u8; 8192];
@@ -669,6 +914,32 @@ mod tests {
         check_head(&format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000)), Err(431));
         check_head(&format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(65)), Err(431));
         check_head("GET /\u{0} HTTP/1.1\r\n\r\n", Ok(("GET", "/\u{0}", 0)));
+    }
+
+    #[test]
+    fn request_times_parse_as_the_logbook_writes_them() {
+        for seconds in [0_u64, 951_782_400, 1_709_164_800, 1_735_689_599, 4_107_542_400] {
+            let time = UNIX_EPOCH + Duration::from_millis(seconds * 1000 + 250);
+            let text = crate::logbook::timestamp::rfc3339_utc(time);
+            assert_eq!(parse_timestamp(&text), Some(time), "{text}");
+        }
+        assert_eq!(
+            parse_timestamp("2024-02-29T00:00:00Z"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_709_164_800))
+        );
+        for bad in [
+            "",
+            "2024-02-29T00:00:00",
+            "2024-02-29T00:00:00.Z",
+            "2024-13-01T00:00:00Z",
+            "2024-02-29T24:00:00Z",
+            "2024-02-29 00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "2024-02-29T00:00:00.1234567890Z",
+            "2024-02-29T00:00:00+01:00",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
     }
 
     #[test]

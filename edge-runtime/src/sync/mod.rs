@@ -31,8 +31,15 @@ use crate::error::{Error, Result};
 use crate::keys::{SecretKey, exposure_warning};
 use crate::logbook::{ApplySummary, Logbook};
 
-/// Settled runs per batch unless `--batch-runs` says otherwise.
+/// Settled runs per batch unless the caller says otherwise.
 pub const DEFAULT_BATCH_RUNS: usize = 200;
+
+/// The most settled runs one batch may be asked to carry.
+pub const MAX_BATCH_RUNS: usize = 100_000;
+
+/// The shortest and longest interval of a periodic sync.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The first wait after a failed periodic sync; it doubles on each further failure, up to the
 /// interval.
@@ -54,14 +61,7 @@ impl Token {
         if let Some(warning) = exposure_warning(path) {
             eprintln!("warning: {warning}");
         }
-        let size = fs::metadata(path).map_err(|err| Error::io(path, err))?.len();
-        if size > 4096 {
-            return Err(Error::Invalid(format!(
-                "{}: is {size} bytes; expected a token file (one short line)",
-                path.display()
-            )));
-        }
-        let text = fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
+        let text = crate::data::read_bounded_text(path, 4096, "a token file (one short line)")?;
         Token::new(text.trim())
             .map_err(|message| Error::Invalid(format!("{}: {message}", path.display())))
     }
@@ -108,7 +108,9 @@ pub struct SyncReport {
 
 /// Delivers every unsynced row of this device, batch by batch signed with `key`, with `deliver`;
 /// rows are marked synced only after `deliver` returns `Ok`. Stops early, between batches, once
-/// `stop` is set.
+/// `stop` is set. No batch is over [`hub::MAX_BATCH_BYTES`] encoded: one that would be is built
+/// again with half the runs, and a single run (with its metrics and model) that alone is over
+/// it is an error naming the run.
 pub fn sync_with(
     logbook: &Logbook,
     key: &SecretKey,
@@ -116,20 +118,36 @@ pub fn sync_with(
     stop: &AtomicBool,
     mut deliver: impl FnMut(&Batch) -> Result<()>,
 ) -> Result<SyncReport> {
-    if max_runs == 0 {
-        return Err(Error::Invalid(
-            "invalid --batch-runs 0: expected at least 1 run per batch".to_owned(),
-        ));
+    if !(1..=MAX_BATCH_RUNS).contains(&max_runs) {
+        return Err(Error::Invalid(format!(
+            "runs per batch is {max_runs}; expected 1 to {MAX_BATCH_RUNS}"
+        )));
     }
     let mut report = SyncReport::default();
     let mut include_running = true;
+    let mut runs_now = max_runs;
     while !stop.load(Ordering::SeqCst) {
-        let rows = logbook.pending_rows(max_runs, include_running)?;
-        include_running = false;
+        let rows = logbook.pending_rows(runs_now, include_running)?;
         if rows.is_empty() {
             break;
         }
         let batch = Batch::new(logbook.device_id(), rows, key)?;
+        let size = batch.encode()?.len();
+        if size > hub::MAX_BATCH_BYTES {
+            let settled = batch.rows.n_settled_runs();
+            if settled > 1 {
+                runs_now = settled / 2;
+                continue;
+            }
+            return Err(Error::Invalid(format!(
+                "{}: a batch of {} is {size} bytes encoded, over the {} bytes a hub takes; it cannot be synced",
+                logbook.path().display(),
+                oversized_rows(&batch.rows),
+                hub::MAX_BATCH_BYTES
+            )));
+        }
+        include_running = false;
+        runs_now = max_runs;
         deliver(&batch)?;
         logbook.mark_synced(&batch.rows, &batch.payload_sha256)?;
         report.batches += 1;
@@ -138,6 +156,22 @@ pub fn sync_with(
         report.metrics += batch.rows.metrics.len();
     }
     Ok(report)
+}
+
+/// Names what a batch too big to split carries: its settled run, its running runs, its models.
+fn oversized_rows(rows: &crate::logbook::SyncRows) -> String {
+    let mut parts: Vec<String> = rows
+        .runs
+        .iter()
+        .map(|run| format!("run {} ({})", run.id, run.status))
+        .chain(rows.models.iter().map(|model| format!("model {}", model.sha256)))
+        .take(8)
+        .collect();
+    let total = rows.runs.len() + rows.models.len();
+    if total > parts.len() {
+        parts.push(format!("{} more", total - parts.len()));
+    }
+    if parts.is_empty() { "device rows".to_owned() } else { parts.join(", ") }
 }
 
 /// Syncs to a hub over HTTP.
@@ -185,17 +219,7 @@ pub fn import_files(logbook: &Logbook, files: &[PathBuf]) -> Result<Vec<(PathBuf
     let mut batches = Vec::with_capacity(files.len());
     for path in files {
         let origin = path.display().to_string();
-        let size = fs::metadata(path).map_err(|err| Error::io(path, err))?.len();
-        if size > hub::MAX_BATCH_BYTES as u64 {
-            return Err(Error::Refused {
-                status: 413,
-                message: format!(
-                    "{origin}: is {size} bytes; a batch is at most {} bytes; the batch was rejected whole",
-                    hub::MAX_BATCH_BYTES
-                ),
-            });
-        }
-        let bytes = fs::read(path).map_err(|err| Error::io(path, err))?;
+        let bytes = read_batch_file(path, &origin)?;
         let mut sender = None;
         let batch = Batch::decode(&bytes, &origin, |key| {
             sender = Some(enrolled_sender(logbook, key, &origin)?);
@@ -210,11 +234,55 @@ pub fn import_files(logbook: &Logbook, files: &[PathBuf]) -> Result<Vec<(PathBuf
         &batches
             .iter()
             .map(|(_, origin, sender, batch)| {
-                (origin.as_str(), sender.as_str(), batch.source_device.as_str(), &batch.rows)
+                (
+                    origin.as_str(),
+                    sender.as_str(),
+                    &batch.device_key,
+                    batch.source_device.as_str(),
+                    &batch.rows,
+                )
             })
             .collect::<Vec<_>>(),
     )?;
     Ok(batches.iter().map(|(path, ..)| (*path).clone()).zip(applied).collect())
+}
+
+/// A batch file's bytes. Anything but a regular file (a FIFO, a device such as `/dev/zero`, a
+/// directory) is refused before it is opened, and at most [`hub::MAX_BATCH_BYTES`] are read
+/// whatever the file's size says, so a file that grows or lies about its size is refused
+/// (`413`) at the limit.
+fn read_batch_file(path: &Path, origin: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let too_big = |size: String| Error::Refused {
+        status: 413,
+        message: format!(
+            "{origin}: is {size} bytes; a batch is at most {} bytes; the batch was rejected whole",
+            hub::MAX_BATCH_BYTES
+        ),
+    };
+    let metadata = fs::metadata(path).map_err(|err| Error::io(path, err))?;
+    if !metadata.is_file() {
+        let kind = if metadata.is_dir() { "a directory" } else { "a FIFO, device or socket" };
+        return Err(Error::Refused {
+            status: 400,
+            message: format!(
+                "{origin}: is {kind}, not a regular file; a batch is imported from the file a \
+                 sync to a folder wrote; nothing imported"
+            ),
+        });
+    }
+    if metadata.len() > hub::MAX_BATCH_BYTES as u64 {
+        return Err(too_big(metadata.len().to_string()));
+    }
+    let file = fs::File::open(path).map_err(|err| Error::io(path, err))?;
+    let mut bytes = Vec::new();
+    file.take(hub::MAX_BATCH_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| Error::io(path, err))?;
+    if bytes.len() > hub::MAX_BATCH_BYTES {
+        return Err(too_big(format!("more than {}", hub::MAX_BATCH_BYTES)));
+    }
+    Ok(bytes)
 }
 
 /// The name of the enrolled, unrevoked device whose key is `key`, or the refusal (401 unknown,
@@ -256,10 +324,12 @@ pub fn next_delay(interval: Duration, consecutive_failures: u32) -> Duration {
 }
 
 /// Sleeps for `duration`, waking early once `stop` is set; returns whether it was set.
+/// A duration too long to add to the clock sleeps until `stop` is set.
 pub fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) -> bool {
-    let deadline = Instant::now() + duration;
+    let deadline = Instant::now().checked_add(duration);
     while !stop.load(Ordering::SeqCst) {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline
+            .map_or(Duration::MAX, |deadline| deadline.saturating_duration_since(Instant::now()));
         if left.is_zero() {
             return false;
         }
@@ -281,7 +351,7 @@ pub fn stop_flag_on_signals() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// Parses an interval such as `30s`, `15m` or `1h`.
+/// Parses an interval such as `30s`, `15m` or `1h`, from [`MIN_INTERVAL`] to [`MAX_INTERVAL`].
 pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
     let expected = "expected a whole number followed by s, m or h, such as 30s, 15m or 1h";
     let text = text.trim();
@@ -295,13 +365,16 @@ pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
         "h" => 3600,
         _ => return Err(format!("invalid interval `{text}`: {expected}")),
     };
-    if count == 0 {
-        return Err(format!("invalid interval `{text}`: expected more than zero"));
+    let range = format!(
+        "expected {} s to {} s ({} days)",
+        MIN_INTERVAL.as_secs(),
+        MAX_INTERVAL.as_secs(),
+        MAX_INTERVAL.as_secs() / 86_400
+    );
+    match count.checked_mul(unit_seconds).map(Duration::from_secs) {
+        Some(interval) if (MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) => Ok(interval),
+        _ => Err(format!("invalid interval `{text}`: {range}")),
     }
-    count
-        .checked_mul(unit_seconds)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("invalid interval `{text}`: too long"))
 }
 
 #[cfg(test)]
@@ -328,6 +401,21 @@ mod tests {
         check_interval("1.5h", None);
         check_interval("-1m", None);
         check_interval("10d", None);
+        check_interval("604800s", Some(604_800));
+        check_interval("168h", Some(604_800));
+        check_interval("169h", None);
+        check_interval("9223372036854775807s", None);
+        check_interval("5000000000000000h", None);
+        check_interval("99999999999999999999999s", None);
+        assert!(parse_interval("169h").unwrap_err().contains("1 s to 604800 s"));
+    }
+
+    #[test]
+    fn a_sleep_too_long_for_the_clock_ends_on_stop() {
+        let stop = AtomicBool::new(true);
+        assert!(sleep_unless_stopped(Duration::MAX, &stop));
+        let stop = AtomicBool::new(false);
+        assert!(!sleep_unless_stopped(Duration::ZERO, &stop));
     }
 
     fn check_delays(interval_seconds: u64, expected: &[u64]) {

@@ -11,8 +11,15 @@ pub fn run(args: FitArgs) -> anyhow::Result<()> {
     let settings = args.to_settings()?;
     let mut progress =
         ProgressObserver::new(args.quiet, &format!("{} {}", args.family, args.data.display()));
-    let outcome = fit(&settings, &mut progress)
-        .with_context(|| format!("fit {} on {}", args.family, args.data.display()))?;
+    let outcome = fit(&settings, &mut progress).with_context(|| {
+        // The library names no flag; an existing --out is refused for want of --force.
+        let hint = if !args.force && args.out.exists() {
+            format!(" ({} exists: choose another --out, or pass --force)", args.out.display())
+        } else {
+            String::new()
+        };
+        format!("fit {} on {}{hint}", args.family, args.data.display())
+    })?;
     progress.finish();
     let manifest = &outcome.manifest;
     let last = outcome.history.last();

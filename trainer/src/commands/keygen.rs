@@ -22,14 +22,10 @@ pub struct KeygenArgs {
 pub fn run(args: &KeygenArgs) -> anyhow::Result<()> {
     let secret_path = args.out.join(SECRET_KEY_FILE);
     let public_path = args.out.join(PUBLIC_KEY_FILE);
+    // Both halves are checked before either is written: never half a pair.
     for path in [&secret_path, &public_path] {
-        if path.exists() {
-            anyhow::bail!(
-                "{}: already exists; a key is never overwritten (move it away, or choose another \
-                 --out)",
-                path.display()
-            );
-        }
+        edge_runtime::data::refuse_existing(path)
+            .context("no key written (move the old pair away, or choose another --out)")?;
     }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create the key folder", args.out.display()))?;
