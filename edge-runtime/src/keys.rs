@@ -102,7 +102,7 @@ impl PublicKey {
 
     /// A short name for messages: the first 16 hex digits.
     pub fn fingerprint(&self) -> String {
-        self.to_hex()[..16].to_owned()
+        fingerprint_of_hex(&self.to_hex())
     }
 
     /// Whether `signature_hex` is this key's signature of `message`. Any malformed signature is
@@ -112,6 +112,12 @@ impl PublicKey {
             self.0.verify_strict(message, &Signature::from_bytes(&bytes)).is_ok()
         })
     }
+}
+
+/// The short name of a public key stored as hex ([`PublicKey::fingerprint`] of a parsed one):
+/// its first 16 hex digits.
+pub fn fingerprint_of_hex(public_key_hex: &str) -> String {
+    public_key_hex.chars().take(16).collect()
 }
 
 /// A warning when `path` (a secret key or a token) may be read by its group or by others; `None`

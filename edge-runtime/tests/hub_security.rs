@@ -33,19 +33,11 @@ use edge_runtime::sync::hub::{Hub, HubOptions, MAX_BATCH_BYTES};
 use edge_runtime::sync::{self, Batch, Token, batch};
 use sha2::{Digest, Sha256};
 
+use common::{key, manifest_for, model_sha, never, open, sorted_runs, text};
+
+mod common;
+
 const TOKEN: &str = "read-token-91c2";
-
-fn open(path: &Path) -> Logbook {
-    Logbook::open(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
-
-fn key(key_file: &Path) -> SecretKey {
-    SecretKey::read(key_file).unwrap_or_else(|err| panic!("{}: {err}", key_file.display()))
-}
-
-fn never() -> AtomicBool {
-    AtomicBool::new(false)
-}
 
 struct TestHub {
     address: SocketAddr,
@@ -145,21 +137,6 @@ fn metrics(seed: usize) -> Vec<Metric> {
         .collect()
 }
 
-fn model_sha(name: &str) -> String {
-    hex::encode(Sha256::digest(name.as_bytes()))
-}
-
-/// A valid bundle manifest (the wheat-vae fixture's) for the model `name`: its `model_sha256`
-/// is [`model_sha`] of `name`.
-fn manifest_for(name: &str) -> String {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundles/wheat-vae/manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    manifest["model_sha256"] = serde_json::json!(model_sha(name));
-    serde_json::to_string(&manifest).unwrap()
-}
-
 /// `n_done` done runs on one model, then one left running; the running run's id.
 fn fill(logbook: &Logbook, model: &str, n_done: usize) -> String {
     logbook.register_model(&model_sha(model), &manifest_for(model)).unwrap();
@@ -170,17 +147,6 @@ fn fill(logbook: &Logbook, model: &str, n_done: usize) -> String {
         logbook.finish_run(&id, &metrics(index)).unwrap();
     }
     logbook.start_run("generate", None, &serde_json::json!({"n": 5})).unwrap()
-}
-
-/// Every run, by (id, device): two devices may hold runs of the same id.
-fn sorted_runs(logbook: &Logbook) -> Vec<RunRecord> {
-    let mut runs = logbook.runs().unwrap();
-    runs.sort_by(|a, b| (&a.id, &a.device_id).cmp(&(&b.id, &b.device_id)));
-    runs
-}
-
-fn text(path: &Path) -> &str {
-    path.to_str().unwrap_or_default()
 }
 
 fn synth_edge() -> Command {

@@ -29,14 +29,14 @@ use edge_runtime::sync::hub::{Hub, Listing};
 use edge_runtime::sync::{self, Batch, Token};
 use sha2::{Digest, Sha256};
 
+use common::{key, manifest_for, model_sha, never, open, sorted_runs, text};
+
+mod common;
+
 const TOKEN: &str = "field-token-7f3a";
 
 fn token() -> Token {
     Token::new(TOKEN).unwrap()
-}
-
-fn open(path: &Path) -> Logbook {
-    Logbook::open(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
 /// A hub served on a loopback port by a thread of the test; dropping it stops the hub.
@@ -101,21 +101,6 @@ fn metrics_for(label: &str, index: usize) -> Vec<Metric> {
         .collect()
 }
 
-fn model_sha(name: &str) -> String {
-    hex::encode(Sha256::digest(name.as_bytes()))
-}
-
-/// A valid bundle manifest (the wheat-vae fixture's) for the model `name`: its `model_sha256`
-/// is [`model_sha`] of `name`.
-fn manifest_for(name: &str) -> String {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/bundles/wheat-vae/manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    manifest["model_sha256"] = serde_json::json!(model_sha(name));
-    serde_json::to_string(&manifest).unwrap()
-}
-
 /// Registers `models` and records runs on them: `n_done` done, then one failed and one left
 /// running.
 fn fill(logbook: &Logbook, label: &str, models: &[&str], n_done: usize) {
@@ -135,12 +120,6 @@ fn fill(logbook: &Logbook, label: &str, models: &[&str], n_done: usize) {
     let failed = start(n_done);
     logbook.fail_run(&failed, "out of memory").unwrap();
     start(n_done + 1);
-}
-
-fn sorted_runs(logbook: &Logbook) -> Vec<RunRecord> {
-    let mut runs = logbook.runs().unwrap();
-    runs.sort_by(|a, b| (&a.id, &a.device_id).cmp(&(&b.id, &b.device_id)));
-    runs
 }
 
 /// The hub holds exactly the edges' runs (statuses, params and metrics equal, no duplicates),
@@ -176,20 +155,12 @@ fn check_union(hub: &Path, edges: &[&Path]) {
     assert_eq!(hub_models, expected_models);
 }
 
-fn key(key_file: &Path) -> SecretKey {
-    SecretKey::read(key_file).unwrap_or_else(|err| panic!("{}: {err}", key_file.display()))
-}
-
 /// Enrols device `name` at the hub logbook `hub_db` and writes its secret key to `key_file`.
 fn enroll(hub_db: &Path, name: &str, key_file: &Path) {
     let secret = SecretKey::generate().unwrap();
     open(hub_db)
         .enroll_device(name, &secret.public(), None, false, || secret.write(key_file))
         .unwrap();
-}
-
-fn never() -> AtomicBool {
-    AtomicBool::new(false)
 }
 
 struct Site {
@@ -630,10 +601,6 @@ fn a_corrupt_or_truncated_batch_file_is_rejected_whole() {
     }
     sync::import_files(&hub, &good).unwrap();
     check_union(&hub_db, &[&b]);
-}
-
-fn text(path: &Path) -> &str {
-    path.to_str().unwrap_or_default()
 }
 
 /// A child process that is killed if a test fails before it stops it.

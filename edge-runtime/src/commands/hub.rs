@@ -107,12 +107,9 @@ pub fn run(args: &HubArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn enroll(args: &EnrollArgs) -> anyhow::Result<ExitCode> {
-    if args.key_out.exists() {
-        anyhow::bail!(
-            "{}: already exists; a key file is never overwritten (choose another --key-out)",
-            args.key_out.display()
-        );
-    }
+    crate::data::refuse_existing(&args.key_out).map_err(|err| {
+        anyhow::Error::from(err).context("cannot enrol (choose another --key-out)")
+    })?;
     let logbook = Logbook::open(&args.db)?;
     let key = SecretKey::generate()?;
     let written = std::cell::Cell::new(false);
@@ -176,7 +173,7 @@ fn devices(args: &DevicesArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}\tkey {}\t{}\tenrolled {}\t{state}",
             device.name,
-            device.public_key.chars().take(16).collect::<String>(),
+            crate::keys::fingerprint_of_hex(&device.public_key),
             device.device_id.as_deref().unwrap_or("(not bound yet)"),
             device.enrolled_at
         );

@@ -314,7 +314,7 @@ impl Logbook {
             return Err(forbidden(format!(
                 "the batch is signed with key {}, but device `{sender}` is now enrolled with key {} (its key was replaced)",
                 key.fingerprint(),
-                fingerprint(&enrolled.public_key)
+                crate::keys::fingerprint_of_hex(&enrolled.public_key)
             )));
         }
         match &enrolled.device_id {
@@ -500,7 +500,7 @@ impl Logbook {
         {
             return Err(self.refusal(format!(
                 "{context}: it is already enrolled (key {}, since {}); replacing its key must be asked for explicitly",
-                fingerprint(&existing.public_key),
+                crate::keys::fingerprint_of_hex(&existing.public_key),
                 existing.enrolled_at
             )));
         }
@@ -638,10 +638,6 @@ fn enrolled_by_name(
             enrolled_from_row,
         )
         .optional()
-}
-
-fn fingerprint(public_key_hex: &str) -> String {
-    public_key_hex.chars().take(16).collect()
 }
 
 /// A device name: 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit.
