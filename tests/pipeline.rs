@@ -31,6 +31,7 @@ fn train_export_sample_evaluate_log_sync_import() {
         data: data.clone(),
         data_options: DataOptions::default(),
         family: Family::Ddpm,
+        size: models::manifest::SizePreset::Tiny,
         split: SplitSpec { seed: 3, holdout: 0.25, fraction: 0.5 },
         train_seed: 3,
         epochs: Some(40),

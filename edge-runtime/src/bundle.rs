@@ -1,7 +1,7 @@
 //! Opening a bundle folder, and sealing one.
 //!
-//! A bundle is a folder of plain files: `manifest.json`, `model.onnx`, optionally
-//! `weights.safetensors`, and `seal.json`. The seal lists every other file of the folder with its
+//! A bundle is a folder of plain files: `manifest.json`, `model.onnx`, for latent diffusion
+//! `decoder.onnx`, optionally `weights.safetensors`, and `seal.json`. The seal lists every other file of the folder with its
 //! size and SHA-256, one `digest` over that list, and optionally an ed25519 signature of the
 //! digest by a trainer's key ([`crate::keys`]).
 //!
@@ -9,8 +9,8 @@
 //! every file's size against a bound; that the folder holds exactly the files its seal lists (no
 //! more, no fewer, no links or other non-regular files); each file's size and SHA-256; the
 //! digest; the signature, when there is one, and whether its key is trusted. Only then is the
-//! manifest parsed (a newer format version is refused), `model.onnx` checked against the
-//! manifest's checksum, the graph's operators checked against those synth-train writes
+//! manifest parsed (a newer format version is refused), `model.onnx` (and `decoder.onnx`)
+//! checked against the manifest's checksum, the graph's operators checked against those synth-train writes
 //! ([`models::manifest::EXPORTED_OPS`]), and its inputs, outputs and constants checked against
 //! the manifest and a memory budget. The bytes checked are the bytes used: the model is read
 //! once.
@@ -29,7 +29,8 @@ use std::path::{Path, PathBuf};
 
 use models::Manifest;
 use models::manifest::{
-    ACCEPTED_EXTRA_OPS, EXPORTED_OPS, MANIFEST_FILE, MODEL_FILE, SEAL_FILE, TensorSpec,
+    ACCEPTED_EXTRA_OPS, DECODER_FILE, EXPORTED_OPS, GraphSpec, MANIFEST_FILE, MODEL_FILE,
+    SEAL_FILE, TensorSpec,
 };
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -106,6 +107,8 @@ pub struct Bundle {
     pub manifest: Manifest,
     /// The verified bytes of `model.onnx`.
     pub model: Vec<u8>,
+    /// The verified bytes of `decoder.onnx` (latent diffusion only).
+    pub decoder: Option<Vec<u8>>,
     /// Size on disk of all files in the folder.
     pub size_bytes: u64,
     /// The seal's digest: one name for the whole bundle.
@@ -155,32 +158,63 @@ impl Bundle {
                 "is not a bundle: its seal does not list both manifest.json and model.onnx",
             ));
         };
-        let manifest = check_contents(dir, manifest_bytes, &model)?;
+        let decoder = contents.remove(DECODER_FILE);
+        let manifest = check_contents(dir, manifest_bytes, &model, decoder.as_deref())?;
         let size_bytes = on_disk.values().sum::<u64>().saturating_add(seal_size(dir)?);
-        Ok(Bundle { dir: dir.to_owned(), manifest, model, size_bytes, digest, signer })
+        Ok(Bundle { dir: dir.to_owned(), manifest, model, decoder, size_bytes, digest, signer })
     }
 
     pub fn model_path(&self) -> PathBuf {
         self.dir.join(MODEL_FILE)
     }
+
+    /// The sampled graph: `model.onnx` with the inputs and outputs the manifest declares.
+    pub fn model_graph(&self) -> BundleGraph<'_> {
+        BundleGraph { path: self.model_path(), bytes: &self.model, spec: &self.manifest.graph }
+    }
+
+    /// Latent diffusion's decoder, `decoder.onnx` (`None` for the other families).
+    pub fn decoder_graph(&self) -> Option<BundleGraph<'_>> {
+        let latent = self.manifest.latent.as_ref()?;
+        let bytes = self.decoder.as_deref()?;
+        Some(BundleGraph { path: self.dir.join(DECODER_FILE), bytes, spec: &latent.decoder })
+    }
+}
+
+/// One verified ONNX graph of a bundle: its file, its bytes and what the manifest declares.
+#[derive(Debug, Clone)]
+pub struct BundleGraph<'a> {
+    pub path: PathBuf,
+    pub bytes: &'a [u8],
+    pub spec: &'a GraphSpec,
 }
 
 /// Checks a bundle's contents as [`Bundle::open_with`] does once its seal is verified (the
 /// manifest, the model against the manifest's checksum, the graph against the manifest and the
 /// memory budget), without looking at its seal: what to check before sealing a folder.
 pub fn check_unsealed(dir: &Path) -> Result<Manifest> {
-    let [manifest_bytes, model] = [MANIFEST_FILE, MODEL_FILE].map(|name| {
+    let read = |name: &str| {
         let path = dir.join(name);
         let metadata = fs::symlink_metadata(&path).map_err(|err| Error::io(&path, err))?;
         if !metadata.file_type().is_file() {
             return Err(Error::bundle(&path, "is not a plain file (a link or a folder?)"));
         }
         read_bounded(&path, metadata.len(), limit_for(name))
-    });
-    check_contents(dir, manifest_bytes?, &model?)
+    };
+    let decoder = match fs::symlink_metadata(dir.join(DECODER_FILE)) {
+        Ok(_) => Some(read(DECODER_FILE)?),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => return Err(Error::io(&dir.join(DECODER_FILE), err)),
+    };
+    check_contents(dir, read(MANIFEST_FILE)?, &read(MODEL_FILE)?, decoder.as_deref())
 }
 
-fn check_contents(dir: &Path, manifest_bytes: Vec<u8>, model: &[u8]) -> Result<Manifest> {
+fn check_contents(
+    dir: &Path,
+    manifest_bytes: Vec<u8>,
+    model: &[u8],
+    decoder: Option<&[u8]>,
+) -> Result<Manifest> {
     let manifest_path = dir.join(MANIFEST_FILE);
     let model_path = dir.join(MODEL_FILE);
     let text = String::from_utf8(manifest_bytes).map_err(|err| {
@@ -197,7 +231,37 @@ fn check_contents(dir: &Path, manifest_bytes: Vec<u8>, model: &[u8]) -> Result<M
             ),
         ));
     }
-    check_graph_io(model, &manifest, &model_path)?;
+    let mut constants = 0_u64;
+    check_graph_io(model, &manifest.graph, &model_path, &mut constants)?;
+    let decoder_path = dir.join(DECODER_FILE);
+    match (&manifest.latent, decoder) {
+        (Some(latent), Some(decoder)) => {
+            let actual = hex::encode(Sha256::digest(decoder));
+            if !actual.eq_ignore_ascii_case(&latent.decoder_sha256) {
+                return Err(Error::bundle(
+                    &decoder_path,
+                    format!(
+                        "SHA-256 is {actual}, but the manifest expects {}; the file was changed or corrupted after export, refusing to load it",
+                        latent.decoder_sha256
+                    ),
+                ));
+            }
+            check_graph_io(decoder, &latent.decoder, &decoder_path, &mut constants)?;
+        }
+        (Some(_), None) => {
+            return Err(Error::bundle(
+                &decoder_path,
+                "is missing: the manifest describes a latent diffusion model, which needs its decoder",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::bundle(
+                &decoder_path,
+                format!("is not part of a {} bundle; refusing to load it", manifest.family),
+            ));
+        }
+        (None, None) => {}
+    }
     Ok(manifest)
 }
 
@@ -376,7 +440,7 @@ fn check_files(
                 ),
             ));
         }
-        let sha256 = if name == MANIFEST_FILE || name == MODEL_FILE {
+        let sha256 = if [MANIFEST_FILE, MODEL_FILE, DECODER_FILE].contains(&name) {
             let bytes = read_bounded(&path, size, limit)?;
             let sha256 = hex::encode(Sha256::digest(&bytes));
             contents.insert(name.to_owned(), bytes);
@@ -458,7 +522,7 @@ fn check_signature(dir: &Path, seal: &Seal, trust: &Trust) -> Result<Option<Publ
 
 fn limit_for(name: &str) -> u64 {
     match name {
-        MODEL_FILE => MAX_MODEL_BYTES,
+        MODEL_FILE | DECODER_FILE => MAX_MODEL_BYTES,
         MANIFEST_FILE => MAX_MANIFEST_BYTES,
         _ => MAX_OTHER_FILE_BYTES,
     }
@@ -516,12 +580,12 @@ fn hash_file(path: &Path, size: u64, limit: u64) -> Result<(u64, String)> {
 
 /// The graph may use only the operators synth-train writes, its declared inputs and outputs must
 /// be the manifest's, by name and shape, and its constants must fit the memory budget.
-fn check_graph_io(model: &[u8], manifest: &Manifest, path: &Path) -> Result<()> {
+fn check_graph_io(model: &[u8], spec: &GraphSpec, path: &Path, constants: &mut u64) -> Result<()> {
     let proto = ModelProto::decode(model)
         .map_err(|err| Error::bundle_unreadable(path, "not a readable ONNX model", err))?;
     let graph = proto.graph.ok_or_else(|| Error::bundle(path, "ONNX model has no graph"))?;
     check_operators(&graph, path)?;
-    check_constants(&graph, path)?;
+    check_constants(&graph, path, constants)?;
     let initialisers: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|init| init.name.as_str()).collect();
     let inputs: Vec<TensorSpec> = graph
@@ -537,10 +601,9 @@ fn check_graph_io(model: &[u8], manifest: &Manifest, path: &Path) -> Result<()> 
         .map(spec_of)
         .collect::<Result<_, _>>()
         .map_err(|msg| Error::bundle(path, msg))?;
-    for (what, found, expected) in [
-        ("inputs", &inputs, &manifest.graph.inputs),
-        ("outputs", &outputs, &manifest.graph.outputs),
-    ] {
+    for (what, found, expected) in
+        [("inputs", &inputs, &spec.inputs), ("outputs", &outputs, &spec.outputs)]
+    {
         if found != expected {
             return Err(Error::bundle(
                 path,
@@ -612,9 +675,10 @@ fn shown(name: &str) -> String {
 /// and data never names a path). Operators that size a tensor from a constant are refused by
 /// [`check_operators`]; the accepted ones can still grow tensors by broadcasting (`Add`, `Mul`,
 /// `MatMul`) or repeated `Concat`, which nothing here bounds yet.
-fn check_constants(graph: &GraphProto, path: &Path) -> Result<()> {
-    let mut total = 0_u64;
-    add_graph_constants(graph, path, &mut total)
+/// `total` carries the constants of a bundle's graphs already counted (latent diffusion has
+/// two), so the budget bounds them together.
+fn check_constants(graph: &GraphProto, path: &Path, total: &mut u64) -> Result<()> {
+    add_graph_constants(graph, path, total)
 }
 
 fn add_graph_constants(graph: &GraphProto, path: &Path, total: &mut u64) -> Result<()> {

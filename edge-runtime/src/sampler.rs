@@ -8,6 +8,11 @@
 //!   the train part spans in the encoded space ([-1, 1] for pixels, the standardised min and max
 //!   for a numeric column, [0, 1] for one-hot entries). Without the clip, the first step of a
 //!   cosine schedule (ᾱ near 0) multiplies the network's error some thirty-fold.
+//! - LDM: the same chain on the standardised latent (clipped to the manifest's `latent` range),
+//!   then one pass of the decoder `z → x` per batch.
+//! - Classifier-free guidance (a diffusion manifest's `guidance` scale `w > 0`): each step runs
+//!   the denoiser on the requested labels and on the all-zero "no class" label and uses
+//!   `ε̂ = (1 + w) ε̂(x, y) − w ε̂(x, ∅)` (Ho & Salimans 2022).
 //!
 //! Every draw is indexed by sample, never by batch: `z`, `x_T` and each step's noise are drawn
 //! for all `n` samples in sample order from streams of the seed, so the output does not depend
@@ -16,7 +21,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use models::manifest::{Family, Manifest};
+use models::manifest::{Family, GraphSpec, Manifest};
 use models::rng;
 use models::schedule::NoiseSchedule;
 use models::transform::one_hot;
@@ -116,6 +121,8 @@ pub struct Samples {
 pub struct Generator {
     pub manifest: Manifest,
     engine: Box<dyn Engine>,
+    /// Latent diffusion's decoder.
+    decoder: Option<Box<dyn Engine>>,
     /// The bundle folder, named in errors about what its model produced.
     bundle_dir: PathBuf,
     budget: MemoryBudget,
@@ -132,9 +139,20 @@ impl std::fmt::Debug for Generator {
 
 impl Generator {
     pub fn new(bundle: &Bundle, engine: EngineKind, threads: usize) -> Result<Generator> {
+        let decoder = match (bundle.manifest.family, bundle.decoder_graph()) {
+            (Family::Ldm, Some(graph)) => Some(engine::load_graph(&graph, engine, threads)?),
+            (Family::Ldm, None) => {
+                return Err(Error::bundle(
+                    &bundle.dir,
+                    "is a latent diffusion bundle without decoder.onnx",
+                ));
+            }
+            _ => None,
+        };
         Ok(Generator {
             manifest: bundle.manifest.clone(),
             engine: engine::load(bundle, engine, threads)?,
+            decoder,
             bundle_dir: bundle.dir.clone(),
             budget: MemoryBudget::from_system(),
         })
@@ -185,17 +203,23 @@ impl Generator {
         let (x, steps) = match self.manifest.family {
             Family::Vae | Family::Gan => (self.decode_latents(settings, &y, &mut batch_times)?, 1),
             Family::Ddpm => self.diffuse(settings, &y, &mut batch_times)?,
+            Family::Ldm => {
+                let (z, steps) = self.diffuse(settings, &y, &mut batch_times)?;
+                (self.decode(settings, &z, &mut batch_times)?, steps + 1)
+            }
         };
         Ok(Samples { x, labels, width, elapsed: started.elapsed(), steps, batch_times })
     }
 
-    /// The per-sample shape of the graph's `x` (`[d]` or `[C, H, W]`; the validated manifest
-    /// declares every dimension after the batch).
+    /// The per-sample shape of the sampled graph's output (`[d]` or `[C, H, W]`; latent
+    /// diffusion's `[L]`; the validated manifest declares every dimension after the batch).
     fn sample_dims(&self) -> Vec<usize> {
-        let output = self.manifest.graph.outputs.first();
-        output
-            .map(|output| output.shape.iter().skip(1).map(|dim| dim.unwrap_or(1)).collect())
-            .unwrap_or_else(|| vec![self.manifest.transform.width()])
+        output_dims(&self.manifest.graph)
+    }
+
+    /// The guidance scale, when the sampler is to guide.
+    fn guidance(&self) -> Option<f32> {
+        self.manifest.guidance.filter(|scale| *scale > 0.0).map(|scale| scale as f32)
     }
 
     /// The tensors of a request must fit the memory budget: all samples at once (with labels,
@@ -207,13 +231,24 @@ impl Generator {
         let width = self.manifest.transform.width() as u128;
         let n_classes = self.manifest.n_classes() as u128;
         let latent = self.manifest.graph.latent_dim.unwrap_or(0) as u128;
+        let guided = u128::from(self.guidance().is_some()) + 1;
         // Per sample: label, one-hot class and the output; a latent (VAE, GAN) or the noise
-        // prediction and one step's noise (DDPM).
+        // prediction and one step's noise (DDPM; LDM on the latent, then the decoded sample);
+        // guidance runs a second, unconditional prediction.
         let (per_sample, per_call) = match self.manifest.family {
             Family::Vae | Family::Gan => {
                 (1 + n_classes + width + latent, latent + n_classes + width)
             }
-            Family::Ddpm => (1 + n_classes + 3 * width, width + 1 + n_classes + width),
+            Family::Ddpm => {
+                (1 + n_classes + (2 + guided) * width, guided * (width + 1 + n_classes + width))
+            }
+            Family::Ldm => {
+                let dim = self.manifest.latent.as_ref().map_or(0, |latent| latent.dim) as u128;
+                (
+                    1 + n_classes + (2 + guided) * dim + width,
+                    (guided * (dim + 1 + n_classes + dim)).max(dim + width),
+                )
+            }
         };
         let batches = settings.n.div_ceil(settings.batch.max(1)) as u128;
         let timing = batches * std::mem::size_of::<(usize, Duration)>() as u128;
@@ -238,11 +273,24 @@ impl Generator {
         rows: usize,
         step: Option<usize>,
     ) -> Result<Vec<f32>> {
-        let name = self.manifest.graph.outputs.first().map_or("x", |output| output.name.as_str());
+        self.checked_output_of(&self.manifest.graph, output, start, rows, step)
+    }
+
+    /// [`Self::checked_output`] for the graph `spec` (the model's, or the decoder's).
+    fn checked_output_of(
+        &self,
+        spec: &GraphSpec,
+        output: TensorOut,
+        start: usize,
+        rows: usize,
+        step: Option<usize>,
+    ) -> Result<Vec<f32>> {
+        let name = spec.outputs.first().map_or("x", |output| output.name.as_str());
         let at_step = step.map_or_else(String::new, |t| format!(" at diffusion step t = {t}"));
+        let dims = output_dims(spec);
+        let width: usize = dims.iter().product();
         let mut expected = vec![rows];
-        expected.extend(self.sample_dims());
-        let width = self.manifest.transform.width();
+        expected.extend(dims);
         if output.shape != expected || output.data.len() != rows * width {
             return Err(Error::bundle(
                 &self.bundle_dir,
@@ -320,14 +368,19 @@ impl Generator {
             })?;
         let timesteps = diffusion_timesteps(&schedule, settings)?;
         let alpha_bars = schedule.alpha_bars();
-        let bounds = self.manifest.transform.bounds();
+        let bounds: Vec<(f32, f32)> = match &self.manifest.latent {
+            Some(latent) => latent.low.iter().copied().zip(latent.high.iter().copied()).collect(),
+            None => self.manifest.transform.bounds(),
+        };
         let n_classes = self.manifest.n_classes();
-        let width = self.manifest.transform.width();
-        let n = settings.n;
-        let mut x = rng::normal_f32(&mut rng::stream(settings.seed, "generate/x_T"), n * width);
         let mut dims = vec![0];
         dims.extend(self.sample_dims());
+        let width: usize = dims[1..].iter().product();
+        let n = settings.n;
+        let mut x = rng::normal_f32(&mut rng::stream(settings.seed, "generate/x_T"), n * width);
         let mut eps = vec![0.0_f32; n * width];
+        let guidance = self.guidance();
+        let no_class = vec![0.0_f32; settings.batch.min(n) * n_classes];
         for (idx, &t) in timesteps.iter().enumerate() {
             let t_prev = timesteps.get(idx + 1).copied();
             for (batch, start) in (0..n).step_by(settings.batch).enumerate() {
@@ -335,8 +388,9 @@ impl Generator {
                 let started = Instant::now();
                 dims[0] = rows;
                 let t_input = vec![t as f32; rows];
+                let x_batch = &x[start * width..(start + rows) * width];
                 let inputs = [
-                    TensorIn { data: &x[start * width..(start + rows) * width], shape: &dims },
+                    TensorIn { data: x_batch, shape: &dims },
                     TensorIn { data: &t_input, shape: &[rows, 1] },
                     TensorIn {
                         data: &y[start * n_classes..(start + rows) * n_classes],
@@ -344,8 +398,20 @@ impl Generator {
                     },
                 ];
                 let output = self.engine.run_tensor(&inputs)?;
+                let mut predicted = self.checked_output(output, start, rows, Some(t))?;
+                if let Some(scale) = guidance {
+                    let inputs = [
+                        TensorIn { data: x_batch, shape: &dims },
+                        TensorIn { data: &t_input, shape: &[rows, 1] },
+                        TensorIn { data: &no_class[..rows * n_classes], shape: &[rows, n_classes] },
+                    ];
+                    let output = self.engine.run_tensor(&inputs)?;
+                    let unconditional = self.checked_output(output, start, rows, Some(t))?;
+                    for (eps, free) in predicted.iter_mut().zip(&unconditional) {
+                        *eps = (1.0 + scale) * *eps - scale * free;
+                    }
+                }
                 batch_times[batch].1 += started.elapsed();
-                let predicted = self.checked_output(output, start, rows, Some(t))?;
                 eps[start * width..(start + rows) * width].copy_from_slice(&predicted);
             }
             let update_started = Instant::now();
@@ -382,8 +448,53 @@ impl Generator {
                 ),
             ));
         }
-        Ok((x, timesteps.len()))
+        let evaluations = if guidance.is_some() { 2 } else { 1 };
+        Ok((x, evaluations * timesteps.len()))
     }
+
+    /// Latent diffusion's last step: the decoder `z → x` on every sampled latent.
+    fn decode(
+        &mut self,
+        settings: &SampleSettings,
+        z: &[f32],
+        batch_times: &mut [(usize, Duration)],
+    ) -> Result<Vec<f32>> {
+        let Some(latent) = self.manifest.latent.as_ref() else {
+            return Err(Error::bundle(&self.bundle_dir, "has no `latent` section in its manifest"));
+        };
+        let spec = latent.decoder.clone();
+        let dim = latent.dim;
+        let Some(mut decoder) = self.decoder.take() else {
+            return Err(Error::bundle(&self.bundle_dir, "has no decoder engine loaded"));
+        };
+        let width = self.manifest.transform.width();
+        let mut out = Vec::with_capacity(settings.n * width);
+        // Each batch's output is checked before the next runs: at most one unchecked output
+        // is held at a time.
+        let mut decode = || -> Result<()> {
+            for (batch, start) in (0..settings.n).step_by(settings.batch).enumerate() {
+                let rows = settings.batch.min(settings.n - start);
+                let inputs =
+                    [TensorIn { data: &z[start * dim..(start + rows) * dim], shape: &[rows, dim] }];
+                let started = Instant::now();
+                let output = decoder.run_tensor(&inputs)?;
+                batch_times[batch].1 += started.elapsed();
+                out.extend(self.checked_output_of(&spec, output, start, rows, None)?);
+            }
+            Ok(())
+        };
+        let result = decode();
+        self.decoder = Some(decoder);
+        result.map(|()| out)
+    }
+}
+
+/// The per-sample dimensions of a graph's first output.
+fn output_dims(spec: &GraphSpec) -> Vec<usize> {
+    spec.outputs
+        .first()
+        .map(|output| output.shape.iter().skip(1).map(|dim| dim.unwrap_or(1)).collect())
+        .unwrap_or_default()
 }
 
 /// The descending timesteps the sampler visits.

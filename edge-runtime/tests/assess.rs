@@ -14,10 +14,15 @@ use std::process::{Command, Output};
 
 use edge_runtime::data::{DataOptions, read_dataset};
 use edge_runtime::gate::Policy;
+use edge_runtime::metrics::augment::{Augmentation, augment};
 use edge_runtime::metrics::catalogue::{CATALOGUE, MetricId, Source, markdown_table};
 use edge_runtime::metrics::knn::Rows;
-use edge_runtime::metrics::utility::perturbations;
-use edge_runtime::metrics::{Assessment, Axis, EvalInput, EvalSettings, Labelled, evaluate};
+use edge_runtime::metrics::utility::{
+    UtilitySettings, fit_logistic, perturbations, utility_metrics,
+};
+use edge_runtime::metrics::{
+    Assessment, Axis, EvalInput, EvalSettings, Labelled, Metric, evaluate,
+};
 use models::split::{SplitSpec, partition};
 use models::transform::Encoder;
 
@@ -125,6 +130,8 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
             "holdout": rows_json(&parts.holdout.0, parts.dim),
             "synthetic": rows_json(&synthetic, parts.dim),
             "k": 5,
+            "train_labels": parts.train.1,
+            "synthetic_labels": labels,
         });
         std::fs::write(&arrays, spec.to_string()).unwrap();
         let reply: serde_json::Value = serde_json::from_str(&python::run(
@@ -165,6 +172,16 @@ fn nearest_neighbour_and_distribution_figures_match_the_reference_implementation
                 value(&ours, name)
             );
         }
+        // The same L2 logistic regression fitted by linfa (200 iterations) and scikit-learn
+        // (lbfgs to 1e-10): rows within the solvers' difference of the boundary may fall either
+        // way, so the shares agree to 1 % of the synthetic rows, not exactly.
+        let name = MetricId::ConditionalAccuracy.name();
+        let reference = reply[name].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (value(&ours, name) - reference).abs() <= 0.01,
+            "{label}: {name} {} vs scikit-learn {reference}",
+            value(&ours, name)
+        );
         let reference = reply[MetricId::FrechetDistance.name()].as_f64().unwrap_or(f64::NAN);
         let fd = value(&ours, MetricId::FrechetDistance);
         assert!(
@@ -242,11 +259,92 @@ fn utility_and_robustness_figures_are_sane_on_real_data() {
     );
 }
 
+/// The utility figures of `synthetic` (train labels) with the classical augmentation at
+/// `strength`, computed directly.
+fn gains(parts: &Parts, synthetic: &[f32], strength: f32, seed: u64) -> Vec<Metric> {
+    let settings = UtilitySettings {
+        seed,
+        replicates: 50,
+        forest_trees: 10,
+        image: None,
+        blocks: &parts.blocks,
+        augmentation_strength: strength,
+    };
+    utility_metrics(
+        Labelled { x: Rows::new(&parts.train.0, parts.dim), labels: &parts.train.1 },
+        Labelled { x: Rows::new(&parts.holdout.0, parts.dim), labels: &parts.holdout.1 },
+        Labelled { x: Rows::new(synthetic, parts.dim), labels: &parts.train.1 },
+        2,
+        &settings,
+    )
+    .unwrap()
+}
+
+fn gain(metrics: &[Metric], id: MetricId) -> f64 {
+    metrics.iter().find(|metric| metric.name == id.name()).map_or(f64::NAN, |m| m.value)
+}
+
+/// Synthetic rows that copy the train part, and a classical augmentation of strength 0 (a copy
+/// too), add nothing a classifier can use: every gain is about 0. Not exactly 0: the logistic
+/// regression's L2 penalty is fixed while the data doubles, which is the same fit with half the
+/// penalty; on this hold-out that moves at most a few of its rows (3 rows ≈ 0.03).
+#[test]
+fn augmentations_that_copy_the_train_part_gain_nothing() {
+    let parts = breast_cancer();
+    let n_holdout = parts.holdout.1.len() as f64;
+    let metrics = gains(&parts, &parts.train.0, 0.0, 3);
+    let tolerance = 3.0 / n_holdout + 1e-12;
+    for id in [
+        MetricId::AugmentationGain,
+        MetricId::ClassicalAugmentationGain,
+        MetricId::CombinedAugmentationGain,
+    ] {
+        assert!(gain(&metrics, id).abs() <= tolerance, "{id}: {}", gain(&metrics, id));
+    }
+    // As many copies as train rows, cycling through them: the same rows in another order, so
+    // the same fit up to the solver's rounding (at most one hold-out row apart).
+    let (synthetic, classical) = (
+        gain(&metrics, MetricId::AugmentationGain),
+        gain(&metrics, MetricId::ClassicalAugmentationGain),
+    );
+    assert!((synthetic - classical).abs() <= 1.0 / n_holdout + 1e-12, "{synthetic} vs {classical}");
+    // conditional_accuracy of copies is the TRTR classifier's accuracy on its own train part.
+    let model = fit_logistic(
+        &Labelled { x: Rows::new(&parts.train.0, parts.dim), labels: &parts.train.1 },
+        2,
+    )
+    .unwrap();
+    let train = Rows::new(&parts.train.0, parts.dim);
+    let right = (0..train.n_rows)
+        .filter(|&row| model.predict(train.row(row)) == parts.train.1[row])
+        .count();
+    assert_eq!(gain(&metrics, MetricId::ConditionalAccuracy), right as f64 / train.n_rows as f64);
+}
+
+#[test]
+fn augmentation_gains_are_the_same_for_the_same_seed() {
+    let parts = breast_cancer();
+    let synthetic = noisy_copy(&parts.train.0, 0.3, 8);
+    let first = gains(&parts, &synthetic, 1.0, 5);
+    assert_eq!(first, gains(&parts, &synthetic, 1.0, 5), "bit-identical figures");
+    for id in [MetricId::ClassicalAugmentationGain, MetricId::CombinedAugmentationGain] {
+        let metric = first.iter().find(|metric| metric.name == id.name()).unwrap();
+        assert!(metric.ci_low <= metric.value && metric.value <= metric.ci_high, "{metric:?}");
+        assert!(metric.value.abs() < 0.2, "{metric:?}");
+    }
+    // Another seed draws other augmented rows.
+    let train = Labelled { x: Rows::new(&parts.train.0, parts.dim), labels: &parts.train.1 };
+    let augmentation = Augmentation { image: None, blocks: &parts.blocks, strength: 1.0 };
+    let rows = |seed| augment(&train, 100, &augmentation, seed);
+    assert_eq!(rows(5), rows(5));
+    assert_ne!(rows(5).0, rows(6).0);
+}
+
 /// The adversarial move of a binary linear model is the exact worst case: accuracy under it
 /// equals the share of rows whose margin exceeds ε‖w‖₁.
 #[test]
 fn adversarial_accuracy_of_a_linear_model_is_exact() {
-    use edge_runtime::metrics::utility::{ADVERSARIAL_EPSILON, fit_logistic};
+    use edge_runtime::metrics::utility::ADVERSARIAL_EPSILON;
     let parts = breast_cancer();
     let train = Labelled { x: Rows::new(&parts.train.0, parts.dim), labels: &parts.train.1 };
     let model = fit_logistic(&train, 2).unwrap();

@@ -98,7 +98,7 @@ fn edit_json(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
 
 #[test]
 fn every_committed_fixture_bundle_is_sealed_and_opens() {
-    for name in ["wheat-vae", "wheat-gan", "wheat-ddpm", "digits-vae"] {
+    for name in ["wheat-vae", "wheat-gan", "wheat-ddpm", "digits-vae", "digits-ldm"] {
         let bundle = Bundle::open(&fixture("bundles").join(name)).unwrap();
         assert_eq!(bundle.digest.len(), 64, "{name}");
         assert_eq!(bundle.signer, None, "{name}: the fixtures are unsigned");

@@ -248,7 +248,7 @@ fn tract_and_ort_agree() {
     if !ort_library_available("tract/ort agreement") {
         return;
     }
-    for name in ["wheat-vae", "wheat-gan", "wheat-ddpm", "digits-vae"] {
+    for name in ["wheat-vae", "wheat-gan", "wheat-ddpm", "digits-vae", "digits-ldm"] {
         let opened = Bundle::open(&bundle(name)).unwrap();
         let settings = SampleSettings {
             n: 64,

@@ -428,7 +428,10 @@ fn model_outputs_of_the_wrong_shape_or_not_finite_are_refused() {
     };
     let nan = not_finite("NaN for sample 0, value 5");
     let inf = not_finite("-inf for sample 0, value 32");
-    let tiled = "/model.onnx: graph node `x` uses the operator `Tile`, which synth-train never writes (it writes Add, Concat, Conv, Cos, Flatten, Gemm, LeakyRelu, Mul, ReduceSum, Reshape, Resize, Sigmoid, Sin, Slice, Softmax, Tanh); the graph was not written by synth-train, refusing it before any engine loads it".to_owned();
+    let tiled = format!(
+        "/model.onnx: graph node `x` uses the operator `Tile`, which synth-train never writes (it writes {}); the graph was not written by synth-train, refusing it before any engine loads it",
+        models::manifest::EXPORTED_OPS.join(", ")
+    );
     let ddpm_nan = ": the model's output `eps` is NaN for sample 0, value 5 at diffusion step t = 199; expected finite numbers, refusing its samples".to_owned();
     let cases = [
         ("wheat-gan", Doctored::Affine { width: 33, bias: nan_bias.clone() }, [nan.clone(), nan]),

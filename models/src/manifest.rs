@@ -20,6 +20,8 @@ pub const FORMAT_VERSION: u32 = 1;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const MODEL_FILE: &str = "model.onnx";
+/// Latent diffusion's second graph: the autoencoder's decoder, `z → x`.
+pub const DECODER_FILE: &str = "decoder.onnx";
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 /// The seal: the SHA-256 of every other file of the bundle, one digest over them, and an
 /// optional ed25519 signature of that digest (see `edge_runtime::bundle`).
@@ -37,10 +39,13 @@ pub const EXPORTED_OPS: &[&str] = &[
     "Concat",
     "Conv",
     "Cos",
+    "Div",
     "Flatten",
     "Gemm",
     "LeakyRelu",
+    "MatMul",
     "Mul",
+    "ReduceMean",
     "ReduceSum",
     "Reshape",
     "Resize",
@@ -48,14 +53,17 @@ pub const EXPORTED_OPS: &[&str] = &[
     "Sin",
     "Slice",
     "Softmax",
+    "Sqrt",
+    "Sub",
     "Tanh",
+    "Transpose",
 ];
 
 /// Operators a bundle's graph may use besides [`EXPORTED_OPS`]: synth-train does not write them,
 /// but they only pass values through or combine tensors that already exist, and hand-built test
 /// graphs use them. A `Constant`'s value counts against the constants' memory budget like an
 /// initialiser.
-pub const ACCEPTED_EXTRA_OPS: &[&str] = &["Constant", "Identity", "MatMul"];
+pub const ACCEPTED_EXTRA_OPS: &[&str] = &["Constant", "Identity"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,17 +71,30 @@ pub enum Family {
     Vae,
     Gan,
     Ddpm,
+    /// Latent diffusion (images only): an autoencoder, and a DDPM in its latent space.
+    Ldm,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Vae, Family::Gan, Family::Ddpm];
+    pub const ALL: [Family; 4] = [Family::Vae, Family::Gan, Family::Ddpm, Family::Ldm];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Vae => "vae",
             Family::Gan => "gan",
             Family::Ddpm => "ddpm",
+            Family::Ldm => "ldm",
         }
+    }
+
+    /// Whether the family samples by diffusion (and so needs a noise schedule).
+    pub fn is_diffusion(self) -> bool {
+        matches!(self, Family::Ddpm | Family::Ldm)
+    }
+
+    /// Whether the family can model `modality` (latent diffusion is for images).
+    pub fn supports(self, modality: Modality) -> bool {
+        self != Family::Ldm || modality == Modality::Image
     }
 }
 
@@ -91,8 +112,51 @@ impl std::str::FromStr for Family {
             "vae" => Ok(Family::Vae),
             "gan" => Ok(Family::Gan),
             "ddpm" => Ok(Family::Ddpm),
-            other => Err(Error::parameter("family", format!("`{other}`"), "one of vae, gan, ddpm")),
+            "ldm" => Ok(Family::Ldm),
+            other => {
+                Err(Error::parameter("family", format!("`{other}`"), "one of vae, gan, ddpm, ldm"))
+            }
         }
+    }
+}
+
+/// How large the networks are, chosen with `synth-train fit --size` and recorded in the
+/// manifest: `tiny` fits the CPU tests and the default study, `small` a laptop's afternoon,
+/// `base` a CUDA workstation (images of 64×64 and above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizePreset {
+    #[default]
+    Tiny,
+    Small,
+    Base,
+}
+
+impl SizePreset {
+    pub const ALL: [SizePreset; 3] = [SizePreset::Tiny, SizePreset::Small, SizePreset::Base];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SizePreset::Tiny => "tiny",
+            SizePreset::Small => "small",
+            SizePreset::Base => "base",
+        }
+    }
+}
+
+impl fmt::Display for SizePreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SizePreset {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        SizePreset::ALL.into_iter().find(|size| size.as_str() == text).ok_or_else(|| {
+            Error::parameter("size", format!("`{text}`"), "one of tiny, small, base")
+        })
     }
 }
 
@@ -153,6 +217,22 @@ pub struct GraphSpec {
     pub opset: i64,
 }
 
+/// Latent diffusion's latent space and decoder (`ldm` only). The denoiser (`graph`) works on
+/// standardised latents of width `dim`; `decoder.onnx` maps one back to an image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatentSpec {
+    pub dim: usize,
+    /// Per-dimension range of the train part's standardised latents: the sampler clips its
+    /// prediction of the clean latent to it, as it clips pixels to [-1, 1].
+    pub low: Vec<f32>,
+    pub high: Vec<f32>,
+    /// The decoder's inputs (`z [N, dim]`) and output (the image, as `graph.outputs` for the
+    /// other families).
+    pub decoder: GraphSpec,
+    /// SHA-256 (hex) of `decoder.onnx`, checked before the model is loaded.
+    pub decoder_sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     /// SHA-256 of the whole source dataset as parsed.
@@ -178,13 +258,24 @@ pub struct Provenance {
 pub struct Manifest {
     pub format_version: u32,
     pub family: Family,
+    /// The network size preset (`tiny` in bundles written before presets existed).
+    #[serde(default)]
+    pub size: SizePreset,
     pub modality: Modality,
     pub schema: Schema,
     /// The fitted transform, so samples decode exactly as the trainer encoded rows.
     pub transform: Encoder,
     pub graph: GraphSpec,
-    /// The diffusion schedule (`ddpm` only).
+    /// The diffusion schedule (`ddpm` and `ldm`).
     pub schedule: Option<NoiseSchedule>,
+    /// Classifier-free guidance scale `w` of a diffusion model trained with label dropout:
+    /// the sampler uses `ε̂ = (1 + w) ε̂(x, y) − w ε̂(x, ∅)`, where `∅` is the all-zero label.
+    /// `None` (or 0): the conditional prediction alone.
+    #[serde(default)]
+    pub guidance: Option<f64>,
+    /// Latent diffusion's latent space and decoder (`ldm` only).
+    #[serde(default)]
+    pub latent: Option<LatentSpec>,
     pub provenance: Provenance,
     /// SHA-256 (hex) of `model.onnx`, checked before the model is loaded.
     pub model_sha256: String,
@@ -268,15 +359,27 @@ impl Manifest {
         if let Err(err) = SplitSpec::new(split.seed, split.holdout, split.fraction) {
             return fail("provenance.split", format!("is out of range: {err}"));
         }
-        match (self.family, &self.schedule) {
-            (Family::Ddpm, Some(schedule)) => schedule.validate(source, "schedule")?,
-            (Family::Ddpm, None) | (Family::Vae | Family::Gan, Some(_)) => {
+        match (self.family.is_diffusion(), &self.schedule) {
+            (true, Some(schedule)) => schedule.validate(source, "schedule")?,
+            (true, None) | (false, Some(_)) => {
                 return fail(
                     "schedule",
-                    "a noise schedule is required for ddpm and only for ddpm".to_owned(),
+                    "a noise schedule is required for ddpm and ldm, and only for them".to_owned(),
                 );
             }
-            (Family::Vae | Family::Gan, None) => {}
+            (false, None) => {}
+        }
+        match self.guidance {
+            Some(_) if !self.family.is_diffusion() => {
+                return fail("guidance", "is only for ddpm and ldm".to_owned());
+            }
+            Some(scale) if !(0.0..=MAX_GUIDANCE).contains(&scale) => {
+                return fail("guidance", format!("is {scale}; expected 0 to {MAX_GUIDANCE}"));
+            }
+            _ => {}
+        }
+        if !self.family.supports(self.modality) {
+            return fail("family", format!("{} is for images only", self.family));
         }
         self.validate_graph(source)?;
         if self.model_sha256.len() != 64
@@ -366,40 +469,20 @@ impl Manifest {
     /// The graph's inputs and outputs have the shapes the sampler feeds and reads: `(z, y) → x`
     /// for VAE and GAN, `(x_t, t, y) → eps` for DDPM, the batch dimension symbolic.
     fn validate_graph(&self, source: &Source) -> Result<()> {
+        match (self.family, &self.latent) {
+            (Family::Ldm, Some(latent)) => return self.validate_latent(source, latent),
+            (Family::Ldm, None) => {
+                return Err(field_error(source, "latent", "is missing; it is required for ldm"));
+            }
+            (_, Some(_)) => {
+                return Err(field_error(source, "latent", "is only for ldm"));
+            }
+            (_, None) => {}
+        }
         let graph = &self.graph;
         let n_classes = self.n_classes();
-        if !(1..=MAX_OPSET).contains(&graph.opset) {
-            return Err(field_error(
-                source,
-                "graph.opset",
-                format!("is {}; expected 1 to {MAX_OPSET}", graph.opset),
-            ));
-        }
-        let [output] = graph.outputs.as_slice() else {
-            return Err(field_error(
-                source,
-                "graph.outputs",
-                format!("has {} entries; expected exactly one", graph.outputs.len()),
-            ));
-        };
-        let sample_dims = self.valid_sample_dims(&output.shape).ok_or_else(|| {
-            field_error(
-                source,
-                "graph.outputs[0].shape",
-                format!(
-                    "is {}; expected [N, {}]{}",
-                    describe_shape(&output.shape),
-                    self.transform.width(),
-                    match &self.transform {
-                        Encoder::Image(encoder) => format!(
-                            " or [N, {}, {}, {}]",
-                            encoder.shape.channels, encoder.shape.height, encoder.shape.width
-                        ),
-                        Encoder::Tabular(_) => String::new(),
-                    }
-                ),
-            )
-        })?;
+        let output = single_output(source, "graph", graph)?;
+        let sample_dims = self.sample_dims_of(source, "graph", output)?;
         let mut x_shape = vec![None];
         x_shape.extend(sample_dims.iter().map(|&dim| Some(dim)));
         let expected_inputs: Vec<Vec<Option<usize>>> = match self.family {
@@ -423,21 +506,115 @@ impl Manifest {
                 };
                 vec![vec![None, Some(latent)], vec![None, Some(n_classes)]]
             }
-            Family::Ddpm => {
+            Family::Ddpm | Family::Ldm => {
                 if let Some(latent) = graph.latent_dim {
                     return Err(field_error(
                         source,
                         "graph.latent_dim",
-                        format!("is {latent}; expected none for ddpm"),
+                        format!("is {latent}; expected none for {}", self.family),
                     ));
                 }
                 vec![x_shape, vec![None, Some(1)], vec![None, Some(n_classes)]]
             }
         };
+        self.check_inputs(source, "graph", graph, &expected_inputs)
+    }
+
+    /// Latent diffusion: the denoiser `(x_t [N, L], t, y) → eps [N, L]`, the decoder
+    /// `z [N, L] → x` with the image's shape, a clip range per latent dimension.
+    fn validate_latent(&self, source: &Source, latent: &LatentSpec) -> Result<()> {
+        let dim = latent.dim;
+        if !(1..=MAX_LATENT_DIM).contains(&dim) {
+            return Err(field_error(
+                source,
+                "latent.dim",
+                format!("is {dim}; expected 1 to {MAX_LATENT_DIM}"),
+            ));
+        }
+        for (field, values) in [("latent.low", &latent.low), ("latent.high", &latent.high)] {
+            if values.len() != dim {
+                return Err(field_error(
+                    source,
+                    field,
+                    format!("has {} entries; expected latent.dim = {dim}", values.len()),
+                ));
+            }
+        }
+        if let Some(idx) = (0..dim).find(|&idx| {
+            let (low, high) = (latent.low[idx], latent.high[idx]);
+            !(low.is_finite() && high.is_finite() && low < high && high - low <= MAX_LATENT_RANGE)
+        }) {
+            return Err(field_error(
+                source,
+                &format!("latent.low[{idx}]"),
+                format!(
+                    "and latent.high[{idx}] are {} and {}; expected finite numbers with low < high, at most {MAX_LATENT_RANGE} apart",
+                    latent.low[idx], latent.high[idx]
+                ),
+            ));
+        }
+        if latent.decoder_sha256.len() != 64
+            || !latent.decoder_sha256.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
+            return Err(field_error(
+                source,
+                "latent.decoder_sha256",
+                "is not a 64-digit hex SHA-256",
+            ));
+        }
+        let n_classes = self.n_classes();
+        let graph = &self.graph;
+        let output = single_output(source, "graph", graph)?;
+        if output.shape != [None, Some(dim)] || graph.latent_dim.is_some() {
+            return Err(field_error(
+                source,
+                "graph.outputs[0].shape",
+                format!(
+                    "is {}; expected [N, {dim}] (the latent noise prediction) and no graph.latent_dim",
+                    describe_shape(&output.shape)
+                ),
+            ));
+        }
+        let latent_shape = vec![None, Some(dim)];
+        self.check_inputs(
+            source,
+            "graph",
+            graph,
+            &[latent_shape.clone(), vec![None, Some(1)], vec![None, Some(n_classes)]],
+        )?;
+        let decoder = &latent.decoder;
+        let decoded = single_output(source, "latent.decoder", decoder)?;
+        self.sample_dims_of(source, "latent.decoder", decoded)?;
+        if decoder.latent_dim.is_some_and(|latent_dim| latent_dim != dim) {
+            return Err(field_error(
+                source,
+                "latent.decoder.latent_dim",
+                format!("differs from latent.dim ({dim})"),
+            ));
+        }
+        self.check_inputs(source, "latent.decoder", decoder, &[latent_shape])
+    }
+
+    /// The graph's inputs, in order, have the `expected` shapes; every input and output name
+    /// is unique; the opset is in range.
+    fn check_inputs(
+        &self,
+        source: &Source,
+        field: &str,
+        graph: &GraphSpec,
+        expected_inputs: &[Vec<Option<usize>>],
+    ) -> Result<()> {
+        if !(1..=MAX_OPSET).contains(&graph.opset) {
+            return Err(field_error(
+                source,
+                &format!("{field}.opset"),
+                format!("is {}; expected 1 to {MAX_OPSET}", graph.opset),
+            ));
+        }
         if graph.inputs.len() != expected_inputs.len() {
             return Err(field_error(
                 source,
-                "graph.inputs",
+                &format!("{field}.inputs"),
                 format!(
                     "has {} entries; expected {} for {}",
                     graph.inputs.len(),
@@ -448,15 +625,15 @@ impl Manifest {
         }
         validate_names(
             source,
-            "graph.inputs",
+            &format!("{field}.inputs"),
             graph.inputs.iter().chain(&graph.outputs).map(|spec| &spec.name),
             usize::MAX,
         )?;
-        for (idx, (input, expected)) in graph.inputs.iter().zip(&expected_inputs).enumerate() {
+        for (idx, (input, expected)) in graph.inputs.iter().zip(expected_inputs).enumerate() {
             if input.shape != *expected {
                 return Err(field_error(
                     source,
-                    &format!("graph.inputs[{idx}].shape"),
+                    &format!("{field}.inputs[{idx}].shape"),
                     format!(
                         "is {}; expected {} for {}",
                         describe_shape(&input.shape),
@@ -467,6 +644,33 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    /// The per-sample dimensions of a graph's output that is the sample itself.
+    fn sample_dims_of(
+        &self,
+        source: &Source,
+        field: &str,
+        output: &TensorSpec,
+    ) -> Result<Vec<usize>> {
+        self.valid_sample_dims(&output.shape).ok_or_else(|| {
+            field_error(
+                source,
+                &format!("{field}.outputs[0].shape"),
+                format!(
+                    "is {}; expected [N, {}]{}",
+                    describe_shape(&output.shape),
+                    self.transform.width(),
+                    match &self.transform {
+                        Encoder::Image(encoder) => format!(
+                            " or [N, {}, {}, {}]",
+                            encoder.shape.channels, encoder.shape.height, encoder.shape.width
+                        ),
+                        Encoder::Tabular(_) => String::new(),
+                    }
+                ),
+            )
+        })
     }
 
     /// The per-sample dimensions of `shape` (`[N, ...]`) when they fit the transform: `[width]`,
@@ -490,8 +694,13 @@ impl Manifest {
 
 /// The most classes a manifest may name.
 pub const MAX_CLASSES: usize = 65_536;
-/// The widest latent input a VAE or GAN manifest may declare.
+/// The widest latent input a VAE or GAN manifest may declare, and the widest latent space of
+/// latent diffusion.
 pub const MAX_LATENT_DIM: usize = 65_536;
+/// The largest classifier-free guidance scale a manifest may ask for.
+pub const MAX_GUIDANCE: f64 = 20.0;
+/// The widest clip range of one standardised latent dimension.
+pub const MAX_LATENT_RANGE: f32 = 1.0e4;
 /// The newest ONNX opset a manifest may name (ONNX is at 23 in 2025).
 pub const MAX_OPSET: i64 = 100;
 /// The longest class, column or category name, in bytes.
@@ -535,6 +744,18 @@ pub(crate) fn validate_names<'a>(
         }
     }
     Ok(())
+}
+
+/// The one output of a graph.
+fn single_output<'a>(source: &Source, field: &str, graph: &'a GraphSpec) -> Result<&'a TensorSpec> {
+    match graph.outputs.as_slice() {
+        [output] => Ok(output),
+        outputs => Err(field_error(
+            source,
+            &format!("{field}.outputs"),
+            format!("has {} entries; expected exactly one", outputs.len()),
+        )),
+    }
 }
 
 fn describe_shape(shape: &[Option<usize>]) -> String {

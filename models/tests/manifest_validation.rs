@@ -10,7 +10,7 @@
 use models::Manifest;
 use serde_json::{Value, json};
 
-const FIXTURES: [&str; 4] = ["wheat-vae", "wheat-gan", "wheat-ddpm", "digits-vae"];
+const FIXTURES: [&str; 5] = ["wheat-vae", "wheat-gan", "wheat-ddpm", "digits-vae", "digits-ldm"];
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../fixtures/bundles/{name}/manifest.json", env!("CARGO_MANIFEST_DIR"));
@@ -209,6 +209,74 @@ fn sizes_and_shapes_are_checked() {
         |m| m["transform"]["pixel_max"] = json!(0.0),
         "transform.pixel_max is 0; expected a number in (0, 65535]",
     );
+}
+
+/// Latent diffusion's section, classifier-free guidance and the size preset.
+#[test]
+fn latent_diffusion_guidance_and_size_are_checked() {
+    check("digits-ldm", |m| m["latent"] = Value::Null, "latent is missing; it is required for ldm");
+    check(
+        "digits-vae",
+        |m| m["latent"] = fixture("digits-ldm")["latent"].clone(),
+        "latent is only for ldm",
+    );
+    check(
+        "digits-ldm",
+        |m| m["latent"]["low"] = json!([0.0]),
+        "latent.low has 1 entries; expected latent.dim = 32",
+    );
+    check(
+        "digits-ldm",
+        |m| {
+            m["latent"]["low"][3] = json!(1.0);
+            m["latent"]["high"][3] = json!(1.0);
+        },
+        "latent.low[3] and latent.high[3] are 1 and 1; expected finite numbers with low < high, at most 10000 apart",
+    );
+    check(
+        "digits-ldm",
+        |m| m["latent"]["decoder_sha256"] = json!("00"),
+        "latent.decoder_sha256 is not a 64-digit hex SHA-256",
+    );
+    check(
+        "digits-ldm",
+        |m| m["latent"]["decoder"]["inputs"][0]["shape"] = json!([null, 33]),
+        "latent.decoder.inputs[0].shape is [N, 33]; expected [N, 32] for ldm",
+    );
+    check(
+        "digits-ldm",
+        |m| m["latent"]["decoder"]["outputs"][0]["shape"] = json!([null, 1, 8, 9]),
+        "latent.decoder.outputs[0].shape is [N, 1, 8, 9]; expected [N, 64] or [N, 1, 8, 8]",
+    );
+    check(
+        "digits-ldm",
+        |m| m["graph"]["outputs"][0]["shape"] = json!([null, 64]),
+        "graph.outputs[0].shape is [N, 64]; expected [N, 32] (the latent noise prediction) and no graph.latent_dim",
+    );
+    check(
+        "digits-ldm",
+        |m| m["schedule"] = Value::Null,
+        "schedule a noise schedule is required for ddpm and ldm, and only for them",
+    );
+    check("digits-ldm", |m| m["guidance"] = json!(1e9), "guidance is 1000000000; expected 0 to 20");
+    check("digits-ldm", |m| m["guidance"] = json!(-1.0), "guidance is -1; expected 0 to 20");
+    check("wheat-gan", |m| m["guidance"] = json!(1.0), "guidance is only for ddpm and ldm");
+    check("wheat-ddpm", |m| m["family"] = json!("ldm"), "family ldm is for images only");
+    // The size preset is one of three names; bundles from before presets read as tiny.
+    let err = Manifest::from_json(
+        &{
+            let mut m = fixture("digits-ldm");
+            m["size"] = json!("huge");
+            m.to_string()
+        },
+        "digits-ldm.json",
+    )
+    .unwrap_err();
+    assert_eq!(err.to_string(), "digits-ldm.json: invalid manifest");
+    let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("unknown variant `huge`"), "{cause}");
+    let old = Manifest::from_json(&fixture("wheat-vae").to_string(), "wheat-vae.json").unwrap();
+    assert_eq!(old.size, models::manifest::SizePreset::Tiny);
 }
 
 #[test]

@@ -17,7 +17,9 @@ use edge_runtime::bundle::{Bundle, Trust};
 use edge_runtime::engine::EngineKind;
 use edge_runtime::keys::SecretKey;
 use edge_runtime::sampler::{ClassChoice, Generator, SampleSettings, SamplerKind};
-use models::manifest::{MANIFEST_FILE, MODEL_FILE, Manifest, SEAL_FILE, WEIGHTS_FILE};
+use models::manifest::{
+    DECODER_FILE, MANIFEST_FILE, MODEL_FILE, Manifest, SEAL_FILE, WEIGHTS_FILE,
+};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -86,16 +88,31 @@ impl Staging {
         mut self,
         mut manifest: Manifest,
         onnx: &[u8],
+        decoder: Option<&[u8]>,
         weights: &HashMap<String, Tensor>,
         sign_key: Option<&SecretKey>,
     ) -> Result<Manifest> {
         let dir = self.path()?.to_owned();
         manifest.model_sha256 = hex::encode(Sha256::digest(onnx));
         write_synced(&dir.join(MODEL_FILE), onnx)?;
+        let mut files = vec![MODEL_FILE, MANIFEST_FILE, WEIGHTS_FILE];
+        match (decoder, manifest.latent.as_mut()) {
+            (Some(decoder), Some(latent)) => {
+                latent.decoder_sha256 = hex::encode(Sha256::digest(decoder));
+                write_synced(&dir.join(DECODER_FILE), decoder)?;
+                files.push(DECODER_FILE);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(Error::Internal(
+                    "a decoder graph goes with a latent section, and only with one".to_owned(),
+                ));
+            }
+        }
         write_synced(&dir.join(MANIFEST_FILE), manifest.to_json().as_bytes())?;
         let weights_path = dir.join(WEIGHTS_FILE);
         candle_core::safetensors::save(weights, &weights_path)?;
-        for file in [MODEL_FILE, MANIFEST_FILE, WEIGHTS_FILE] {
+        for file in files {
             edge_runtime::data::make_readable(&dir.join(file))?;
         }
         edge_runtime::data::make_readable(&dir)?;
@@ -165,7 +182,7 @@ fn check_replaceable(out: &Path) -> Result<()> {
     for entry in fs::read_dir(out).map_err(|err| Error::io(out, err))? {
         let entry = entry.map_err(|err| Error::io(out, err))?;
         let name = entry.file_name();
-        let is_bundle_file = [MANIFEST_FILE, MODEL_FILE, WEIGHTS_FILE, SEAL_FILE]
+        let is_bundle_file = [MANIFEST_FILE, MODEL_FILE, DECODER_FILE, WEIGHTS_FILE, SEAL_FILE]
             .iter()
             .any(|file| name.as_os_str() == *file)
             && entry.file_type().is_ok_and(|kind| kind.is_file());

@@ -26,6 +26,9 @@ pub struct CellParams {
     pub holdout: f64,
     pub n_synthetic: usize,
     pub budget: Budget,
+    /// The network size preset (`tiny` in logbooks from before presets).
+    #[serde(default)]
+    pub size: models::manifest::SizePreset,
     pub device: String,
     /// Paths relative to the study folder: the model bundle, and the synthetic rows (CSV) or
     /// sample grid (PNG) the cell was judged on.

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use edge_runtime::cli::{MAX_SAMPLES, count_in};
 use edge_runtime::data::DataOptions;
 use edge_runtime::metrics::intervals::MAX_REPLICATES;
-use models::manifest::Family;
+use models::manifest::{Family, SizePreset};
 use models::split::SplitSpec;
 use models::table::ColumnKind;
 use models::{ImageShape, MissingPolicy};
@@ -57,13 +57,14 @@ pub struct ReportArgs {
 #[derive(Debug, Args)]
 pub struct StudyArgs {
     /// A dataset of the grid (repeat for several; default: breast_cancer.csv, wheat_splitsplit.csv
-    /// and digits.csv from fixtures/). Its schema file supplies the label unless --label does.
+    /// and digits.csv from fixtures/, and with --budget full the nuclei32 image folder). Its
+    /// schema file supplies the label unless --label does.
     #[arg(long)]
     pub data: Vec<PathBuf>,
     /// The label column of each --data, in order.
     #[arg(long)]
     pub label: Vec<String>,
-    #[arg(long, value_delimiter = ',', default_value = "vae,gan,ddpm", value_parser = parse_family)]
+    #[arg(long, value_delimiter = ',', default_value = "vae,gan,ddpm,ldm", value_parser = parse_family)]
     pub families: Vec<Family>,
     /// Scarcity fractions, each in (0, 1]; at most 32 of them.
     #[arg(
@@ -83,10 +84,14 @@ pub struct StudyArgs {
     /// Share of each class held out, in (0, 1).
     #[arg(long, default_value_t = 0.2, value_parser = parse_holdout)]
     pub holdout: f64,
-    /// Training per cell: quick (a third of fit's default steps for tables, the defaults for
-    /// images) or full (fit's defaults everywhere).
+    /// Training per cell: quick (a third of fit's default steps) or full (fit's defaults; with
+    /// --device cuda also the base networks).
     #[arg(long, default_value = "quick", value_parser = crate::commands::study::parse_budget)]
     pub budget: crate::study::Budget,
+    /// Network size of every cell: tiny, small or base (default: base for --budget full on
+    /// CUDA, tiny otherwise).
+    #[arg(long, value_parser = parse_size)]
+    pub size: Option<SizePreset>,
     /// Epochs for every cell (overrides --budget), 1 to 1,000,000.
     #[arg(long, value_parser = count_in::<1, MAX_EPOCHS>)]
     pub epochs: Option<usize>,
@@ -116,6 +121,10 @@ pub struct FitArgs {
     pub label: Option<String>,
     #[arg(long, value_parser = parse_family)]
     pub family: Family,
+    /// Network size: tiny (CPU tests, the default study), small, or base (a CUDA workstation,
+    /// images of 64×64 and above). Recorded in the manifest.
+    #[arg(long, default_value = "tiny", value_parser = parse_size)]
+    pub size: SizePreset,
     /// The bundle folder to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -176,6 +185,7 @@ impl FitArgs {
                     .then(|| self.expect_columns.clone()),
             },
             family: self.family,
+            size: self.size,
             split: SplitSpec::new(self.seed, self.holdout, self.fraction)?,
             train_seed: self.train_seed.unwrap_or(self.seed),
             epochs: self.epochs,
@@ -194,6 +204,7 @@ impl FitArgs {
             data: settings.data.clone(),
             label: options.label.clone(),
             family: settings.family,
+            size: settings.size,
             out: settings.out.clone(),
             fraction: settings.split.fraction,
             holdout: settings.split.holdout,
@@ -227,6 +238,7 @@ impl FitArgs {
             flag("label", label.clone());
         }
         flag("family", self.family.as_str().to_owned());
+        flag("size", self.size.as_str().to_owned());
         flag("fraction", self.fraction.to_string());
         flag("holdout", self.holdout.to_string());
         flag("seed", self.seed.to_string());
@@ -334,6 +346,10 @@ fn parse_family(text: &str) -> Result<Family, String> {
     text.parse().map_err(|err: models::Error| err.to_string())
 }
 
+fn parse_size(text: &str) -> Result<SizePreset, String> {
+    text.parse().map_err(|err: models::Error| err.to_string())
+}
+
 fn parse_device(text: &str) -> Result<DeviceChoice, String> {
     text.parse().map_err(|err: crate::Error| err.to_string())
 }
@@ -378,6 +394,7 @@ mod tests {
             data: PathBuf::from("fixtures/wheat_splitsplit.csv"),
             data_options: DataOptions::default(),
             family: Family::Vae,
+            size: SizePreset::Tiny,
             split: SplitSpec::new(0, 0.2, 1.0).unwrap(),
             train_seed: 0,
             epochs: None,
@@ -402,6 +419,7 @@ mod tests {
                 expect_header: Some(vec!["a, b".to_owned(), "-diagnosis".to_owned()]),
             },
             family: Family::Ddpm,
+            size: SizePreset::Base,
             split: SplitSpec::new(7, 0.1 + 0.2, 1.0 / 3.0).unwrap(),
             train_seed: 11,
             epochs: Some(40),
@@ -417,6 +435,7 @@ mod tests {
                 ..DataOptions::default()
             },
             family: Family::Gan,
+            size: SizePreset::Small,
             ..plain
         });
     }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use edge_runtime::data::{DataOptions, read_dataset};
 use models::manifest::{
-    FORMAT_VERSION, Family, GraphSpec, Manifest, Provenance, Schema, SchemaColumn, SchemaKind,
-    TensorSpec,
+    FORMAT_VERSION, Family, GraphSpec, LatentSpec, Manifest, Provenance, Schema, SchemaColumn,
+    SchemaKind, SizePreset, TensorSpec,
 };
 use models::split::{Partition, SplitSpec, partition};
 use models::transform::{Encoder, one_hot};
@@ -29,6 +29,8 @@ pub struct FitSettings {
     pub data: PathBuf,
     pub data_options: DataOptions,
     pub family: Family,
+    /// The network size preset (recorded in the manifest).
+    pub size: SizePreset,
     pub split: SplitSpec,
     /// Seed of initialisation, batching and training noise (the CLI uses the split seed).
     pub train_seed: u64,
@@ -126,11 +128,12 @@ pub fn fit(settings: &FitSettings, observer: &mut dyn FitObserver) -> Result<Fit
     let dataset = read_dataset(&settings.data, &settings.data_options)?;
     let prepared = prepare(dataset, &settings.split)?;
 
-    let mut hyper = Hyper::defaults(settings.family, &prepared.data.spec, prepared.data.n_rows);
+    let mut hyper =
+        Hyper::defaults(settings.family, settings.size, &prepared.data.spec, prepared.data.n_rows);
     if let Some(epochs) = settings.epochs {
         hyper.epochs = epochs;
     }
-    observer.start(hyper.epochs);
+    observer.start(crate::train::epochs_in_all(settings.family, hyper.epochs));
     let started = Instant::now();
     let trained = train(
         settings.family,
@@ -147,12 +150,32 @@ pub fn fit(settings: &FitSettings, observer: &mut dyn FitObserver) -> Result<Fit
         &trained.params.to_host()?,
         &format!("fieldsynth-{}", settings.family),
     )?;
+    let decoder_bytes = trained
+        .latent
+        .as_ref()
+        .map(|latent| {
+            onnx::export(
+                &latent.decoder,
+                &latent.decoder_params.to_host()?,
+                "fieldsynth-ldm-decoder",
+            )
+        })
+        .transpose()?;
     let manifest = manifest(settings, &prepared, &trained, &hyper, wall_time_s);
     let mut weights = trained.params.named_tensors(generator_role(settings.family));
     if let Some((_, companion)) = &trained.companion {
         weights.extend(companion.named_tensors(companion_role(settings.family)));
     }
-    let manifest = staging.commit(manifest, &onnx_bytes, &weights, sign_key.as_ref())?;
+    if let Some(latent) = &trained.latent {
+        weights.extend(latent.decoder_params.named_tensors("decoder"));
+    }
+    let manifest = staging.commit(
+        manifest,
+        &onnx_bytes,
+        decoder_bytes.as_deref(),
+        &weights,
+        sign_key.as_ref(),
+    )?;
     Ok(FitOutcome { manifest, history: trained.history, hyper, wall_time_s })
 }
 
@@ -160,14 +183,14 @@ fn generator_role(family: Family) -> &'static str {
     match family {
         Family::Vae => "decoder",
         Family::Gan => "generator",
-        Family::Ddpm => "denoiser",
+        Family::Ddpm | Family::Ldm => "denoiser",
     }
 }
 
 fn companion_role(family: Family) -> &'static str {
     match family {
-        Family::Vae => "encoder",
-        _ => "discriminator",
+        Family::Vae | Family::Ldm => "encoder",
+        Family::Gan | Family::Ddpm => "discriminator",
     }
 }
 
@@ -253,15 +276,25 @@ fn manifest(
         Dataset::Table(table) => table.missing,
         Dataset::Images(_) => models::MissingPolicy::Refuse,
     };
-    let latent_dim = (settings.family != Family::Ddpm).then_some(hyper.widths.latent_dim);
+    let latent_dim = (!settings.family.is_diffusion()).then_some(hyper.widths.latent_dim);
+    let latent = trained.latent.as_ref().map(|latent| LatentSpec {
+        dim: hyper.widths.latent_dim,
+        low: latent.low.clone(),
+        high: latent.high.clone(),
+        decoder: graph_spec(&latent.decoder, None),
+        decoder_sha256: String::new(),
+    });
     Manifest {
         format_version: FORMAT_VERSION,
         family: settings.family,
+        size: settings.size,
         modality: dataset.modality(),
         schema: schema(dataset, missing),
         transform: prepared.encoder.clone(),
         graph: graph_spec(&trained.graph, latent_dim),
         schedule: trained.schedule,
+        guidance: hyper.guidance.filter(|_| settings.family.is_diffusion()),
+        latent,
         provenance: Provenance {
             dataset_fingerprint: dataset.fingerprint().to_owned(),
             dataset_name: file_name(&settings.data),
@@ -284,7 +317,10 @@ fn manifest(
                 (Family::Gan, _) =>
                     "conditional GAN generator (hinge loss, spectrally normalised critic)",
                 (Family::Ddpm, Modality::Tabular) => "conditional DDPM denoiser, MLP",
-                (Family::Ddpm, Modality::Image) => "conditional DDPM denoiser",
+                (Family::Ddpm, Modality::Image) =>
+                    "conditional DDPM denoiser, classifier-free guidance",
+                (Family::Ldm, _) =>
+                    "conditional latent DDPM denoiser (MLP, classifier-free guidance) and autoencoder decoder",
             },
             trained.graph.n_parameters(),
             hyper.widths.describe(&prepared.data.spec)

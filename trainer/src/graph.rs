@@ -3,10 +3,27 @@
 //! The same [`Graph`] value is interpreted by candle for training ([`crate::exec`]) and written
 //! as an ONNX `ModelProto` for the edge ([`crate::onnx`]), so the exported graph cannot drift from
 //! the trained one. Shapes are per sample; the batch dimension is implicit (symbolic `N` in ONNX).
-//! Parameters of a node `p` are `p.weight` and `p.bias`:
-//! - `Linear`: weight `[out, in]`, bias `[out]` (PyTorch's and candle's layout; ONNX `Gemm` with
-//!   `transB = 1`);
-//! - `Conv2d`: weight `[out_c, in_c, k, k]`, bias `[out_c]` (ONNX `Conv` as it is).
+//! Parameters of a node `p`:
+//! - `Linear`: `p.weight` `[out, in]`, `p.bias` `[out]` (PyTorch's and candle's layout; ONNX
+//!   `Gemm` with `transB = 1`);
+//! - `Conv2d`: `p.weight` `[out_c, in_c, k, k]`, `p.bias` `[out_c]` (ONNX `Conv` as it is);
+//! - `GroupNorm`: `p.scale` `[C]` (initialised to 1) and `p.shift` `[C]` (initialised to 0). They
+//!   are not called `weight`/`bias` so that weight transforms (spectral normalisation) and weight
+//!   decay that select `*.weight` leave them alone.
+
+/// Epsilon of [`Op::GroupNorm`] (PyTorch's and ONNX's default).
+pub const GROUP_NORM_EPS: f64 = 1e-5;
+
+/// How a parameter starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Uniform in `±1/√fan_in` (PyTorch's default for `Linear` and `Conv2d`).
+    Uniform {
+        fan_in: usize,
+    },
+    Ones,
+    Zeros,
+}
 
 /// One operation. Inputs are the names of earlier nodes or graph inputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +53,25 @@ pub enum Op {
     Concat,
     /// Elementwise sum of two inputs, the second broadcast (e.g. `[N, C, 1, 1]` onto `[N, C, H, W]`).
     Add,
-    /// Elementwise product of two inputs of one shape.
+    /// Elementwise product of two inputs, the second broadcast like [`Op::Add`]'s.
     Mul,
+    /// `x · factor` for a constant `factor`.
+    Scale {
+        factor: f32,
+    },
+    /// Group normalisation of `[N, C, H, W]` (Wu & He 2018): each sample's channels in `groups`
+    /// groups of `C / groups`, each group normalised to zero mean and unit variance (biased,
+    /// `eps = 1e-5`), then `· scale[c] + shift[c]`.
+    GroupNorm {
+        groups: usize,
+        channels: usize,
+    },
+    /// Batched matrix product `[N, a, b] × [N, b, c] → [N, a, c]`.
+    MatMul,
+    /// `[N, a, b] → [N, b, a]`.
+    Transpose,
+    /// Softmax over the last axis.
+    Softmax,
     /// `[N, F] → [N, 1]`: the sum of each row.
     RowSum,
     /// Reshape each sample to `dims` (batch kept).
@@ -58,23 +92,36 @@ pub enum Op {
 }
 
 impl Op {
-    /// Whether the node owns `weight` and `bias` parameters.
+    /// Whether the node owns parameters (`weight` and `bias`, or `scale` and `shift`).
     pub fn has_params(&self) -> bool {
-        matches!(self, Op::Linear { .. } | Op::Conv2d { .. })
+        matches!(self, Op::Linear { .. } | Op::Conv2d { .. } | Op::GroupNorm { .. })
     }
 
-    /// Shapes of the node's weight and bias.
+    /// Shapes of the node's two parameters (weight and bias, or scale and shift).
     pub fn param_shapes(&self) -> Option<(Vec<usize>, Vec<usize>)> {
         match *self {
             Op::Linear { in_dim, out_dim } => Some((vec![out_dim, in_dim], vec![out_dim])),
             Op::Conv2d { in_channels, out_channels, kernel, .. } => {
                 Some((vec![out_channels, in_channels, kernel, kernel], vec![out_channels]))
             }
+            Op::GroupNorm { channels, .. } => Some((vec![channels], vec![channels])),
             _ => None,
         }
     }
 
-    /// Fan-in of the weight, for initialisation.
+    /// Names (suffixes after `node.`) and initialisations of the node's two parameters.
+    pub fn param_kinds(&self) -> Option<[(&'static str, Init); 2]> {
+        match self {
+            Op::Linear { .. } | Op::Conv2d { .. } => {
+                let init = Init::Uniform { fan_in: self.fan_in() };
+                Some([("weight", init), ("bias", init)])
+            }
+            Op::GroupNorm { .. } => Some([("scale", Init::Ones), ("shift", Init::Zeros)]),
+            _ => None,
+        }
+    }
+
+    /// Fan-in of the weight, for initialisation (0 for nodes not initialised by fan-in).
     pub fn fan_in(&self) -> usize {
         match *self {
             Op::Linear { in_dim, .. } => in_dim,
@@ -161,6 +208,31 @@ impl GraphBuilder {
         )
     }
 
+    /// A 1×1 convolution (no padding).
+    pub fn conv1x1(
+        &mut self,
+        name: &str,
+        input: &str,
+        in_channels: usize,
+        out_channels: usize,
+    ) -> String {
+        self.node(
+            name,
+            Op::Conv2d { in_channels, out_channels, kernel: 1, stride: 1, padding: 0 },
+            &[input],
+        )
+    }
+
+    pub fn group_norm(
+        &mut self,
+        name: &str,
+        input: &str,
+        groups: usize,
+        channels: usize,
+    ) -> String {
+        self.node(name, Op::GroupNorm { groups, channels }, &[input])
+    }
+
     pub fn finish(self, outputs: &[(&str, &[usize])]) -> Graph {
         Graph {
             inputs: self.inputs,
@@ -174,17 +246,21 @@ impl GraphBuilder {
 }
 
 impl Graph {
-    /// Names and shapes of every parameter, in node order (weight, then bias).
-    pub fn parameters(&self) -> Vec<(String, Vec<usize>, usize)> {
+    /// Names, shapes and initialisations of every parameter, in node order (weight then bias,
+    /// or scale then shift).
+    pub fn parameters(&self) -> Vec<(String, Vec<usize>, Init)> {
         self.nodes
             .iter()
-            .filter_map(|node| node.op.param_shapes().map(|shapes| (node, shapes)))
-            .flat_map(|(node, (weight, bias))| {
-                let fan_in = node.op.fan_in();
-                [
-                    (format!("{}.weight", node.name), weight, fan_in),
-                    (format!("{}.bias", node.name), bias, fan_in),
-                ]
+            .filter_map(|node| {
+                let (first, second) = node.op.param_shapes()?;
+                let kinds = node.op.param_kinds()?;
+                Some((node, [first, second], kinds))
+            })
+            .flat_map(|(node, shapes, kinds)| {
+                shapes
+                    .into_iter()
+                    .zip(kinds)
+                    .map(|(shape, (suffix, init))| (format!("{}.{suffix}", node.name), shape, init))
             })
             .collect()
     }

@@ -8,6 +8,8 @@
 //! [`bundle::Staging::commit`] (atomic bundle folder). A study logs each cell ([`cell`]) to its
 //! logbook; [`report::write_report`] turns that logbook into report.html and report.md.
 
+pub mod augment;
+pub mod blocks;
 pub mod bundle;
 pub mod cell;
 pub mod cli;

@@ -12,6 +12,16 @@
 //! | `Upsample2x` | `Resize(x, "", scales = [1, 1, 2, 2])`, nearest, asymmetric, floor |
 //! | `Silu` | `Mul(x, Sigmoid(x))` |
 //! | `TimestepEmbedding` | `Concat(Sin(Mul(t, f)), Cos(Mul(t, f)))` |
+//! | `Scale` | `Mul(x, factor)` |
+//! | `GroupNorm` | see below |
+//! | `MatMul`, `Transpose`, `Softmax` | `MatMul`, `Transpose(perm = [0, 2, 1])`, `Softmax(axis = -1)` |
+//!
+//! `GroupNorm` is written without reshaping `x` (the edge refuses `Shape`, and the node does not
+//! know `H × W`): per-channel means `ReduceMean(x, [2, 3])` `[N, C, 1, 1]` become per-group means
+//! through a fixed 1×1 `Conv` that averages the channels of each group (every channel has the
+//! same `H · W` values, so the mean of means is the group mean); the same for the variance of the
+//! centred values; then `(x − μ) / Sqrt(σ² + eps) · scale + shift` with the affine reshaped to
+//! `[C, 1, 1]`.
 //! | `BlockSoftmax` | `Concat` of `Slice`s, `Softmax` on categorical blocks |
 //!
 //! The bytes depend only on the graph and the parameter values: the same training run gives the
@@ -28,7 +38,7 @@ use tract_onnx::pb::{
 
 use crate::error::{Error, Result};
 use crate::exec::timestep_frequencies;
-use crate::graph::{Graph, Op};
+use crate::graph::{GROUP_NORM_EPS, Graph, Op};
 use crate::params::HostParam;
 
 pub const OPSET: i64 = 17;
@@ -142,6 +152,17 @@ impl Writer {
             Op::Concat => self.emit("Concat", name, &args, name, vec![int_attr("axis", 1)]),
             Op::Add => self.emit("Add", name, &args, name, vec![]),
             Op::Mul => self.emit("Mul", name, &args, name, vec![]),
+            Op::Scale { factor } => {
+                let factor_name = format!("{name}/factor");
+                self.initializers.push(float_tensor(&factor_name, &[1], &[*factor]));
+                self.emit("Mul", name, &[x, &factor_name], name, vec![]);
+            }
+            Op::GroupNorm { groups, channels } => self.group_norm(name, x, *groups, *channels)?,
+            Op::MatMul => self.emit("MatMul", name, &args, name, vec![]),
+            Op::Transpose => {
+                self.emit("Transpose", name, &[x], name, vec![ints_attr("perm", &[0, 2, 1])])
+            }
+            Op::Softmax => self.emit("Softmax", name, &[x], name, vec![int_attr("axis", -1)]),
             Op::RowSum => {
                 let axes = format!("{name}/axes");
                 self.initializers.push(int64_tensor(&axes, &[1]));
@@ -198,6 +219,69 @@ impl Writer {
                 self.emit("Concat", name, &parts, name, vec![int_attr("axis", 1)]);
             }
         }
+        Ok(())
+    }
+}
+
+impl Writer {
+    fn has_initializer(&self, name: &str) -> bool {
+        self.initializers.iter().any(|tensor| tensor.name == name)
+    }
+
+    /// See the module documentation.
+    fn group_norm(&mut self, name: &str, x: &str, groups: usize, channels: usize) -> Result<()> {
+        if groups == 0 || !channels.is_multiple_of(groups) {
+            return Err(Error::Internal(format!(
+                "group norm `{name}`: {channels} channels do not split into {groups} groups"
+            )));
+        }
+        // Shared by every group norm of the same geometry: one constant each.
+        let averager = format!("group_norm/average_{groups}x{channels}");
+        if !self.has_initializer(&averager) {
+            let per_group = channels / groups;
+            let mut weights = vec![0.0_f32; channels * channels];
+            for out in 0..channels {
+                for inp in 0..channels {
+                    if out / per_group == inp / per_group {
+                        weights[out * channels + inp] = 1.0 / per_group as f32;
+                    }
+                }
+            }
+            self.initializers.push(float_tensor(&averager, &[channels, channels, 1, 1], &weights));
+        }
+        let affine_shape = format!("group_norm/affine_shape_{channels}");
+        if !self.has_initializer(&affine_shape) {
+            self.initializers.push(int64_tensor(&affine_shape, &[channels as i64, 1, 1]));
+        }
+        let eps = "group_norm/eps".to_owned();
+        if !self.has_initializer(&eps) {
+            self.initializers.push(float_tensor(&eps, &[1], &[GROUP_NORM_EPS as f32]));
+        }
+        let spatial_axes = || vec![ints_attr("axes", &[2, 3]), int_attr("keepdims", 1)];
+        let one_by_one = || vec![ints_attr("kernel_shape", &[1, 1])];
+        let name_of = |part: &str| format!("{name}/{part}");
+        let (channel_mean, mean) = (name_of("channel_mean"), name_of("mean"));
+        self.emit("ReduceMean", &channel_mean, &[x], &channel_mean, spatial_axes());
+        self.emit("Conv", &mean, &[&channel_mean, &averager], &mean, one_by_one());
+        let centred = name_of("centred");
+        self.emit("Sub", &centred, &[x, &mean], &centred, vec![]);
+        let (squared, channel_var, var) =
+            (name_of("squared"), name_of("channel_var"), name_of("var"));
+        self.emit("Mul", &squared, &[&centred, &centred], &squared, vec![]);
+        self.emit("ReduceMean", &channel_var, &[&squared], &channel_var, spatial_axes());
+        self.emit("Conv", &var, &[&channel_var, &averager], &var, one_by_one());
+        let (var_eps, std) = (name_of("var_eps"), name_of("std"));
+        self.emit("Add", &var_eps, &[&var, &eps], &var_eps, vec![]);
+        self.emit("Sqrt", &std, &[&var_eps], &std, vec![]);
+        let normalised = name_of("normalised");
+        self.emit("Div", &normalised, &[&centred, &std], &normalised, vec![]);
+        let (scale, shift) = (name_of("scale"), name_of("shift"));
+        let (scale_param, shift_param) = (format!("{name}.scale"), format!("{name}.shift"));
+        self.emit("Reshape", &scale, &[&scale_param, &affine_shape], &scale, vec![]);
+        self.emit("Reshape", &shift, &[&shift_param, &affine_shape], &shift, vec![]);
+        let scaled = name_of("scaled");
+        self.emit("Mul", &scaled, &[&normalised, &scale], &scaled, vec![]);
+        self.emit("Add", name, &[&scaled, &shift], name, vec![]);
         Ok(())
     }
 }
@@ -301,6 +385,11 @@ mod tests {
             Op::Concat,
             Op::Add,
             Op::Mul,
+            Op::Scale { factor: 0.5 },
+            Op::GroupNorm { groups: 2, channels: 4 },
+            Op::MatMul,
+            Op::Transpose,
+            Op::Softmax,
             Op::RowSum,
             Op::Reshape { dims: vec![2, 2] },
             Op::Flatten,
@@ -325,6 +414,11 @@ mod tests {
             Op::Flatten => 11,
             Op::TimestepEmbedding { .. } => 12,
             Op::BlockSoftmax { .. } => 13,
+            Op::Scale { .. } => 14,
+            Op::GroupNorm { .. } => 15,
+            Op::MatMul => 16,
+            Op::Transpose => 17,
+            Op::Softmax => 18,
         }
     }
 
@@ -337,7 +431,7 @@ mod tests {
         let ops = one_of_each_op();
         let mut seen: Vec<usize> = ops.iter().map(variant).collect();
         seen.sort_unstable();
-        assert_eq!(seen, (0..14).collect::<Vec<_>>(), "one of each op, each once");
+        assert_eq!(seen, (0..19).collect::<Vec<_>>(), "one of each op, each once");
         let mut writer = Writer::default();
         for (idx, op) in ops.iter().enumerate() {
             writer.node(&format!("n{idx}"), op, &["a".to_owned(), "b".to_owned()]).unwrap();
@@ -345,19 +439,29 @@ mod tests {
         let mut written = op_types(&writer.nodes);
 
         // And the networks of each family, on a table and on images (convolutional).
-        let widths = Widths { hidden: 8, latent_dim: 4, channels: 4, time_dim: 8 };
+        let widths = Widths {
+            hidden: 8,
+            latent_dim: 4,
+            channels: 4,
+            time_dim: 8,
+            channel_mult: &[1, 2],
+            res_blocks: 1,
+            groups: 2,
+        };
         let table = DataSpec { width: 5, n_classes: 2, blocks: Vec::new(), image: None };
-        let image = DataSpec {
-            width: 64,
+        let image = |side: usize| DataSpec {
+            width: side * side,
             n_classes: 10,
             blocks: Vec::new(),
-            image: Some(ImageShape { channels: 1, height: 8, width: 8 }),
+            image: Some(ImageShape { channels: 1, height: side, width: side }),
         };
-        for spec in [&table, &image] {
+        // 16×16: the U-Net's lowest level is 8×8, so it has self-attention.
+        for spec in [&table, &image(8), &image(16)] {
             for graph in [
                 nets::generator(spec, &widths, false),
                 nets::generator(spec, &widths, true),
                 nets::denoiser(spec, &widths),
+                nets::ae_decoder(spec, &widths),
             ] {
                 let proto = model_proto(&graph, &[], "g").unwrap();
                 assert_eq!(proto.opset_import.len(), 1);

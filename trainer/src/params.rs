@@ -3,7 +3,7 @@
 //!
 //! Initialisation follows PyTorch's default for `Linear` and `Conv2d`: weight and bias uniform in
 //! `±1/√fan_in`, drawn from the stream `(seed, "init/<graph>/<param>")`, so the same seed gives
-//! the same starting point on any device.
+//! the same starting point on any device. Group-norm scales start at 1 and shifts at 0 (no draw).
 
 use std::collections::HashMap;
 
@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor, Var};
 use rand::RngExt;
 
 use crate::error::Result;
-use crate::graph::Graph;
+use crate::graph::{Graph, Init};
 
 #[derive(Debug)]
 pub struct Params {
@@ -31,11 +31,17 @@ impl Params {
     pub fn init(graph: &Graph, graph_name: &str, seed: u64, device: &Device) -> Result<Params> {
         let mut names = Vec::new();
         let mut vars = HashMap::new();
-        for (name, shape, fan_in) in graph.parameters() {
-            let mut rng = models::rng::stream(seed, &format!("init/{graph_name}/{name}"));
-            let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+        for (name, shape, init) in graph.parameters() {
             let n_values: usize = shape.iter().product();
-            let values: Vec<f32> = (0..n_values).map(|_| rng.random_range(-bound..bound)).collect();
+            let values: Vec<f32> = match init {
+                Init::Uniform { fan_in } => {
+                    let mut rng = models::rng::stream(seed, &format!("init/{graph_name}/{name}"));
+                    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+                    (0..n_values).map(|_| rng.random_range(-bound..bound)).collect()
+                }
+                Init::Ones => vec![1.0; n_values],
+                Init::Zeros => vec![0.0; n_values],
+            };
             let var = Var::from_tensor(&Tensor::from_vec(values, shape.as_slice(), device)?)?;
             names.push(name.clone());
             vars.insert(name, var);

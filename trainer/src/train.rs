@@ -9,8 +9,17 @@
 //!   GANs collapse; the spectral norm bounds the critic's Lipschitz constant, and the hinge loss
 //!   stops rewarding an over-confident critic. Because adversarial losses do not measure
 //!   progress, each epoch also records the gap between generated and real feature moments.
+//!   On images the critic sees every real and generated batch through DiffAugment
+//!   ([`crate::augment`]), and also classifies the real images (an auxiliary head, Odena et al.
+//!   2017) while the generator is rewarded for images the head takes for the requested class:
+//!   the projection alone let samples drift to other classes.
 //! - DDPM: `x_t = √ᾱ_t x₀ + √(1 − ᾱ_t) ε`, the network predicts `ε` (mean squared error), `t`
-//!   uniform over the schedule's steps.
+//!   uniform over the schedule's steps. On images the label is dropped (all-zero) for a tenth
+//!   of the samples, so the same network also predicts without a class, for classifier-free
+//!   guidance at sampling time (Ho & Salimans 2022).
+//! - LDM: an autoencoder (a β-VAE with a small KL weight) on the images, then a DDPM on its
+//!   standardised latent means; the bundle holds the denoiser and the decoder, the decoder
+//!   taking the standardised latent (the un-standardisation is folded into its first layer).
 //!
 //! The diffusion model and the GAN generator are exported as the exponential moving average of
 //! their weights. Every draw (batch order, ε, z, t) comes from a seeded stream on the host, so
@@ -18,7 +27,7 @@
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use models::manifest::Family;
+use models::manifest::{Family, SizePreset};
 use models::rng::{self, StreamRng};
 use models::schedule::NoiseSchedule;
 use rand::RngExt;
@@ -32,6 +41,20 @@ use crate::params::{Ema, Params};
 /// Decay of the exponential moving average of the diffusion and generator weights that is
 /// exported: an average over the last ~200 steps.
 const EMA_DECAY: f64 = 0.995;
+
+/// Share of training samples whose label is dropped for classifier-free guidance (images).
+const LABEL_DROPOUT: f64 = 0.1;
+
+/// Classifier-free guidance scale written into image diffusion manifests.
+pub const GUIDANCE: f64 = 1.0;
+
+/// Weight of the auxiliary classification loss of the GAN (critic on real images, generator on
+/// its own).
+const CLASS_LOSS_WEIGHT: f64 = 3.0;
+
+/// Weight of the KL term of latent diffusion's autoencoder, per latent dimension against the
+/// per-pixel likelihood: small, so the latent keeps what the images hold.
+const AUTOENCODER_KL_WEIGHT: f64 = 0.05;
 
 /// Encoded training data.
 #[derive(Debug, Clone)]
@@ -51,14 +74,16 @@ pub struct Hyper {
     pub batch_size: usize,
     pub learning_rate: f64,
     pub widths: Widths,
-    /// Diffusion steps `T` (DDPM).
+    /// Diffusion steps `T` (DDPM, LDM).
     pub diffusion_steps: usize,
+    /// Classifier-free guidance scale (image diffusion, trained with label dropout).
+    pub guidance: Option<f64>,
 }
 
 impl Hyper {
     /// Defaults that train a useful model on the fixtures in a minute or two on two CPU cores:
     /// a fixed budget of optimiser steps, spread over as many epochs as the data size needs.
-    pub fn defaults(family: Family, spec: &DataSpec, n_rows: usize) -> Hyper {
+    pub fn defaults(family: Family, size: SizePreset, spec: &DataSpec, n_rows: usize) -> Hyper {
         // Large images: a smaller batch keeps a step's column matrices in cache.
         let pixels = spec.image.map_or(1, |shape| shape.n_values());
         let batch_size = (n_rows / 4).clamp(16, (32_768 / pixels).clamp(16, 128));
@@ -67,34 +92,25 @@ impl Hyper {
         let target_steps: usize = match (family, image) {
             (Family::Vae, false) => 3000,
             (Family::Gan, false) => 3000,
-            (Family::Ddpm, false) => 5000,
+            (Family::Ddpm | Family::Ldm, false) => 5000,
             (Family::Vae, true) => 1500,
             (Family::Gan, true) => 1500,
             (Family::Ddpm, true) => 1500,
+            (Family::Ldm, true) => 1500,
         };
         let learning_rate = match family {
             Family::Vae => 1e-3,
             Family::Gan => 2e-4,
-            Family::Ddpm => 1e-3,
+            Family::Ddpm | Family::Ldm => 1e-3,
         };
-        let widths = Widths {
-            hidden: 256,
-            latent_dim: match (family, image) {
-                (Family::Gan, _) => 32,
-                (_, false) => 16,
-                (_, true) => 32,
-            },
-            // 16 base channels: enough for 8×8 digits and 32×32 nuclei, and a quarter of the cost
-            // of 32, which buys the optimiser steps these small images need.
-            channels: 16,
-            time_dim: 64,
-        };
+        let widths = Widths::preset(size, family, spec);
         Hyper {
             epochs: target_steps.div_ceil(batches_per_epoch).clamp(10, 5000),
             batch_size,
             learning_rate,
             widths,
             diffusion_steps: 200,
+            guidance: (family.is_diffusion() && image).then_some(GUIDANCE),
         }
     }
 }
@@ -122,6 +138,18 @@ pub struct Trained {
     pub companion: Option<(Graph, Params)>,
     pub schedule: Option<NoiseSchedule>,
     pub history: Vec<EpochStats>,
+    /// Latent diffusion: the decoder and the latent range.
+    pub latent: Option<TrainedLatent>,
+}
+
+/// Latent diffusion's decoder (taking the standardised latent) and the range of the train
+/// part's standardised latents.
+#[derive(Debug)]
+pub struct TrainedLatent {
+    pub decoder: Graph,
+    pub decoder_params: Params,
+    pub low: Vec<f32>,
+    pub high: Vec<f32>,
 }
 
 /// Called after every epoch.
@@ -138,11 +166,17 @@ pub fn train(
     if data.n_rows == 0 {
         return Err(Error::Invalid("the train part is empty".to_owned()));
     }
+    if family == Family::Ldm && data.spec.image.is_none() {
+        return Err(Error::Invalid(
+            "latent diffusion (ldm) is for images; use vae, gan or ddpm for a table".to_owned(),
+        ));
+    }
     let batches = Batches::new(data, hyper.batch_size, seed, device);
     match family {
         Family::Vae => train_vae(data, hyper, seed, device, batches, on_epoch),
         Family::Gan => train_gan(data, hyper, seed, device, batches, on_epoch),
         Family::Ddpm => train_ddpm(data, hyper, seed, device, batches, on_epoch),
+        Family::Ldm => train_ldm(data, hyper, seed, device, batches, on_epoch),
     }
 }
 
@@ -287,6 +321,7 @@ fn train_vae(
         companion: Some((encoder_graph, encoder)),
         schedule: None,
         history,
+        latent: None,
     })
 }
 
@@ -345,6 +380,8 @@ fn train_gan(
     let mut optimiser_d = adamw(critic.vars(), hyper.learning_rate * 2.0, 0.5)?;
     let mut spectral = SpectralNorm::new(seed);
     let mut noise = rng::stream(seed, "train/gan/z");
+    let mut augmentation = rng::stream(seed, "train/gan/augment");
+    let image = spec.conv_image().is_some();
     let latent = hyper.widths.latent_dim;
     let moments = Moments::of_real(data, seed, latent, device)?;
     let mut history = Vec::with_capacity(hyper.epochs);
@@ -352,27 +389,53 @@ fn train_gan(
         let (mut sum_d, mut sum_g, mut count) = (0.0, 0.0, 0);
         for (x, y) in batches.epoch()? {
             let batch = x.dim(0)?;
-            let score = |input: &Tensor, spectral: &mut SpectralNorm| -> Result<Tensor> {
-                Ok(forward_with(
-                    &critic_graph,
-                    &critic,
-                    &[("x", input), ("y", &y)],
-                    &mut |name, weight| spectral.normalise(name, weight),
-                )?
-                .remove(0))
-            };
+            // The critic's score and, when it has the auxiliary head, its class logits, on
+            // DiffAugment'ed images.
+            let mut judge =
+                |input: &Tensor, spectral: &mut SpectralNorm| -> Result<(Tensor, Option<Tensor>)> {
+                    let input = if image {
+                        crate::augment::diff_augment(input, &mut augmentation)?
+                    } else {
+                        input.clone()
+                    };
+                    let mut outputs = forward_with(
+                        &critic_graph,
+                        &critic,
+                        &[("x", &input), ("y", &y)],
+                        // The class head does not feed the score: left unnormalised, its logits
+                        // can grow as far as the classification needs.
+                        &mut |name, weight| {
+                            if name.starts_with("class_logits.") {
+                                Ok(weight.clone())
+                            } else {
+                                spectral.normalise(name, weight)
+                            }
+                        },
+                    )?;
+                    // Tables keep the projection critic alone (their critic's features read y).
+                    let logits = (image && outputs.len() > 1).then(|| outputs.remove(1));
+                    Ok((outputs.remove(0), logits))
+                };
             // Critic step on real and (detached) generated samples.
             let z = normal(&mut noise, &[batch, latent], device)?;
             let fake =
                 forward(&generator_graph, &generator, &[("z", &z), ("y", &y)])?.remove(0).detach();
-            let real_term = score(&x, &mut spectral)?.affine(-1.0, 1.0)?.relu()?.mean_all()?;
-            let fake_term = score(&fake, &mut spectral)?.affine(1.0, 1.0)?.relu()?.mean_all()?;
-            let loss_d = (real_term + fake_term)?;
+            let (real_score, real_logits) = judge(&x, &mut spectral)?;
+            let real_term = real_score.affine(-1.0, 1.0)?.relu()?.mean_all()?;
+            let fake_term = judge(&fake, &mut spectral)?.0.affine(1.0, 1.0)?.relu()?.mean_all()?;
+            let mut loss_d = (real_term + fake_term)?;
+            if let Some(logits) = real_logits {
+                loss_d = (loss_d + class_loss(&logits, &y)?.affine(CLASS_LOSS_WEIGHT, 0.0)?)?;
+            }
             optimiser_d.backward_step(&loss_d)?;
             // Generator step.
             let z = normal(&mut noise, &[batch, latent], device)?;
             let fake = forward(&generator_graph, &generator, &[("z", &z), ("y", &y)])?.remove(0);
-            let loss_g = score(&fake, &mut spectral)?.mean_all()?.neg()?;
+            let (fake_score, fake_logits) = judge(&fake, &mut spectral)?;
+            let mut loss_g = fake_score.mean_all()?.neg()?;
+            if let Some(logits) = fake_logits {
+                loss_g = (loss_g + class_loss(&logits, &y)?.affine(CLASS_LOSS_WEIGHT, 0.0)?)?;
+            }
             optimiser_g.backward_step(&loss_g)?;
             ema.update(&generator)?;
             sum_d += scalar(&loss_d)? * batch as f64;
@@ -398,7 +461,14 @@ fn train_gan(
         companion: Some((critic_graph, critic)),
         schedule: None,
         history,
+        latent: None,
     })
+}
+
+/// Mean softmax cross-entropy of `logits [B, k]` against one-hot `y [B, k]`.
+fn class_loss(logits: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    Ok((y * log_probs)?.sum(1)?.mean_all()?.neg()?)
 }
 
 /// Real per-feature means and standard deviations, and fixed generator inputs to compare with.
@@ -456,7 +526,43 @@ fn train_ddpm(
     mut batches: Batches<'_>,
     on_epoch: &mut OnEpoch<'_>,
 ) -> Result<Trained> {
-    let spec = &data.spec;
+    let label_dropout = if hyper.guidance.is_some() { LABEL_DROPOUT } else { 0.0 };
+    let (graph, params, schedule, history) = fit_denoiser(
+        &data.spec,
+        hyper,
+        hyper.epochs,
+        label_dropout,
+        seed,
+        device,
+        &mut batches,
+        on_epoch,
+    )?;
+    Ok(Trained {
+        family: Family::Ddpm,
+        graph,
+        params,
+        companion: None,
+        schedule: Some(schedule),
+        history,
+        latent: None,
+    })
+}
+
+type Denoiser = (Graph, Params, NoiseSchedule, Vec<EpochStats>);
+
+/// Trains a noise-prediction network on `batches` (data shaped as `spec`) for `epochs`, with
+/// the label dropped for a `label_dropout` share of the samples; returns the EMA weights.
+#[allow(clippy::too_many_arguments)]
+fn fit_denoiser(
+    spec: &DataSpec,
+    hyper: &Hyper,
+    epochs: usize,
+    label_dropout: f64,
+    seed: u64,
+    device: &Device,
+    batches: &mut Batches<'_>,
+    on_epoch: &mut OnEpoch<'_>,
+) -> Result<Denoiser> {
     let graph = nets::denoiser(spec, &hyper.widths);
     let params = Params::init(&graph, "denoiser", seed, device)?;
     let schedule = NoiseSchedule::cosine(hyper.diffusion_steps);
@@ -465,9 +571,10 @@ fn train_ddpm(
     let mut ema = Ema::new(&params, EMA_DECAY)?;
     let mut noise = rng::stream(seed, "train/ddpm/eps");
     let mut steps = rng::stream(seed, "train/ddpm/t");
-    let mut history = Vec::with_capacity(hyper.epochs);
-    let total_epochs = hyper.epochs as f64;
-    for epoch in 0..hyper.epochs {
+    let mut dropout = rng::stream(seed, "train/ddpm/label-dropout");
+    let mut history = Vec::with_capacity(epochs);
+    let total_epochs = epochs as f64;
+    for epoch in 0..epochs {
         // Cosine decay of the learning rate to a tenth over training.
         let progress = epoch as f64 / total_epochs;
         optimiser.set_learning_rate(
@@ -492,6 +599,14 @@ fn train_ddpm(
                 (batch, 1),
                 device,
             )?;
+            let y = if label_dropout > 0.0 {
+                let keep: Vec<f32> = (0..batch)
+                    .map(|_| if dropout.random_bool(label_dropout) { 0.0 } else { 1.0 })
+                    .collect();
+                y.broadcast_mul(&Tensor::from_vec(keep, (batch, 1), device)?)?
+            } else {
+                y
+            };
             let eps_hat =
                 forward(&graph, &params, &[("x_t", &x_t), ("t", &t), ("y", &y)])?.remove(0);
             let loss = (eps_hat - eps)?.sqr()?.mean_all()?;
@@ -507,14 +622,194 @@ fn train_ddpm(
         history.push(stats);
     }
     ema.apply(&params)?;
+    Ok((graph, params, schedule, history))
+}
+
+/// Epochs of latent diffusion's denoiser per epoch of its autoencoder: the latent network is
+/// an MLP on a few dozen values, far cheaper per step than the convolutions.
+pub const LATENT_EPOCHS_PER_EPOCH: usize = 3;
+
+/// The epochs a training of `family` runs in all for `epochs` (latent diffusion trains its
+/// autoencoder, then the latent denoiser for [`LATENT_EPOCHS_PER_EPOCH`] times as many).
+pub fn epochs_in_all(family: Family, epochs: usize) -> usize {
+    match family {
+        Family::Ldm => epochs * (1 + LATENT_EPOCHS_PER_EPOCH),
+        _ => epochs,
+    }
+}
+
+fn train_ldm(
+    data: &TrainData,
+    hyper: &Hyper,
+    seed: u64,
+    device: &Device,
+    mut batches: Batches<'_>,
+    on_epoch: &mut OnEpoch<'_>,
+) -> Result<Trained> {
+    let spec = &data.spec;
+    let latent_dim = hyper.widths.latent_dim;
+    // 1. The autoencoder: a β-VAE, unconditional.
+    let encoder_graph = nets::ae_encoder(spec, &hyper.widths);
+    let decoder_graph = nets::ae_decoder(spec, &hyper.widths);
+    let encoder = Params::init(&encoder_graph, "ae-encoder", seed, device)?;
+    let decoder = Params::init(&decoder_graph, "ae-decoder", seed, device)?;
+    let log_scale = Var::zeros(n_numeric(spec).max(1), DType::F32, device)?;
+    let mut vars = encoder.vars();
+    vars.extend(decoder.vars());
+    vars.push(log_scale.clone());
+    let mut optimiser = adamw(vars, hyper.learning_rate, 0.9)?;
+    let mut noise = rng::stream(seed, "train/ldm/autoencoder-eps");
+    let mut history = Vec::with_capacity(hyper.epochs * (1 + LATENT_EPOCHS_PER_EPOCH));
+    for epoch in 0..hyper.epochs {
+        let (mut sum, mut count) = (0.0, 0);
+        for (x, _) in batches.epoch()? {
+            let batch = x.dim(0)?;
+            let encoded = forward(&encoder_graph, &encoder, &[("x", &x)])?;
+            let (mu, logvar) = (&encoded[0], &encoded[1].clamp(-10.0, 10.0)?);
+            let eps = normal(&mut noise, &[batch, latent_dim], device)?;
+            let z = (mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?;
+            let x_hat = forward(&decoder_graph, &decoder, &[("z", &z)])?.remove(0);
+            let nll = reconstruction_nll(spec, &x, &x_hat, log_scale.as_tensor())?;
+            let kl = ((mu.sqr()? + logvar.exp()?)? - logvar)?
+                .affine(1.0, -1.0)?
+                .sum(1)?
+                .affine(0.5 * AUTOENCODER_KL_WEIGHT, 0.0)?;
+            let loss = (nll + kl)?.mean_all()?;
+            optimiser.backward_step(&loss)?;
+            sum += scalar(&loss)? * batch as f64;
+            count += batch;
+        }
+        let stats =
+            EpochStats { epoch, loss: sum / count as f64, generator_loss: None, moment_gap: None };
+        check_finite(&stats)?;
+        on_epoch(&stats);
+        history.push(stats);
+    }
+    // 2. The latent means of the train part, standardised per dimension.
+    // In batches: the whole train part at once would hold every image's activations.
+    let mut mu = Vec::with_capacity(data.n_rows * latent_dim);
+    let per_row = data.spec.width;
+    for rows in data.x.chunks(hyper.batch_size.max(1) * per_row) {
+        let mut dims = vec![rows.len() / per_row];
+        dims.extend(data.spec.sample_dims());
+        let x = Tensor::from_vec(rows.to_vec(), dims, device)?;
+        let batch_mu = forward(&encoder_graph, &encoder, &[("x", &x)])?.remove(0);
+        mu.extend(
+            batch_mu
+                .to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
+    }
+    let (mean, std) = column_moments(&mu, latent_dim);
+    let std: Vec<f64> = std.iter().map(|value| value.max(1e-3)).collect();
+    let standardised: Vec<f32> = mu
+        .chunks_exact(latent_dim)
+        .flat_map(|row| {
+            row.iter()
+                .zip(mean.iter().zip(&std))
+                .map(|(value, (mean, std))| ((f64::from(*value) - mean) / std) as f32)
+        })
+        .collect();
+    let mut low = vec![f32::INFINITY; latent_dim];
+    let mut high = vec![f32::NEG_INFINITY; latent_dim];
+    for row in standardised.chunks_exact(latent_dim) {
+        for (idx, value) in row.iter().enumerate() {
+            low[idx] = low[idx].min(*value);
+            high[idx] = high[idx].max(*value);
+        }
+    }
+    // A margin of a tenth of a standard deviation: the sampler's clip should not bind exactly
+    // at the extreme train latents, and a dimension without spread still gets a range.
+    for (low, high) in low.iter_mut().zip(high.iter_mut()) {
+        *low -= 0.1;
+        *high += 0.1;
+    }
+    // 3. The denoiser on the latents, conditional, with label dropout for guidance.
+    let latent_spec = DataSpec {
+        width: latent_dim,
+        n_classes: spec.n_classes,
+        blocks: vec![models::transform::Block { start: 0, width: latent_dim, categorical: false }],
+        image: None,
+    };
+    let latent_data =
+        TrainData { x: standardised, y: data.y.clone(), n_rows: data.n_rows, spec: latent_spec };
+    let mut latent_batches = Batches::new(&latent_data, hyper.batch_size, seed, device);
+    let offset = hyper.epochs;
+    let mut on_latent_epoch = |stats: &EpochStats| {
+        let stats = EpochStats { epoch: stats.epoch + offset, ..*stats };
+        on_epoch(&stats);
+        history.push(stats);
+    };
+    let label_dropout = if hyper.guidance.is_some() { LABEL_DROPOUT } else { 0.0 };
+    let (graph, params, schedule, _) = fit_denoiser(
+        &latent_data.spec,
+        hyper,
+        hyper.epochs * LATENT_EPOCHS_PER_EPOCH,
+        label_dropout,
+        seed,
+        device,
+        &mut latent_batches,
+        &mut on_latent_epoch,
+    )?;
+    // 4. The exported decoder takes the standardised latent: `z = mean + std · z'` as a
+    // diagonal linear layer in front of it.
+    let (decoder, decoder_params) =
+        with_unstandardise(&decoder_graph, &decoder, &mean, &std, device)?;
     Ok(Trained {
-        family: Family::Ddpm,
+        family: Family::Ldm,
         graph,
         params,
-        companion: None,
+        companion: Some((encoder_graph, encoder)),
         schedule: Some(schedule),
         history,
+        latent: Some(TrainedLatent { decoder, decoder_params, low, high }),
     })
+}
+
+/// `graph` (input `z`) behind a linear layer `z ← mean + std · z'`, with its parameters.
+fn with_unstandardise(
+    graph: &Graph,
+    params: &Params,
+    mean: &[f64],
+    std: &[f64],
+    device: &Device,
+) -> Result<(Graph, Params)> {
+    let dim = mean.len();
+    let mut nodes = vec![crate::graph::Node {
+        name: "z.unstandardise".to_owned(),
+        op: crate::graph::Op::Linear { in_dim: dim, out_dim: dim },
+        inputs: vec!["z".to_owned()],
+    }];
+    nodes.extend(graph.nodes.iter().cloned().map(|mut node| {
+        for input in &mut node.inputs {
+            if input == "z" {
+                "z.unstandardise".clone_into(input);
+            }
+        }
+        node
+    }));
+    let wrapped = Graph { inputs: graph.inputs.clone(), nodes, outputs: graph.outputs.clone() };
+    let mut weight = vec![0.0_f32; dim * dim];
+    for (idx, std) in std.iter().enumerate() {
+        weight[idx * dim + idx] = *std as f32;
+    }
+    let bias: Vec<f32> = mean.iter().map(|mean| *mean as f32).collect();
+    let unstandardise =
+        [Tensor::from_vec(weight, (dim, dim), device)?, Tensor::from_vec(bias, dim, device)?];
+    // Same initialisation stream as the trained decoder, then every value set: the wrapped
+    // graph's parameters are the trained ones plus the new layer's.
+    let wrapped_params = Params::init(&wrapped, "ae-decoder", 0, device)?;
+    for ((name, _, _), var) in wrapped.parameters().iter().zip(wrapped_params.vars()) {
+        let value = match name.as_str() {
+            "z.unstandardise.weight" => unstandardise[0].clone(),
+            "z.unstandardise.bias" => unstandardise[1].clone(),
+            _ => params.get(name)?.clone(),
+        };
+        var.set(&value)?;
+    }
+    Ok((wrapped, wrapped_params))
 }
 
 fn check_finite(stats: &EpochStats) -> Result<()> {

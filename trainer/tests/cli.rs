@@ -282,6 +282,7 @@ fn fit_and_study_check_their_epochs_with_one_check() {
                 ..Default::default()
             },
             family: Family::Vae,
+            size: models::manifest::SizePreset::Tiny,
             split: models::SplitSpec::new(0, 0.2, 1.0).unwrap(),
             train_seed: 0,
             epochs: Some(epochs),
@@ -293,7 +294,7 @@ fn fit_and_study_check_their_epochs_with_one_check() {
         let err = trainer::fit::fit(&fit, &mut trainer::fit::Quiet).unwrap_err();
         assert_eq!(err.to_string(), expected);
         let study = StudySettings {
-            datasets: trainer::study::default_datasets(&fixture("")),
+            datasets: trainer::study::default_datasets(&fixture(""), Budget::Quick),
             families: vec![Family::Vae],
             fractions: vec![1.0],
             seeds: 1,
@@ -301,6 +302,7 @@ fn fit_and_study_check_their_epochs_with_one_check() {
             device: trainer::device::DeviceChoice::Cpu,
             holdout: 0.2,
             budget: Budget::Quick,
+            size: None,
             n_synthetic: None,
             bootstrap: 10,
             epochs: Some(epochs),

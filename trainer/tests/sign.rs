@@ -338,7 +338,7 @@ fn a_bundle_that_fails_in_the_edge_runtime_is_never_moved_into_place() {
         [("another family's graph", &gan, "graph inputs are"), ("NaN weights", &poisoned, "NaN")]
     {
         let staging = Staging::new(&out, false).unwrap();
-        let err = staging.commit(manifest.clone(), onnx, &HashMap::new(), None).unwrap_err();
+        let err = staging.commit(manifest.clone(), onnx, None, &HashMap::new(), None).unwrap_err();
         let message = edge_runtime::error::chain(&err);
         assert!(message.contains(path_str(&out)), "{what}: {message}");
         assert!(message.contains("fails in the edge runtime"), "{what}: {message}");
@@ -348,6 +348,6 @@ fn a_bundle_that_fails_in_the_edge_runtime_is_never_moved_into_place() {
         assert!(left.is_empty(), "{what}: nothing left behind: {left:?}");
     }
     let staging = Staging::new(&out, false).unwrap();
-    staging.commit(manifest, &vae, &HashMap::new(), None).unwrap();
+    staging.commit(manifest, &vae, None, &HashMap::new(), None).unwrap();
     Bundle::open(&out).unwrap();
 }

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::bundle::Bundle;
+use crate::bundle::{Bundle, BundleGraph};
 use crate::error::{Error, Result};
 
 #[cfg(feature = "ort")]
@@ -118,19 +118,37 @@ impl std::str::FromStr for EngineKind {
 
 /// Builds the engine for a verified bundle, with `threads` worker threads (0: all cores).
 pub fn load(bundle: &Bundle, kind: EngineKind, threads: usize) -> Result<Box<dyn Engine>> {
+    load_graph(&bundle.model_graph(), kind, threads)
+}
+
+/// Builds the engine for one verified graph of a bundle (the model, or latent diffusion's
+/// decoder).
+pub fn load_graph(
+    graph: &BundleGraph<'_>,
+    kind: EngineKind,
+    threads: usize,
+) -> Result<Box<dyn Engine>> {
     match kind {
-        EngineKind::Tract => Ok(Box::new(tract::TractEngine::load(bundle, threads)?)),
-        EngineKind::Ort(provider) => load_ort(bundle, threads, provider),
+        EngineKind::Tract => Ok(Box::new(tract::TractEngine::load(graph, threads)?)),
+        EngineKind::Ort(provider) => load_ort(graph, threads, provider),
     }
 }
 
 #[cfg(feature = "ort")]
-fn load_ort(bundle: &Bundle, threads: usize, provider: OrtProvider) -> Result<Box<dyn Engine>> {
-    Ok(Box::new(ort::OrtEngine::load(bundle, threads, provider)?))
+fn load_ort(
+    graph: &BundleGraph<'_>,
+    threads: usize,
+    provider: OrtProvider,
+) -> Result<Box<dyn Engine>> {
+    Ok(Box::new(ort::OrtEngine::load(graph, threads, provider)?))
 }
 
 #[cfg(not(feature = "ort"))]
-fn load_ort(_bundle: &Bundle, _threads: usize, _provider: OrtProvider) -> Result<Box<dyn Engine>> {
+fn load_ort(
+    _graph: &BundleGraph<'_>,
+    _threads: usize,
+    _provider: OrtProvider,
+) -> Result<Box<dyn Engine>> {
     Err(Error::Engine {
         engine: "ort",
         message: "this synth-edge was built without ONNX Runtime support; rebuild with `--features ort` and set ORT_DYLIB_PATH".to_owned(),

@@ -16,7 +16,7 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 
 use super::{Engine, EngineKind, OrtProvider, TensorIn, TensorOut};
-use crate::bundle::Bundle;
+use crate::bundle::BundleGraph;
 use crate::error::{Error, Result};
 
 pub struct OrtEngine {
@@ -73,15 +73,19 @@ fn engine_error<E: Into<ort::Error>>(context: &'static str) -> impl FnOnce(E) ->
 
 impl OrtEngine {
     /// A panic inside the `ort` bindings is an error naming the model.
-    pub fn load(bundle: &Bundle, threads: usize, provider: OrtProvider) -> Result<OrtEngine> {
-        let model = bundle.model_path().display().to_string();
+    pub fn load(
+        graph: &BundleGraph<'_>,
+        threads: usize,
+        provider: OrtProvider,
+    ) -> Result<OrtEngine> {
+        let model = graph.path.display().to_string();
         super::guarded("ort", &format!("loading {model}"), || {
-            Self::load_unguarded(bundle, threads, provider, model.clone())
+            Self::load_unguarded(graph, threads, provider, model.clone())
         })
     }
 
     fn load_unguarded(
-        bundle: &Bundle,
+        graph: &BundleGraph<'_>,
         threads: usize,
         provider: OrtProvider,
         model: String,
@@ -104,15 +108,10 @@ impl OrtEngine {
                 )
             })?;
         }
-        let session = builder.commit_from_memory(&bundle.model).map_err(|err| {
-            Error::bundle_unreadable(
-                &bundle.model_path(),
-                "ONNX Runtime cannot load the model",
-                err,
-            )
+        let session = builder.commit_from_memory(graph.bytes).map_err(|err| {
+            Error::bundle_unreadable(&graph.path, "ONNX Runtime cannot load the model", err)
         })?;
-        let input_names =
-            bundle.manifest.graph.inputs.iter().map(|input| input.name.clone()).collect();
+        let input_names = graph.spec.inputs.iter().map(|input| input.name.clone()).collect();
         Ok(OrtEngine { session, input_names, provider, model })
     }
 }

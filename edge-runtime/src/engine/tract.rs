@@ -10,7 +10,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
 
 use super::{Engine, EngineKind, TensorIn, TensorOut};
-use crate::bundle::Bundle;
+use crate::bundle::BundleGraph;
 use crate::error::{Error, Result};
 
 type Plan = TypedRunnableModel;
@@ -35,17 +35,13 @@ impl TractEngine {
     /// The output's shape, as tract infers it, must be the manifest's: a graph that would
     /// produce a tensor of another size is refused before it runs.
     /// A panic inside tract is an error naming the model.
-    pub fn load(bundle: &Bundle, threads: usize) -> Result<TractEngine> {
-        let model = bundle.model_path().display().to_string();
+    pub fn load(graph: &BundleGraph<'_>, threads: usize) -> Result<TractEngine> {
+        let model = graph.path.display().to_string();
         super::guarded("tract", &format!("loading {model}"), || {
-            let plan = optimised_plan(&bundle.model).map_err(|source| {
-                Error::bundle_unreadable(
-                    &bundle.model_path(),
-                    "tract cannot load the model",
-                    source,
-                )
+            let plan = optimised_plan(graph.bytes).map_err(|source| {
+                Error::bundle_unreadable(&graph.path, "tract cannot load the model", source)
             })?;
-            check_output_fact(&plan, bundle)?;
+            check_output_fact(&plan, graph)?;
             Self::from_plan(&plan, threads, model.clone())
         })
     }
@@ -70,23 +66,23 @@ impl TractEngine {
 
 /// The dimensions after the batch of the plan's first output must be those the manifest
 /// declares, and the batch dimension must be symbolic.
-fn check_output_fact(plan: &Plan, bundle: &Bundle) -> Result<()> {
-    let expected: Vec<Option<usize>> = bundle
-        .manifest
-        .graph
+fn check_output_fact(plan: &Plan, graph: &BundleGraph<'_>) -> Result<()> {
+    let expected: Vec<Option<usize>> = graph
+        .spec
         .outputs
         .first()
         .map(|output| output.shape.iter().skip(1).copied().collect())
         .unwrap_or_default();
-    let fact = plan.model().output_fact(0).map_err(|source| {
-        Error::bundle_unreadable(&bundle.model_path(), "tract finds no output", source)
-    })?;
+    let fact = plan
+        .model()
+        .output_fact(0)
+        .map_err(|source| Error::bundle_unreadable(&graph.path, "tract finds no output", source))?;
     let inferred: Vec<Option<usize>> =
         fact.shape.iter().skip(1).map(|dim| dim.to_usize().ok()).collect();
     let batch_is_symbolic = fact.shape.iter().next().is_some_and(|dim| dim.to_usize().is_err());
     if inferred != expected || !batch_is_symbolic {
         return Err(Error::bundle(
-            &bundle.model_path(),
+            &graph.path,
             format!(
                 "the graph's first output has the inferred shape {:?}, but the manifest expects [N, {}]; refusing to run it",
                 fact.shape,

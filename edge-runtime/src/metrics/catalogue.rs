@@ -274,6 +274,8 @@ catalogue! {
         "mean absolute difference of the Pearson correlations of every pair of features";
     DetectionAuc: "detection_auc", Fidelity, Target(0.5), Assessment, [Gate, Score],
         "ROC AUC of boosted trees telling real from synthetic, out of fold (0.5: indistinguishable)";
+    ConditionalAccuracy: "conditional_accuracy", Fidelity, Higher, Assessment, [Gate, Score, Summary],
+        "share of synthetic samples the TRTR logistic regression assigns to the class they were generated for";
     Recall: "recall", Diversity, Higher, Assessment, [Gate, Score, Chart],
         "share of real train samples inside the k-NN ball of some synthetic sample";
     Coverage: "coverage", Diversity, Higher, Assessment, [Gate, Score, Summary],
@@ -302,6 +304,10 @@ catalogue! {
         "macro-averaged F1 of the TRTR classifier on the hold-out";
     AugmentationGain: "augmentation_gain", Utility, Higher, Assessment, [Score],
         "hold-out accuracy of real + synthetic training minus that of real alone";
+    ClassicalAugmentationGain: "classical_augmentation_gain", Utility, Higher, Assessment, [],
+        "the same with as many classical augmentations of the train part as synthetic rows (images: flip, rotation, shift, crop; tables: jitter, SMOTE)";
+    CombinedAugmentationGain: "combined_augmentation_gain", Utility, Higher, Assessment, [],
+        "the same with every other synthetic row and every other augmented row: as many added rows as the other two";
     TstrAccuracyForest: "tstr_accuracy_forest", Utility, Higher, Assessment, [],
         "TSTR accuracy with a random forest";
     TrtrAccuracyForest: "trtr_accuracy_forest", Utility, Higher, Assessment, [],

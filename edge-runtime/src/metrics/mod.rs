@@ -5,6 +5,7 @@
 //! and population standard deviation, categoricals one-hot, pixels in [-1, 1]); the label is not
 //! a feature. The real set for k-NN figures is the real train part (the records the model saw).
 
+pub mod augment;
 pub mod catalogue;
 pub mod fidelity;
 pub mod intervals;
@@ -215,10 +216,27 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
             replicates,
         ));
     }
+    let (real_classes, synthetic_classes) =
+        (distinct_classes(input.train.labels), distinct_classes(input.synthetic.labels));
+    let utility_runs = (wants(Axis::Utility) || wants(Axis::Robustness))
+        && real_classes >= 2
+        && synthetic_classes >= 2;
+    if wants(Axis::Fidelity) && !utility_runs {
+        // conditional_accuracy needs only the TRTR classifier, which utility_metrics would fit.
+        if real_classes < 2 {
+            assessment.skipped.push(Skipped {
+                name: MetricId::ConditionalAccuracy.name().to_owned(),
+                reason: format!(
+                    "a classifier needs two classes or more; the real train part has {real_classes}"
+                ),
+            });
+        } else {
+            let trtr_model = utility::fit_logistic(&input.train, input.n_classes)?;
+            assessment.metrics.push(utility::conditional_accuracy(&trtr_model, &input.synthetic));
+        }
+    }
     if wants(Axis::Utility) || wants(Axis::Robustness) {
-        let (real_classes, synthetic_classes) =
-            (distinct_classes(input.train.labels), distinct_classes(input.synthetic.labels));
-        if real_classes < 2 || synthetic_classes < 2 {
+        if !utility_runs {
             let reason = format!(
                 "a classifier needs two classes or more; the real train part has {real_classes} and the synthetic set {synthetic_classes}"
             );
@@ -238,6 +256,8 @@ pub fn evaluate(input: &EvalInput<'_>, settings: &EvalSettings) -> Result<Assess
                 replicates,
                 forest_trees: settings.forest_trees,
                 image: input.image,
+                blocks: input.blocks,
+                augmentation_strength: 1.0,
             };
             let metrics = utility::utility_metrics(
                 input.train,

@@ -12,6 +12,12 @@
 //! set to ±5); for images also a one-pixel shift and brightness ±20 %. The adversarial accuracy
 //! moves each hold-out row by ε = 0.1 in L∞ along the sign of the gradient of the logistic
 //! regression's own cross-entropy loss — for two classes the exact worst case of a linear model.
+//!
+//! The augmentation gains refit the logistic regression on the real train part plus added rows
+//! and subtract TRTR accuracy on the same hold-out: the synthetic rows (`augmentation_gain`), as
+//! many classical augmentations of the train part ([`augment`], `classical_augmentation_gain`),
+//! or every other row of each (`combined_augmentation_gain`), so all three add the same number
+//! of rows and compare the kind of rows, not their count.
 
 use rand::RngExt;
 use smartcore::ensemble::random_forest_classifier::{
@@ -19,11 +25,13 @@ use smartcore::ensemble::random_forest_classifier::{
 };
 use smartcore::linalg::basic::matrix::DenseMatrix;
 
+use super::augment::{self, Augmentation};
 use super::intervals::bootstrap;
 use super::knn::Rows;
 use super::{Metric, MetricId};
 use crate::error::{Error, Result};
 use models::ImageShape;
+use models::transform::Block;
 
 /// A labelled feature matrix.
 #[derive(Debug, Clone, Copy)]
@@ -157,24 +165,56 @@ pub fn macro_f1(predicted: &[u32], truth: &[u32], idx: &[usize], n_classes: usiz
 
 /// Settings of the utility and robustness measurements.
 #[derive(Debug, Clone, Copy)]
-pub struct UtilitySettings {
+pub struct UtilitySettings<'a> {
     pub seed: u64,
     pub replicates: usize,
     pub forest_trees: u16,
     pub image: Option<ImageShape>,
+    /// The encoded blocks of a table (the classical augmentation keeps categories one-hot).
+    pub blocks: &'a [Block],
+    /// The classical augmentation's [strength](Augmentation::strength): 1 in every assessment;
+    /// 0 makes it a copy of the train rows.
+    pub augmentation_strength: f32,
+}
+
+/// `conditional_accuracy`: the share of `synthetic` rows that `model` (the TRTR classifier)
+/// assigns to the class they were generated for, with its Wilson interval.
+pub fn conditional_accuracy(model: &LinearModel, synthetic: &Labelled<'_>) -> Metric {
+    let matches = (0..synthetic.x.n_rows)
+        .filter(|&row| model.predict(synthetic.x.row(row)) == synthetic.labels[row])
+        .count() as u64;
+    Metric::proportion(MetricId::ConditionalAccuracy, matches, synthetic.x.n_rows as u64)
+}
+
+/// The rows of `sets`, one after the other, with their labels.
+fn stack(dim: usize, sets: &[(&[f32], &[u32])]) -> (Vec<f32>, Vec<u32>) {
+    let x = sets.iter().flat_map(|(x, _)| x.iter()).copied().collect();
+    let labels = sets.iter().flat_map(|(_, labels)| labels.iter()).copied().collect();
+    debug_assert!(sets.iter().all(|(x, labels)| x.len() == labels.len() * dim));
+    (x, labels)
+}
+
+/// Every other row (indices ≡ `parity` mod 2) of a `dim`-wide set.
+fn every_other(x: &[f32], labels: &[u32], dim: usize, parity: usize) -> (Vec<f32>, Vec<u32>) {
+    let keep = |idx: &usize| idx % 2 == parity;
+    let rows = x.chunks_exact(dim.max(1)).enumerate().filter(|(idx, _)| keep(idx));
+    let x = rows.flat_map(|(_, row)| row.iter().copied()).collect();
+    let labels = labels.iter().enumerate().filter(|(idx, _)| keep(idx)).map(|(_, l)| *l).collect();
+    (x, labels)
 }
 
 fn predict_all(model: &LinearModel, x: &Rows<'_>) -> Vec<u32> {
     (0..x.n_rows).map(|r| model.predict(x.row(r))).collect()
 }
 
-/// Utility and robustness metrics. `synthetic` must hold at least two classes.
+/// Utility and robustness metrics, and `conditional_accuracy` (a fidelity figure, computed here
+/// with the TRTR classifier this fits anyway). `synthetic` must hold at least two classes.
 pub fn utility_metrics(
     train: Labelled<'_>,
     holdout: Labelled<'_>,
     synthetic: Labelled<'_>,
     n_classes: usize,
-    settings: &UtilitySettings,
+    settings: &UtilitySettings<'_>,
 ) -> Result<Vec<Metric>> {
     let (seed, replicates) = (settings.seed, settings.replicates);
     let n_holdout = holdout.x.n_rows;
@@ -184,6 +224,7 @@ pub fn utility_metrics(
 
     let trtr_model = fit_logistic(&train, n_classes)?;
     let tstr_model = fit_logistic(&synthetic, n_classes)?;
+    metrics.push(conditional_accuracy(&trtr_model, &synthetic));
     let trtr = predict_all(&trtr_model, &holdout.x);
     let tstr = predict_all(&tstr_model, &holdout.x);
     let correct =
@@ -202,14 +243,44 @@ pub fn utility_metrics(
         macro_f1(&tstr, truth, idx, n_classes)
     }));
 
-    // Real + synthetic against real alone, same hold-out.
-    let combined_x: Vec<f32> = train.x.data.iter().chain(synthetic.x.data).copied().collect();
-    let combined_labels: Vec<u32> = train.labels.iter().chain(synthetic.labels).copied().collect();
-    let combined = Labelled { x: Rows::new(&combined_x, train.x.dim), labels: &combined_labels };
-    let augmented = predict_all(&fit_logistic(&combined, n_classes)?, &holdout.x);
-    metrics.push(boot(MetricId::AugmentationGain, None, &all, seed, replicates, |idx| {
-        accuracy(&augmented, truth, idx) - accuracy(&trtr, truth, idx)
-    }));
+    // Real + added rows against real alone, same hold-out. Each gain adds as many rows as the
+    // synthetic set has: the synthetic rows, as many classical augmentations of the train part,
+    // or every other row of each.
+    let dim = train.x.dim;
+    let augmentation = Augmentation {
+        image: settings.image,
+        blocks: settings.blocks,
+        strength: settings.augmentation_strength,
+    };
+    let classical = augment::augment(&train, synthetic.x.n_rows, &augmentation, seed);
+    let half_synthetic = every_other(synthetic.x.data, synthetic.labels, dim, 0);
+    let half_classical = every_other(&classical.0, &classical.1, dim, 1);
+    let real = (train.x.data, train.labels);
+    let gains = [
+        (MetricId::AugmentationGain, stack(dim, &[real, (synthetic.x.data, synthetic.labels)])),
+        (
+            MetricId::ClassicalAugmentationGain,
+            stack(dim, &[real, (classical.0.as_slice(), classical.1.as_slice())]),
+        ),
+        (
+            MetricId::CombinedAugmentationGain,
+            stack(
+                dim,
+                &[
+                    real,
+                    (half_synthetic.0.as_slice(), half_synthetic.1.as_slice()),
+                    (half_classical.0.as_slice(), half_classical.1.as_slice()),
+                ],
+            ),
+        ),
+    ];
+    for (id, (x, labels)) in &gains {
+        let added = Labelled { x: Rows::new(x, dim), labels };
+        let augmented = predict_all(&fit_logistic(&added, n_classes)?, &holdout.x);
+        metrics.push(boot(*id, None, &all, seed, replicates, |idx| {
+            accuracy(&augmented, truth, idx) - accuracy(&trtr, truth, idx)
+        }));
+    }
 
     // The same with a random forest.
     let trtr_forest = forest_predictions(&train, &holdout.x, settings.forest_trees, seed)?;

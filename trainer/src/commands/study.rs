@@ -28,7 +28,7 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         );
     }
     let datasets = if args.data.is_empty() {
-        default_datasets(&fixtures_dir()?)
+        default_datasets(&fixtures_dir()?, args.budget)
     } else {
         if !args.label.is_empty() && args.label.len() != args.data.len() {
             anyhow::bail!(
@@ -57,6 +57,7 @@ pub fn run(args: StudyArgs) -> anyhow::Result<()> {
         device: args.device,
         holdout: args.holdout,
         budget: args.budget,
+        size: args.size,
         n_synthetic: args.n,
         bootstrap: args.bootstrap,
         epochs: args.epochs,

@@ -19,6 +19,7 @@ pub fn family_color(family: Family) -> RGBColor {
         Family::Vae => plot::family_color(0),
         Family::Gan => plot::family_color(1),
         Family::Ddpm => plot::family_color(2),
+        Family::Ldm => plot::family_color(3),
     }
 }
 

@@ -4,9 +4,11 @@
 //! and the files beside it (plots, sample grids) from the study and its [`Assets`] alone: it
 //! reads and writes nothing.
 //!
-//! One module per part of the report: [`findings`], [`recommendation`], [`dataset`] (its tables,
+//! One module per part of the report: [`findings`], [`augmentation`] (synthetic or classical
+//! augmentation, per dataset and fraction), [`recommendation`], [`dataset`] (its tables,
 //! with [`charts`] and [`samples`]), [`runs`] and [`method`]; the introduction is here.
 
+mod augmentation;
 mod charts;
 mod dataset;
 mod findings;
@@ -66,10 +68,12 @@ pub fn build(
     };
     let scores: Vec<Vec<AxisScores>> = study.datasets.iter().map(score::axis_scores).collect();
 
-    let mut contents = vec![
-        ("Headline findings".to_owned(), "findings".to_owned()),
-        ("Recommendation".to_owned(), "recommendation".to_owned()),
-    ];
+    let mut contents = vec![("Headline findings".to_owned(), "findings".to_owned())];
+    if augmentation::has_gains(study) {
+        contents
+            .push(("Synthetic or classical augmentation".to_owned(), "augmentation".to_owned()));
+    }
+    contents.push(("Recommendation".to_owned(), "recommendation".to_owned()));
     for dataset in &study.datasets {
         contents.push((format!("Dataset {}", dataset.name), anchor(&["dataset", &dataset.name])));
     }
@@ -81,6 +85,7 @@ pub fn build(
     introduction(&mut report.document, study, db, written_at);
     report.document.blocks.push(Block::Contents(contents));
     findings::findings(&mut report.document, study, &scores);
+    augmentation::augmentation(&mut report.document, study);
     recommendation::recommendation(&mut report.document, study, &scores);
     for ((dataset, dataset_scores), dataset_assets) in
         study.datasets.iter().zip(&scores).zip(&assets.datasets)
