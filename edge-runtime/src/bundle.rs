@@ -209,6 +209,20 @@ pub fn check_unsealed(dir: &Path) -> Result<Manifest> {
     check_contents(dir, read(MANIFEST_FILE)?, &read(MODEL_FILE)?, decoder.as_deref())
 }
 
+/// The graph file's SHA-256 is the one its manifest records.
+fn check_checksum(bytes: &[u8], expected: &str, path: &Path) -> Result<()> {
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual.eq_ignore_ascii_case(expected) {
+        return Ok(());
+    }
+    Err(Error::bundle(
+        path,
+        format!(
+            "SHA-256 is {actual}, but the manifest expects {expected}; the file was changed or corrupted after export, refusing to load it"
+        ),
+    ))
+}
+
 fn check_contents(
     dir: &Path,
     manifest_bytes: Vec<u8>,
@@ -221,31 +235,13 @@ fn check_contents(
         Error::bundle_unreadable(&manifest_path, "is not UTF-8 text", err.utf8_error())
     })?;
     let manifest = Manifest::from_json(&text, manifest_path.as_path())?;
-    let actual = hex::encode(Sha256::digest(model));
-    if !actual.eq_ignore_ascii_case(&manifest.model_sha256) {
-        return Err(Error::bundle(
-            &model_path,
-            format!(
-                "SHA-256 is {actual}, but the manifest expects {}; the file was changed or corrupted after export, refusing to load it",
-                manifest.model_sha256
-            ),
-        ));
-    }
+    check_checksum(model, &manifest.model_sha256, &model_path)?;
     let mut constants = 0_u64;
     check_graph_io(model, &manifest.graph, &model_path, &mut constants)?;
     let decoder_path = dir.join(DECODER_FILE);
     match (&manifest.latent, decoder) {
         (Some(latent), Some(decoder)) => {
-            let actual = hex::encode(Sha256::digest(decoder));
-            if !actual.eq_ignore_ascii_case(&latent.decoder_sha256) {
-                return Err(Error::bundle(
-                    &decoder_path,
-                    format!(
-                        "SHA-256 is {actual}, but the manifest expects {}; the file was changed or corrupted after export, refusing to load it",
-                        latent.decoder_sha256
-                    ),
-                ));
-            }
+            check_checksum(decoder, &latent.decoder_sha256, &decoder_path)?;
             check_graph_io(decoder, &latent.decoder, &decoder_path, &mut constants)?;
         }
         (Some(_), None) => {

@@ -77,6 +77,11 @@ pub struct SamplingArgs {
     /// Samples per engine call, 1 to 65536.
     #[arg(long, default_value_t = 256, value_parser = count_in::<1, MAX_BATCH>)]
     pub batch: usize,
+    /// Classifier-free guidance scale w, 0 to 20, for image diffusion bundles trained for it
+    /// (default: the bundle's own, 1): higher follows the class more closely, at some cost in
+    /// diversity; 0 is the conditional prediction alone.
+    #[arg(long, value_parser = parse_guidance)]
+    pub guidance: Option<f64>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -249,6 +254,14 @@ fn parse_engine(text: &str) -> Result<EngineKind, String> {
 /// `HxW` or `HxWxC`, each side from 1 to [`MAX_IMAGE_SIDE`](models::image::MAX_IMAGE_SIDE).
 pub fn parse_image_shape(text: &str) -> Result<models::ImageShape, String> {
     text.parse().map_err(|err: models::Error| err.to_string())
+}
+
+fn parse_guidance(text: &str) -> Result<f64, String> {
+    let max = models::manifest::MAX_GUIDANCE;
+    match text.trim().parse::<f64>() {
+        Ok(scale) if (0.0..=max).contains(&scale) => Ok(scale),
+        _ => Err(format!("expected a number from 0 to {max}")),
+    }
 }
 
 fn parse_sampler(text: &str) -> Result<SamplerKind, String> {

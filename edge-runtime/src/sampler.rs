@@ -85,6 +85,9 @@ pub struct SampleSettings {
     pub steps: Option<usize>,
     pub sampler: SamplerKind,
     pub batch: usize,
+    /// Classifier-free guidance scale `w` for a diffusion bundle trained for it (`None`: the
+    /// manifest's `guidance`; 0: the conditional prediction alone).
+    pub guidance: Option<f64>,
 }
 
 impl Default for SampleSettings {
@@ -96,6 +99,7 @@ impl Default for SampleSettings {
             steps: None,
             sampler: SamplerKind::Ddpm,
             batch: 256,
+            guidance: None,
         }
     }
 }
@@ -218,8 +222,28 @@ impl Generator {
     }
 
     /// The guidance scale, when the sampler is to guide.
-    fn guidance(&self) -> Option<f32> {
-        self.manifest.guidance.filter(|scale| *scale > 0.0).map(|scale| scale as f32)
+    /// The guidance scale of a request, `None` for none: `--guidance` needs a bundle trained with
+    /// label dropout (one whose manifest has `guidance`), within `0 ..= MAX_GUIDANCE`.
+    fn guidance(&self, settings: &SampleSettings) -> Result<Option<f32>> {
+        let scale = match (settings.guidance, self.manifest.guidance) {
+            (None, trained) => trained,
+            (Some(scale), _) if !(0.0..=models::manifest::MAX_GUIDANCE).contains(&scale) => {
+                return Err(Error::Invalid(format!(
+                    "guidance scale {scale}: expected 0 to {}",
+                    models::manifest::MAX_GUIDANCE
+                )));
+            }
+            (Some(scale), Some(_)) => Some(scale),
+            (Some(0.0), None) => None,
+            (Some(_), None) => {
+                return Err(Error::Invalid(format!(
+                    "this {} bundle was not trained for classifier-free guidance (its manifest has \
+                     no `guidance`); expected no guidance scale",
+                    self.manifest.family
+                )));
+            }
+        };
+        Ok(scale.filter(|scale| *scale > 0.0).map(|scale| scale as f32))
     }
 
     /// The tensors of a request must fit the memory budget: all samples at once (with labels,
@@ -231,7 +255,7 @@ impl Generator {
         let width = self.manifest.transform.width() as u128;
         let n_classes = self.manifest.n_classes() as u128;
         let latent = self.manifest.graph.latent_dim.unwrap_or(0) as u128;
-        let guided = u128::from(self.guidance().is_some()) + 1;
+        let guided = u128::from(self.guidance(settings)?.is_some()) + 1;
         // Per sample: label, one-hot class and the output; a latent (VAE, GAN) or the noise
         // prediction and one step's noise (DDPM; LDM on the latent, then the decoded sample);
         // guidance runs a second, unconditional prediction.
@@ -379,7 +403,7 @@ impl Generator {
         let n = settings.n;
         let mut x = rng::normal_f32(&mut rng::stream(settings.seed, "generate/x_T"), n * width);
         let mut eps = vec![0.0_f32; n * width];
-        let guidance = self.guidance();
+        let guidance = self.guidance(settings)?;
         let no_class = vec![0.0_f32; settings.batch.min(n) * n_classes];
         for (idx, &t) in timesteps.iter().enumerate() {
             let t_prev = timesteps.get(idx + 1).copied();
@@ -389,24 +413,19 @@ impl Generator {
                 dims[0] = rows;
                 let t_input = vec![t as f32; rows];
                 let x_batch = &x[start * width..(start + rows) * width];
-                let inputs = [
-                    TensorIn { data: x_batch, shape: &dims },
-                    TensorIn { data: &t_input, shape: &[rows, 1] },
-                    TensorIn {
-                        data: &y[start * n_classes..(start + rows) * n_classes],
-                        shape: &[rows, n_classes],
-                    },
-                ];
-                let output = self.engine.run_tensor(&inputs)?;
-                let mut predicted = self.checked_output(output, start, rows, Some(t))?;
-                if let Some(scale) = guidance {
+                // The predicted noise of this batch given the class rows `y_batch`.
+                let mut predict = |y_batch: &[f32]| {
                     let inputs = [
                         TensorIn { data: x_batch, shape: &dims },
                         TensorIn { data: &t_input, shape: &[rows, 1] },
-                        TensorIn { data: &no_class[..rows * n_classes], shape: &[rows, n_classes] },
+                        TensorIn { data: y_batch, shape: &[rows, n_classes] },
                     ];
                     let output = self.engine.run_tensor(&inputs)?;
-                    let unconditional = self.checked_output(output, start, rows, Some(t))?;
+                    self.checked_output(output, start, rows, Some(t))
+                };
+                let mut predicted = predict(&y[start * n_classes..(start + rows) * n_classes])?;
+                if let Some(scale) = guidance {
+                    let unconditional = predict(&no_class[..rows * n_classes])?;
                     for (eps, free) in predicted.iter_mut().zip(&unconditional) {
                         *eps = (1.0 + scale) * *eps - scale * free;
                     }

@@ -304,6 +304,41 @@ fn gpu_providers_missing_from_the_library_are_refused() {
     }
 }
 
+/// `guidance` overrides the manifest's scale: the bundle's own scale gives the default samples,
+/// another scale other samples, the same seed the same bytes; a scale for a bundle not trained
+/// for guidance, or outside 0..=20, is refused.
+#[test]
+fn a_guidance_scale_overrides_the_bundles_own() {
+    let ldm = Bundle::open(&bundle("digits-ldm")).unwrap();
+    assert_eq!(ldm.manifest.guidance, Some(1.0));
+    let draw = |bundle: &Bundle, guidance: Option<f64>| {
+        let mut generator = Generator::new(bundle, EngineKind::Tract, 1).unwrap();
+        let settings = SampleSettings {
+            n: 12,
+            seed: 3,
+            steps: Some(5),
+            sampler: SamplerKind::Ddim,
+            guidance,
+            ..SampleSettings::default()
+        };
+        generator.generate(&settings).map(|samples| samples.x)
+    };
+    let default = draw(&ldm, None).unwrap();
+    assert_eq!(draw(&ldm, Some(1.0)).unwrap(), default, "the manifest's own scale");
+    let stronger = draw(&ldm, Some(3.0)).unwrap();
+    assert_ne!(stronger, default);
+    assert_eq!(draw(&ldm, Some(3.0)).unwrap(), stronger, "same seed, same samples");
+    assert_ne!(draw(&ldm, Some(0.0)).unwrap(), default, "0: the conditional prediction alone");
+    let err = draw(&ldm, Some(20.5)).unwrap_err().to_string();
+    assert!(err.contains("expected 0 to 20"), "{err}");
+
+    let ddpm = Bundle::open(&bundle("wheat-ddpm")).unwrap();
+    assert_eq!(ddpm.manifest.guidance, None);
+    let err = draw(&ddpm, Some(2.0)).unwrap_err().to_string();
+    assert!(err.contains("not trained for classifier-free guidance"), "{err}");
+    assert_eq!(draw(&ddpm, Some(0.0)).unwrap(), draw(&ddpm, None).unwrap());
+}
+
 #[test]
 fn the_library_reproduces_the_binary() {
     let opened = Bundle::open(&bundle("wheat-gan")).unwrap();
@@ -315,6 +350,7 @@ fn the_library_reproduces_the_binary() {
         steps: None,
         sampler: SamplerKind::Ddpm,
         batch: 3,
+        guidance: None,
     };
     let samples = generator.generate(&settings).unwrap();
     let bytes = edge_runtime::output::csv_bytes(&opened.manifest, &samples).unwrap();

@@ -132,8 +132,9 @@ pub struct Column {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnData {
-    /// Values with `None` for missing; `decimals` is the most decimal places written in the file,
-    /// so generated values can be written the same way.
+    /// Values with `None` for missing; `decimals` is the precision of the values: the fewest
+    /// decimal places (at most as many as the file writes) that hold every value exactly, so a
+    /// column of whole numbers written `6.0` has 0 and is generated whole.
     Numeric { values: Vec<Option<f64>>, decimals: u32 },
     /// Codes into `categories` (sorted), `None` for missing.
     Categorical { categories: Vec<String>, codes: Vec<Option<u32>> },
@@ -416,6 +417,19 @@ fn decimals_of(cell: &str) -> u32 {
     (fraction_digits - exponent).clamp(0, 12) as u32
 }
 
+/// The fewest decimal places, at most `written`, at which every value is exactly what it was
+/// written as: 0 for whole numbers however they are written (`6.0`, `1e3`), 2 for `1.50, 2.25`.
+fn precision_of(values: impl Iterator<Item = f64> + Clone, written: u32) -> u32 {
+    (0..written)
+        .find(|&decimals| {
+            values.clone().all(|value| {
+                let rounded = crate::transform::round_to(value, decimals);
+                (value - rounded).abs() <= 1e-12 * value.abs().max(1.0)
+            })
+        })
+        .unwrap_or(written)
+}
+
 /// Sorts category names naturally: numerically when all parse as numbers, else as text.
 pub fn sort_categories(categories: &mut [String]) {
     if categories.iter().all(|name| parse_number(name).is_some()) {
@@ -516,6 +530,7 @@ fn parse_column(
                 decimals = decimals.max(decimals_of(cell));
                 values.push(Some(value));
             }
+            let decimals = precision_of(values.iter().flatten().copied(), decimals);
             ColumnData::Numeric { values, decimals }
         }
     };
@@ -546,6 +561,23 @@ mod tests {
             Some("mem.csv: column `y`, line 3: the value is 1025 bytes long; a value (a category or label) may have at most 1024".to_owned())
         );
         assert!(parse(&format!("a,y\n1,p\n2,{}\n", &long[1..]), "y").is_ok());
+    }
+
+    #[test]
+    fn precision_comes_from_the_values() {
+        let precision = |cells: &[&str]| {
+            let values: Vec<f64> = cells.iter().filter_map(|cell| parse_number(cell)).collect();
+            let written = cells.iter().map(|cell| decimals_of(cell)).max().unwrap_or(0);
+            precision_of(values.into_iter(), written)
+        };
+        assert_eq!(precision(&["6.0", "127.0", "1065.00"]), 0, "whole numbers written N.0");
+        assert_eq!(precision(&["1e3", "2.0E2", "-4.000"]), 0);
+        assert_eq!(precision(&["1.50", "2.25", "3.0"]), 2);
+        assert_eq!(precision(&["0.10", "0.20"]), 1);
+        assert_eq!(precision(&["0.07871", "1.0"]), 5);
+        assert_eq!(precision(&["1e-05", "3"]), 5);
+        assert_eq!(precision(&["12", "7"]), 0);
+        assert_eq!(precision(&["0.1234567890123"]), 12, "the written cap holds");
     }
 
     #[test]

@@ -14,6 +14,10 @@ use trainer::graph::{Graph, GraphBuilder, Op};
 use trainer::nets::{self, DataSpec, Widths};
 use trainer::params::Params;
 
+/// The allocator `synth-train` uses, so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The denoiser before the U-Net: two 16-channel convolutions around one stride-2 level.
 fn previous_denoiser(shape: ImageShape, n_classes: usize) -> Graph {
     let (ch, hidden, time_dim) = (16, 256, 64);

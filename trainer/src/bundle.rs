@@ -156,6 +156,7 @@ fn self_check(dir: &Path, sign_key: Option<&SecretKey>) -> edge_runtime::Result<
         steps: None,
         sampler: SamplerKind::Ddpm,
         batch: n,
+        guidance: None,
     })?;
     let width = samples.width.max(1);
     match samples.x.iter().position(|value| !value.is_finite()) {

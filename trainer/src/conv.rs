@@ -39,36 +39,43 @@ impl Geometry {
         self.channels * self.kernel * self.kernel
     }
 
-    /// For one row `(c, ky, kx)` of the column matrix, calls `visit(position, input_index)` for
-    /// every output position whose patch element lies inside the image (padding is skipped):
-    /// `position` in `0 .. H'·W'`, `input_index` into one sample's `[C, H, W]`.
-    fn for_each_in_row(&self, row: usize, mut visit: impl FnMut(usize, usize)) {
+    /// For one row `(c, ky, kx)` of the column matrix, calls `visit(position, input_index, len)`
+    /// for every output row `oy` whose patch element lies inside the image: the `len` output
+    /// positions from `position` (in `0 .. H'·W'`) read one sample's `[C, H, W]` from
+    /// `input_index` on, `stride` apart. Padding is skipped.
+    fn for_each_run(&self, row: usize, mut visit: impl FnMut(usize, usize, usize)) {
         let (out_h, out_w) = (self.out_h(), self.out_w());
         let (channel, ky, kx) = (
             row / (self.kernel * self.kernel),
             (row / self.kernel) % self.kernel,
             row % self.kernel,
         );
+        // Output columns whose input column `ox·s + kx − p` is inside `0 .. W`.
+        let first = self.padding.saturating_sub(kx).div_ceil(self.stride);
+        let end = match (self.width + self.padding).checked_sub(kx + 1) {
+            Some(last_offset) => (last_offset / self.stride + 1).min(out_w),
+            None => 0,
+        };
+        if first >= end {
+            return;
+        }
         for oy in 0..out_h {
             let iy = (oy * self.stride + ky) as isize - self.padding as isize;
             if iy < 0 || iy >= self.height as isize {
                 continue;
             }
-            for ox in 0..out_w {
-                let ix = (ox * self.stride + kx) as isize - self.padding as isize;
-                if ix < 0 || ix >= self.width as isize {
-                    continue;
-                }
-                visit(
-                    oy * out_w + ox,
-                    (channel * self.height + iy as usize) * self.width + ix as usize,
-                );
-            }
+            let ix = first * self.stride + kx - self.padding;
+            visit(
+                oy * out_w + first,
+                (channel * self.height + iy as usize) * self.width + ix,
+                end - first,
+            );
         }
     }
 }
 
-fn contiguous_f32<'a>(
+/// The f32 values of a contiguous CPU tensor, or an error naming the custom op `op`.
+pub(crate) fn contiguous_f32<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     op: &str,
@@ -103,7 +110,16 @@ impl CustomOp1 for Im2Col {
         cols.par_chunks_mut(batch * n_out).enumerate().for_each(|(row, out)| {
             for (sample, out) in out.chunks_mut(n_out).enumerate() {
                 let image = &input[sample * per_sample..(sample + 1) * per_sample];
-                geometry.for_each_in_row(row, |position, inp| out[position] = image[inp]);
+                geometry.for_each_run(row, |position, inp, len| {
+                    let out = &mut out[position..position + len];
+                    if geometry.stride == 1 {
+                        out.copy_from_slice(&image[inp..inp + len]);
+                    } else {
+                        for (k, out) in out.iter_mut().enumerate() {
+                            *out = image[inp + k * geometry.stride];
+                        }
+                    }
+                });
             }
         });
         Ok((CpuStorage::F32(cols), Shape::from((geometry.col_rows(), batch * n_out))))
@@ -141,7 +157,18 @@ impl CustomOp1 for Col2Im {
             for row in 0..geometry.col_rows() {
                 let grads =
                     &cols[(row * batch + sample) * n_out..(row * batch + sample + 1) * n_out];
-                geometry.for_each_in_row(row, |position, inp| out[inp] += grads[position]);
+                geometry.for_each_run(row, |position, inp, len| {
+                    let grads = &grads[position..position + len];
+                    if geometry.stride == 1 {
+                        for (out, grad) in out[inp..inp + len].iter_mut().zip(grads) {
+                            *out += grad;
+                        }
+                    } else {
+                        for (k, grad) in grads.iter().enumerate() {
+                            out[inp + k * geometry.stride] += grad;
+                        }
+                    }
+                });
             }
         });
         Ok((
@@ -182,7 +209,9 @@ mod tests {
     #[test]
     fn matches_candle_conv2d() -> Result<()> {
         let device = Device::Cpu;
-        for (stride, padding, height) in [(1, 1, 8), (2, 1, 8), (2, 1, 7), (1, 0, 5)] {
+        for (stride, padding, height) in
+            [(1, 1, 8), (2, 1, 8), (2, 1, 7), (1, 0, 5), (2, 0, 6), (3, 2, 7)]
+        {
             let mut rng = models::rng::stream(stride as u64 * 10 + height as u64, "test/conv");
             let x = Var::from_vec(
                 models::rng::normal_f32(&mut rng, 2 * 3 * height * height),

@@ -56,18 +56,13 @@ pub fn forward_with(
                 let bias = params.get(&format!("{}.bias", node.name))?;
                 x.matmul(&weight.t()?)?.broadcast_add(bias)?
             }
-            Op::Conv2d { out_channels, stride, padding, .. } => {
+            Op::Conv2d { stride, padding, .. } => {
                 let weight = weight_fn(
                     &format!("{}.weight", node.name),
                     params.get(&format!("{}.weight", node.name))?,
                 )?;
-                let bias = params.get(&format!("{}.bias", node.name))?.reshape((
-                    1,
-                    *out_channels,
-                    1,
-                    1,
-                ))?;
-                crate::conv::conv2d(x, &weight, *stride, *padding)?.broadcast_add(&bias)?
+                let bias = params.get(&format!("{}.bias", node.name))?;
+                crate::channel::shift(&crate::conv::conv2d(x, &weight, *stride, *padding)?, bias)?
             }
             Op::Upsample2x => upsample2x(x)?,
             Op::Silu => (x * candle_nn::ops::sigmoid(x)?)?,
@@ -150,9 +145,7 @@ pub fn group_norm(x: &Tensor, groups: usize, scale: &Tensor, shift: &Tensor) -> 
     let normalised = centred
         .broadcast_div(&(variance + GROUP_NORM_EPS)?.sqrt()?)?
         .reshape((batch, channels, height, width))?;
-    Ok(normalised
-        .broadcast_mul(&scale.reshape((1, channels, 1, 1))?)?
-        .broadcast_add(&shift.reshape((1, channels, 1, 1))?)?)
+    crate::channel::affine(&normalised, scale, shift)
 }
 
 /// Nearest-neighbour 2× upsampling of `[B, C, H, W]` as a broadcast: the backward pass is a

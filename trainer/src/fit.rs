@@ -323,7 +323,7 @@ fn manifest(
                     "conditional latent DDPM denoiser (MLP, classifier-free guidance) and autoencoder decoder",
             },
             trained.graph.n_parameters(),
-            hyper.widths.describe(&prepared.data.spec)
+            hyper.widths.describe(settings.family, &prepared.data.spec)
         ),
     }
 }

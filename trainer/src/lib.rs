@@ -12,6 +12,7 @@ pub mod augment;
 pub mod blocks;
 pub mod bundle;
 pub mod cell;
+pub mod channel;
 pub mod cli;
 pub mod commands;
 pub mod conv;

@@ -97,7 +97,7 @@ impl Widths {
     }
 
     /// The architecture in words, for the manifest.
-    pub fn describe(&self, spec: &DataSpec) -> String {
+    pub fn describe(&self, family: Family, spec: &DataSpec) -> String {
         match spec.conv_image() {
             Some(shape) => {
                 let levels = Levels::new(shape, self);
@@ -106,12 +106,21 @@ impl Widths {
                     .iter()
                     .map(|(channels, height, width)| format!("{height}×{width}×{channels}"))
                     .collect();
+                let networks = match family {
+                    Family::Ddpm => {
+                        "U-Net with time+class embedding in every block and self-attention at \
+                         the lowest level if ≥ 8×8"
+                    }
+                    Family::Gan => {
+                        "generator with class-modulated group norm, critic with projection and \
+                         class heads"
+                    }
+                    Family::Vae => "residual encoder and decoder",
+                    Family::Ldm => "autoencoder: residual encoder and decoder",
+                };
                 format!(
                     "conv {shape}: levels {} ({} block(s) per level, group norm {} groups), \
-                     U-Net denoiser with time+class embedding in every block and \
-                     self-attention at the lowest level if ≥ 8×8, GAN generator with \
-                     class-modulated group norm, critic with projection and class heads, VAE \
-                     residual encoder/decoder; hidden {}, latent {}, time embedding {}",
+                     {networks}; hidden {}, latent {}, time embedding {}",
                     levels.join(" → "),
                     self.res_blocks,
                     self.groups,

@@ -243,9 +243,11 @@ pub fn run_study(
         .filter(|run| {
             run.kind == STUDY_RUN_KIND && run.status == edge_runtime::logbook::RunStatus::Done
         })
-        .filter_map(|run| {
-            serde_json::from_value::<CellParams>(run.params).ok().map(|params| params.cell)
-        })
+        .filter_map(|run| serde_json::from_value::<CellParams>(run.params).ok())
+        // A cell done at another size (an earlier run with another --size) is run again; the
+        // report takes the later run.
+        .filter(|params| params.size == settings.size())
+        .map(|params| params.cell)
         .collect();
     let grid = cells(settings, &modalities);
     if grid.is_empty() {
@@ -559,6 +561,7 @@ fn evaluate_cell(
         steps: Some(steps),
         sampler,
         batch: 256,
+        guidance: None,
     };
     let samples = generator.generate(&sample_settings)?;
     let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;

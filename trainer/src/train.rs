@@ -45,7 +45,12 @@ const EMA_DECAY: f64 = 0.995;
 /// Share of training samples whose label is dropped for classifier-free guidance (images).
 const LABEL_DROPOUT: f64 = 0.1;
 
-/// Classifier-free guidance scale written into image diffusion manifests.
+/// Classifier-free guidance scale written into image diffusion manifests (`--guidance` chooses
+/// another when sampling). Measured at fraction 1, DDIM 50 steps, as (share of samples recognised
+/// as their class, precision, recall): nuclei32 DDPM at 0, 1, 3: (0.71, 0.64, 0.88),
+/// (0.85, 0.62, 0.81), (0.98, 0.70, 0.78); digits DDPM at 1 and 3: (0.998, 0.83, 0.74),
+/// (0.998, 0.77, 0.23); digits LDM at 1 and 3: (0.99, 0.88, 0.24), (1.00, 0.80, 0.004). 1 keeps
+/// the diversity of the small images; 32×32 DDPM gains from 3.
 pub const GUIDANCE: f64 = 1.0;
 
 /// Weight of the auxiliary classification loss of the GAN (critic on real images, generator on
@@ -292,18 +297,13 @@ fn train_vae(
         let (mut sum, mut count) = (0.0, 0);
         for (x, y) in batches.epoch()? {
             let batch = x.dim(0)?;
-            let encoded = forward(&encoder_graph, &encoder, &[("x", &x), ("y", &y)])?;
-            let (mu, logvar) = (&encoded[0], &encoded[1].clamp(-10.0, 10.0)?);
-            let eps = normal(&mut noise, &[batch, latent], device)?;
-            let z = (mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?;
-            let x_hat = forward(&decoder_graph, &decoder, &[("z", &z), ("y", &y)])?.remove(0);
-            let nll = reconstruction_nll(spec, &x, &x_hat, log_scale.as_tensor())?;
-            // KL(N(μ, σ²) ‖ N(0, 1)) per sample.
-            let kl = ((mu.sqr()? + logvar.exp()?)? - logvar)?
-                .affine(1.0, -1.0)?
-                .sum(1)?
-                .affine(0.5, 0.0)?;
-            let loss = (nll + kl)?.mean_all()?;
+            let nets = Autoencoder {
+                encoder: (&encoder_graph, &encoder),
+                decoder: (&decoder_graph, &decoder),
+                log_scale: log_scale.as_tensor(),
+                latent_dim: latent,
+            };
+            let loss = nets.elbo_loss(spec, &x, Some(&y), &mut noise, 1.0)?;
             optimiser.backward_step(&loss)?;
             sum += scalar(&loss)? * batch as f64;
             count += batch;
@@ -323,6 +323,50 @@ fn train_vae(
         history,
         latent: None,
     })
+}
+
+/// An encoder and decoder trained together on the negative ELBO: the VAE (conditional on the
+/// class) and latent diffusion's autoencoder (unconditional).
+struct Autoencoder<'a> {
+    encoder: (&'a Graph, &'a Params),
+    decoder: (&'a Graph, &'a Params),
+    /// Learned log-scale of each numeric feature's Gaussian (one value per pixel for images).
+    log_scale: &'a Tensor,
+    latent_dim: usize,
+}
+
+impl Autoencoder<'_> {
+    /// The mean over the batch of the reconstruction NLL plus `kl_weight` × KL(N(μ, σ²) ‖ N(0, 1))
+    /// per sample, the latent drawn by reparameterisation from `noise`; `y` (one-hot classes) is
+    /// fed to both networks when given.
+    fn elbo_loss(
+        &self,
+        spec: &DataSpec,
+        x: &Tensor,
+        y: Option<&Tensor>,
+        noise: &mut StreamRng,
+        kl_weight: f64,
+    ) -> Result<Tensor> {
+        fn with_class<'t>(
+            first: (&'static str, &'t Tensor),
+            y: Option<&'t Tensor>,
+        ) -> Vec<(&'static str, &'t Tensor)> {
+            let mut feeds = vec![first];
+            feeds.extend(y.map(|y| ("y", y)));
+            feeds
+        }
+        let encoded = forward(self.encoder.0, self.encoder.1, &with_class(("x", x), y))?;
+        let (mu, logvar) = (&encoded[0], &encoded[1].clamp(-10.0, 10.0)?);
+        let eps = normal(noise, &[x.dim(0)?, self.latent_dim], x.device())?;
+        let z = (mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?;
+        let x_hat = forward(self.decoder.0, self.decoder.1, &with_class(("z", &z), y))?.remove(0);
+        let nll = reconstruction_nll(spec, x, &x_hat, self.log_scale)?;
+        let kl = ((mu.sqr()? + logvar.exp()?)? - logvar)?
+            .affine(1.0, -1.0)?
+            .sum(1)?
+            .affine(0.5 * kl_weight, 0.0)?;
+        Ok((nll + kl)?.mean_all()?)
+    }
 }
 
 /// Spectral normalisation state: one left singular vector estimate per weight.
@@ -664,17 +708,13 @@ fn train_ldm(
         let (mut sum, mut count) = (0.0, 0);
         for (x, _) in batches.epoch()? {
             let batch = x.dim(0)?;
-            let encoded = forward(&encoder_graph, &encoder, &[("x", &x)])?;
-            let (mu, logvar) = (&encoded[0], &encoded[1].clamp(-10.0, 10.0)?);
-            let eps = normal(&mut noise, &[batch, latent_dim], device)?;
-            let z = (mu + (logvar.affine(0.5, 0.0)?.exp()? * eps)?)?;
-            let x_hat = forward(&decoder_graph, &decoder, &[("z", &z)])?.remove(0);
-            let nll = reconstruction_nll(spec, &x, &x_hat, log_scale.as_tensor())?;
-            let kl = ((mu.sqr()? + logvar.exp()?)? - logvar)?
-                .affine(1.0, -1.0)?
-                .sum(1)?
-                .affine(0.5 * AUTOENCODER_KL_WEIGHT, 0.0)?;
-            let loss = (nll + kl)?.mean_all()?;
+            let nets = Autoencoder {
+                encoder: (&encoder_graph, &encoder),
+                decoder: (&decoder_graph, &decoder),
+                log_scale: log_scale.as_tensor(),
+                latent_dim,
+            };
+            let loss = nets.elbo_loss(spec, &x, None, &mut noise, AUTOENCODER_KL_WEIGHT)?;
             optimiser.backward_step(&loss)?;
             sum += scalar(&loss)? * batch as f64;
             count += batch;

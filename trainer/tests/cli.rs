@@ -113,6 +113,24 @@ fn the_same_seed_gives_byte_identical_models_and_a_complete_manifest() {
     assert!(dir.path().join("a/weights.safetensors").is_file());
     let bundle = edge_runtime::bundle::Bundle::open(&dir.path().join("a")).unwrap();
     assert_eq!(bundle.manifest, manifest);
+
+    // wine.csv writes the whole-number columns magnesium and proline as `127.0`: they are
+    // generated whole; alcohol keeps its two decimals.
+    let models::transform::Encoder::Tabular(encoder) = &manifest.transform else {
+        panic!("wine is a table")
+    };
+    let decimals = |column: &str| {
+        encoder.columns.iter().find_map(|encoder| match encoder {
+            models::transform::ColumnEncoder::Numeric { name, decimals, .. } if name == column => {
+                Some(*decimals)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(
+        [decimals("magnesium"), decimals("proline"), decimals("alcohol")],
+        [Some(0), Some(0), Some(2)]
+    );
 }
 
 #[test]

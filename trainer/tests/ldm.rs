@@ -57,6 +57,7 @@ fn sample(bundle: &Bundle, seed: u64, sampler: SamplerKind) -> Vec<f32> {
             steps: Some(10),
             sampler,
             batch: 7,
+            guidance: None,
         })
         .unwrap();
     assert_eq!(samples.x.len(), 20 * 64);

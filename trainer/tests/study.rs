@@ -1,6 +1,6 @@
 //! A tiny study end to end: one table, two families, two fractions, few epochs. The logbook holds
 //! every cell's figures on all six axes, the report names every cell, and a second run resumes
-//! (skips everything) instead of starting over.
+//! (skips everything) instead of starting over; a run at another `--size` runs every cell again.
 
 #![allow(
     clippy::unwrap_used,
@@ -21,7 +21,7 @@ const CELLS: [&str; 4] = [
     "wheat_splitsplit/ddpm/f0.5/s0",
 ];
 
-fn study(out: &Path) -> String {
+fn study(out: &Path, extra: &[&str]) -> String {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/wheat_splitsplit.csv");
     let output = Command::new(env!("CARGO_BIN_EXE_synth-train"))
         .args(["study", "--data"])
@@ -43,6 +43,7 @@ fn study(out: &Path) -> String {
             "--out",
         ])
         .arg(out)
+        .args(extra)
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -53,7 +54,7 @@ fn study(out: &Path) -> String {
 fn a_tiny_grid_is_logged_reported_and_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("study");
-    let first = study(&out);
+    let first = study(&out, &[]);
     assert!(first.contains("4 cells (4 run now, 0 already done)"), "{first}");
 
     let logbook = Logbook::open(&out.join("study.sqlite")).unwrap();
@@ -101,11 +102,19 @@ fn a_tiny_grid_is_logged_reported_and_resumed() {
         }
     }
 
-    let second = study(&out);
+    let second = study(&out, &[]);
     assert!(second.contains("4 cells (0 run now, 4 already done)"), "{second}");
     assert_eq!(
         logbook.runs().map(|runs| runs.len()).unwrap_or_default(),
         4,
         "resuming adds no runs"
     );
+
+    // Cells done at `tiny` are not done at `small` (tables train the same MLP at every size,
+    // which keeps this cheap).
+    let third = study(&out, &["--size", "small"]);
+    assert!(third.contains("4 cells (4 run now, 0 already done)"), "{third}");
+    let runs = logbook.runs().unwrap();
+    assert_eq!(runs.len(), 8);
+    assert_eq!(runs.iter().filter(|run| run.params["size"] == "small").count(), 4);
 }

@@ -87,6 +87,7 @@ pub fn bench(
             steps,
             sampler,
             batch,
+            guidance: None,
         };
         // Two warm-up runs, then timed runs until `repeats` or about two seconds.
         for _ in 0..2 {

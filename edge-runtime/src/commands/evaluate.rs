@@ -47,6 +47,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         "bootstrap": args.bootstrap,
         "steps": args.sampling.steps,
         "sampler": args.sampling.sampler.to_string(),
+        "guidance": args.sampling.guidance,
         "engine": args.sampling.engine.engine.to_string(),
     });
     let (assessment, summary) = match (
@@ -123,6 +124,7 @@ fn evaluate_bundle(
         steps: args.sampling.steps,
         sampler: args.sampling.sampler,
         batch: args.sampling.batch,
+        guidance: args.sampling.guidance,
     };
     let samples = generator.generate(&sample_settings)?;
     let synthetic = synthetic_dataset(&bundle.manifest, &samples)?;

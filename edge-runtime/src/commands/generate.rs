@@ -47,6 +47,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         steps: args.sampling.steps,
         sampler: args.sampling.sampler,
         batch: args.sampling.batch,
+        guidance: args.sampling.guidance,
     };
     let params = serde_json::json!({
         "model": args.model.display().to_string(),
@@ -58,6 +59,7 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
         "steps": args.sampling.steps,
         "sampler": args.sampling.sampler.to_string(),
         "batch": args.sampling.batch,
+        "guidance": args.sampling.guidance,
         "engine": generator.engine_kind().to_string(),
         "threads": crate::engine::resolve_threads(args.sampling.engine.threads),
         "gate": args.gate.as_ref().map(|path| path.display().to_string()),
