@@ -221,7 +221,6 @@ impl Generator {
         output_dims(&self.manifest.graph)
     }
 
-    /// The guidance scale, when the sampler is to guide.
     /// The guidance scale of a request, `None` for none: `--guidance` needs a bundle trained with
     /// label dropout (one whose manifest has `guidance`), within `0 ..= MAX_GUIDANCE`.
     fn guidance(&self, settings: &SampleSettings) -> Result<Option<f32>> {
