@@ -13,8 +13,11 @@ use serde::Serialize;
 use crate::bundle::Bundle;
 use crate::data::{DataOptions, read_dataset};
 use crate::error::{Error, Result};
+use crate::metrics::fidelity::{MissingMask, missing_rate_metrics};
 use crate::metrics::knn::Rows;
-use crate::metrics::{Assessment, EvalInput, EvalSettings, Labelled, evaluate};
+use crate::metrics::{
+    Assessment, Axis, EvalInput, EvalSettings, Labelled, MetricId, Skipped, evaluate, sort_by_axis,
+};
 use crate::output::align_classes;
 
 /// The real side of an assessment.
@@ -156,7 +159,7 @@ fn widen_categories(encoder: &mut TabularEncoder, table: &Table) {
 pub fn read_synthetic(path: &Path, real: &RealData) -> Result<Dataset> {
     let mut synthetic = match &real.train {
         Dataset::Table(table) => {
-            read_dataset(path, &DataOptions::like_table(table, MissingPolicy::Refuse))?
+            read_dataset(path, &DataOptions::like_table(table, MissingPolicy::Model))?
         }
         Dataset::Images(images) => {
             let options = DataOptions {
@@ -171,22 +174,35 @@ pub fn read_synthetic(path: &Path, real: &RealData) -> Result<Dataset> {
     Ok(synthetic)
 }
 
-/// Encodes the three sets and computes the assessment.
+/// Encodes the three sets and computes the assessment. A table column with an empty cell on any
+/// side is encoded with its missingness indicator on every side (an empty cell is then a value
+/// like any other), and `missing_rate_difference` compares the sides' shares of empty cells.
 pub fn assess(
     real: &RealData,
     synthetic: &Dataset,
     settings: &EvalSettings,
 ) -> Result<(Assessment, DataSummary)> {
-    let train_x = real.encoder.encode(&real.train)?;
-    let holdout_x = real.encoder.encode(&real.holdout)?;
-    let synthetic_x = real.encoder.encode(synthetic)?;
-    let dim = real.encoder.width();
-    let blocks = real.encoder.blocks();
-    let feature_names = match &real.encoder {
+    let encoder = match (&real.encoder, &real.train, &real.holdout, synthetic) {
+        (
+            Encoder::Tabular(tabular),
+            Dataset::Table(train),
+            Dataset::Table(holdout),
+            Dataset::Table(synthetic),
+        ) => {
+            Encoder::Tabular(tabular.clone().with_missing_indicators(&[train, holdout, synthetic]))
+        }
+        _ => real.encoder.clone(),
+    };
+    let train_x = encoder.encode(&real.train)?;
+    let holdout_x = encoder.encode(&real.holdout)?;
+    let synthetic_x = encoder.encode(synthetic)?;
+    let dim = encoder.width();
+    let blocks = encoder.blocks();
+    let feature_names = match &encoder {
         Encoder::Tabular(tabular) => tabular.feature_names(),
         Encoder::Image(_) => (0..dim).map(|idx| format!("pixel {idx}")).collect(),
     };
-    let image = match &real.encoder {
+    let image = match &encoder {
         Encoder::Image(pixels) => Some(pixels.shape),
         Encoder::Tabular(_) => None,
     };
@@ -199,7 +215,39 @@ pub fn assess(
         feature_names: &feature_names,
         image,
     };
-    let assessment = evaluate(&input, settings)?;
+    let mut assessment = evaluate(&input, settings)?;
+    if settings.axes.contains(&Axis::Fidelity) {
+        match (&real.train, synthetic) {
+            (Dataset::Table(train), Dataset::Table(synthetic)) => {
+                let masks: Vec<(Vec<bool>, Vec<bool>)> = train
+                    .features
+                    .iter()
+                    .zip(&synthetic.features)
+                    .map(|(real, synthetic)| (real.missing_mask(), synthetic.missing_mask()))
+                    .collect();
+                let columns: Vec<MissingMask<'_>> = train
+                    .features
+                    .iter()
+                    .zip(&masks)
+                    .map(|(column, (real, synthetic))| MissingMask {
+                        column: &column.name,
+                        real,
+                        synthetic,
+                    })
+                    .collect();
+                assessment.metrics.extend(missing_rate_metrics(
+                    &columns,
+                    settings.seed,
+                    settings.replicates,
+                ));
+                sort_by_axis(&mut assessment.metrics);
+            }
+            _ => assessment.skipped.push(Skipped {
+                name: MetricId::MissingRateDifference.name().to_owned(),
+                reason: "images have no empty cells; the figure is for tables".to_owned(),
+            }),
+        }
+    }
     let summary = DataSummary {
         n_real_train: real.train.n_rows(),
         n_real_holdout: real.holdout.n_rows(),

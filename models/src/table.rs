@@ -3,8 +3,9 @@
 //! Column kinds are inferred (a column whose every value parses as a finite number is numeric,
 //! unless it holds only a few distinct integer codes, which usually name categories) or given by a
 //! small TOML schema beside the file. Missing values (empty, `NA`, `NaN`, `?`, `N/A`) are kept as
-//! missing under [`MissingPolicy::Impute`], to be filled later with the train part's statistics,
-//! or refused with the column and line under [`MissingPolicy::Refuse`]. Nothing is dropped.
+//! missing under [`MissingPolicy::Model`] (the default: the generator learns where cells are
+//! empty) and [`MissingPolicy::Impute`] (filled later with the train part's statistics), or
+//! refused with the column and line under [`MissingPolicy::Refuse`]. Nothing is dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -31,12 +32,27 @@ pub enum ColumnKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MissingPolicy {
-    /// Stop with an error naming the column and line of the first missing value.
+    /// Keep the value as missing and model it: each column with empty cells in the train part
+    /// gets a missingness indicator, learnt with the rest of the row, and generated cells are
+    /// empty at the learnt rate (see `transform`).
     #[default]
+    Model,
+    /// Stop with an error naming the column and line of the first missing value.
     Refuse,
     /// Keep the value as missing; the fitted transform fills it with the train part's mean
     /// (numeric) or most frequent category (categorical).
     Impute,
+}
+
+impl MissingPolicy {
+    /// The name in flags and schema files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingPolicy::Model => "model",
+            MissingPolicy::Refuse => "refuse",
+            MissingPolicy::Impute => "impute",
+        }
+    }
 }
 
 impl std::str::FromStr for MissingPolicy {
@@ -44,9 +60,14 @@ impl std::str::FromStr for MissingPolicy {
 
     fn from_str(text: &str) -> Result<Self> {
         match text {
+            "model" => Ok(MissingPolicy::Model),
             "refuse" => Ok(MissingPolicy::Refuse),
             "impute" => Ok(MissingPolicy::Impute),
-            other => Err(Error::parameter("missing-value policy", other, "`refuse` or `impute`")),
+            other => Err(Error::parameter(
+                "missing-value policy",
+                other,
+                "`model`, `impute` or `refuse`",
+            )),
         }
     }
 }
@@ -146,6 +167,19 @@ impl Column {
             ColumnData::Numeric { .. } => ColumnKind::Numeric,
             ColumnData::Categorical { .. } => ColumnKind::Categorical,
         }
+    }
+
+    /// Per row, whether the cell is empty.
+    pub fn missing_mask(&self) -> Vec<bool> {
+        match &self.data {
+            ColumnData::Numeric { values, .. } => values.iter().map(Option::is_none).collect(),
+            ColumnData::Categorical { codes, .. } => codes.iter().map(Option::is_none).collect(),
+        }
+    }
+
+    /// How many cells are empty.
+    pub fn missing_count(&self) -> usize {
+        self.missing_mask().iter().filter(|&&empty| empty).count()
     }
 
     fn select(&self, rows: &[usize]) -> Column {
@@ -496,7 +530,7 @@ fn parse_column(
             source.clone(),
             format!(
                 "column `{name}`, line {}: missing value ({shown}) and the missing-value policy is `refuse`; \
-                 fix the data or choose the `impute` policy (train-part mean or most frequent category)",
+                 fix the data, or choose the `model` policy (generate empty cells at the learnt rate) or `impute` (train-part mean or most frequent category)",
                 row_idx + 2
             ),
         ));

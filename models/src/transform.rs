@@ -7,8 +7,13 @@
 //! - categorical column → one-hot over the schema's categories; decoding takes the argmax.
 //! - pixels → `2 · v / pixel_max − 1`, in [-1, 1]; decoding clamps and rounds to integers.
 //!
-//! Missing values (kept by the `impute` policy) encode as the train part's mean (numeric, i.e. 0)
-//! or most frequent category. The encoded matrix is `n_rows × width`, row-major `f32`.
+//! Missing values. Under the `model` policy a column with empty cells in the train part carries a
+//! missingness indicator, learnt with the rest of the row: a numeric column gains a two-way
+//! one-hot block `[present, missing]` after its value (which encodes as the mean, 0, when the cell
+//! is empty), a categorical column one more one-hot slot after its categories. Decoding writes an
+//! empty cell where the indicator wins. Without an indicator (the `impute` policy, or a column
+//! complete in the train part) a missing cell encodes as the train part's mean (numeric, 0) or
+//! most frequent category. The encoded matrix is `n_rows × width`, row-major `f32`.
 
 use std::collections::HashMap;
 
@@ -18,7 +23,7 @@ use crate::dataset::Dataset;
 use crate::error::{Error, Result, Source};
 use crate::image::{ImageSet, ImageShape};
 use crate::manifest::{field_error, validate_names};
-use crate::table::{ColumnData, Table};
+use crate::table::{ColumnData, MissingPolicy, Table};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "modality", rename_all = "lowercase")]
@@ -43,14 +48,30 @@ pub enum ColumnEncoder {
         min: f64,
         max: f64,
         decimals: u32,
+        /// A `[present, missing]` one-hot block follows the value (see the module text).
+        #[serde(default, skip_serializing_if = "is_false")]
+        missing: bool,
     },
     Categorical {
         name: String,
         categories: Vec<String>,
-        /// Index of the train part's most frequent category: the value a missing cell takes.
+        /// Index of the train part's most frequent category: the value a missing cell takes
+        /// when the column has no missingness slot.
         mode: u32,
+        /// One more one-hot slot after the categories stands for an empty cell.
+        #[serde(default, skip_serializing_if = "is_false")]
+        missing: bool,
     },
 }
+
+fn is_false(flag: &bool) -> bool {
+    !flag
+}
+
+/// The name of a missingness slot among encoded feature names: `column=(missing)`.
+pub const MISSING_SLOT: &str = "(missing)";
+/// The name of the other slot of a numeric column's indicator: `column=(present)`.
+pub const PRESENT_SLOT: &str = "(present)";
 
 impl ColumnEncoder {
     pub fn name(&self) -> &str {
@@ -61,8 +82,27 @@ impl ColumnEncoder {
 
     pub fn width(&self) -> usize {
         match self {
-            ColumnEncoder::Numeric { .. } => 1,
-            ColumnEncoder::Categorical { categories, .. } => categories.len(),
+            ColumnEncoder::Numeric { missing, .. } => 1 + 2 * usize::from(*missing),
+            ColumnEncoder::Categorical { categories, missing, .. } => {
+                categories.len() + usize::from(*missing)
+            }
+        }
+    }
+
+    /// Whether the column carries a missingness indicator.
+    pub fn models_missing(&self) -> bool {
+        match self {
+            ColumnEncoder::Numeric { missing, .. } | ColumnEncoder::Categorical { missing, .. } => {
+                *missing
+            }
+        }
+    }
+
+    fn set_models_missing(&mut self, value: bool) {
+        match self {
+            ColumnEncoder::Numeric { missing, .. } | ColumnEncoder::Categorical { missing, .. } => {
+                *missing = value;
+            }
         }
     }
 }
@@ -73,6 +113,8 @@ pub enum Value {
     Number(f64),
     /// Index into the column's categories.
     Category(u32),
+    /// An empty cell (a column whose missingness is modelled).
+    Missing,
 }
 
 /// A contiguous block of encoded features belonging to one column.
@@ -151,11 +193,11 @@ impl Encoder {
                         let scale = |value: f64| {
                             if *std > 0.0 { ((value - mean) / std) as f32 } else { 0.0 }
                         };
-                        vec![(scale(*min), scale(*max))]
+                        let mut bounds = vec![(0.0, 1.0); column.width()];
+                        bounds[0] = (scale(*min), scale(*max));
+                        bounds
                     }
-                    ColumnEncoder::Categorical { categories, .. } => {
-                        vec![(0.0, 1.0); categories.len()]
-                    }
+                    ColumnEncoder::Categorical { .. } => vec![(0.0, 1.0); column.width()],
                 })
                 .collect(),
             Encoder::Image(encoder) => vec![(-1.0, 1.0); encoder.shape.n_values()],
@@ -285,7 +327,10 @@ impl TabularEncoder {
         Ok(())
     }
 
+    /// Fits on the rows `rows` of `table`; under the `model` policy a column with an empty cell
+    /// among them gets a missingness indicator.
     pub fn fit(table: &Table, rows: &[usize]) -> Result<TabularEncoder> {
+        let model_missing = table.missing == MissingPolicy::Model;
         let mut columns = Vec::with_capacity(table.features.len());
         for column in &table.features {
             let encoder = match &column.data {
@@ -325,6 +370,7 @@ impl TabularEncoder {
                         min,
                         max,
                         decimals: *decimals,
+                        missing: model_missing && present.len() < rows.len(),
                     }
                 }
                 ColumnData::Categorical { categories, codes } => {
@@ -342,6 +388,7 @@ impl TabularEncoder {
                         name: column.name.clone(),
                         categories: categories.clone(),
                         mode: mode as u32,
+                        missing: model_missing && counts.iter().sum::<usize>() < rows.len(),
                     }
                 }
             };
@@ -354,31 +401,63 @@ impl TabularEncoder {
         self.columns.iter().map(ColumnEncoder::width).sum()
     }
 
+    /// One block per column, and a second (categorical, two wide) for a numeric column's
+    /// missingness indicator.
     pub fn blocks(&self) -> Vec<Block> {
         let mut start = 0;
-        self.columns
-            .iter()
-            .map(|column| {
-                let block = Block {
-                    start,
-                    width: column.width(),
-                    categorical: matches!(column, ColumnEncoder::Categorical { .. }),
-                };
-                start += block.width;
-                block
-            })
-            .collect()
+        let mut blocks = Vec::with_capacity(self.columns.len());
+        for column in &self.columns {
+            match column {
+                ColumnEncoder::Numeric { missing, .. } => {
+                    blocks.push(Block { start, width: 1, categorical: false });
+                    if *missing {
+                        blocks.push(Block { start: start + 1, width: 2, categorical: true });
+                    }
+                }
+                ColumnEncoder::Categorical { .. } => {
+                    blocks.push(Block { start, width: column.width(), categorical: true });
+                }
+            }
+            start += column.width();
+        }
+        blocks
+    }
+
+    /// Gives every column in which one of `tables` has an empty cell a missingness indicator,
+    /// so that evaluation encodes empty cells the same way on every side.
+    pub fn with_missing_indicators(mut self, tables: &[&Table]) -> TabularEncoder {
+        for (idx, column) in self.columns.iter_mut().enumerate() {
+            let any_missing = tables.iter().any(|table| {
+                table.features.get(idx).is_some_and(|feature| feature.missing_count() > 0)
+            });
+            if any_missing {
+                column.set_models_missing(true);
+            }
+        }
+        self
     }
 
     /// Names of the encoded features: `column` for numeric, `column=category` for one-hot.
     pub fn feature_names(&self) -> Vec<String> {
         self.columns
             .iter()
-            .flat_map(|column| match column {
-                ColumnEncoder::Numeric { name, .. } => vec![name.clone()],
-                ColumnEncoder::Categorical { name, categories, .. } => {
-                    categories.iter().map(|category| format!("{name}={category}")).collect()
+            .flat_map(|column| {
+                let mut names = match column {
+                    ColumnEncoder::Numeric { name, missing, .. } => {
+                        let mut names = vec![name.clone()];
+                        if *missing {
+                            names.push(format!("{name}={PRESENT_SLOT}"));
+                        }
+                        names
+                    }
+                    ColumnEncoder::Categorical { name, categories, .. } => {
+                        categories.iter().map(|category| format!("{name}={category}")).collect()
+                    }
+                };
+                if column.models_missing() {
+                    names.push(format!("{}={MISSING_SLOT}", column.name()));
                 }
+                names
             })
             .collect()
     }
@@ -404,19 +483,26 @@ impl TabularEncoder {
         let mut offset = 0;
         for (encoder, column) in self.columns.iter().zip(&table.features) {
             match (encoder, &column.data) {
-                (ColumnEncoder::Numeric { mean, std, .. }, ColumnData::Numeric { values, .. }) => {
+                (
+                    ColumnEncoder::Numeric { mean, std, missing, .. },
+                    ColumnData::Numeric { values, .. },
+                ) => {
                     for (row, value) in values.iter().enumerate() {
                         let scaled = match value {
                             Some(value) if *std > 0.0 => (value - mean) / std,
                             _ => 0.0,
                         };
                         out[row * width + offset] = scaled as f32;
+                        if *missing {
+                            out[row * width + offset + 1 + usize::from(value.is_none())] = 1.0;
+                        }
                     }
                 }
                 (
-                    ColumnEncoder::Categorical { categories, mode, .. },
+                    ColumnEncoder::Categorical { categories, mode, missing, .. },
                     ColumnData::Categorical { categories: table_categories, codes },
                 ) => {
+                    let empty = if *missing { categories.len() } else { *mode as usize };
                     let index: HashMap<&str, usize> = categories
                         .iter()
                         .enumerate()
@@ -436,7 +522,7 @@ impl TabularEncoder {
                         })?);
                     }
                     for (row, code) in codes.iter().enumerate() {
-                        let category = code.map_or(*mode as usize, |code| remap[code as usize]);
+                        let category = code.map_or(empty, |code| remap[code as usize]);
                         out[row * width + offset + category] = 1.0;
                     }
                 }
@@ -462,7 +548,8 @@ impl TabularEncoder {
     }
 
     /// Decodes an `n_rows × width` matrix: numerics un-standardised, clamped to the observed
-    /// range and rounded to the column's decimals; each one-hot block by its argmax.
+    /// range and rounded to the column's decimals; each one-hot block by its argmax; a cell is
+    /// empty where its missingness slot wins.
     pub fn decode(&self, encoded: &[f32]) -> Vec<Vec<Value>> {
         let width = self.width();
         encoded
@@ -472,14 +559,19 @@ impl TabularEncoder {
                 self.columns
                     .iter()
                     .map(|column| {
+                        let cells = &row[offset..offset + column.width()];
                         let value = match column {
+                            ColumnEncoder::Numeric { missing: true, .. } if cells[2] > cells[1] => {
+                                Value::Missing
+                            }
                             ColumnEncoder::Numeric { mean, std, min, max, decimals, .. } => {
-                                let raw = f64::from(row[offset]) * std + mean;
+                                let raw = f64::from(cells[0]) * std + mean;
                                 Value::Number(round_to(raw.clamp(*min, *max), *decimals))
                             }
-                            ColumnEncoder::Categorical { categories, .. } => Value::Category(
-                                argmax(&row[offset..offset + categories.len()]) as u32,
-                            ),
+                            ColumnEncoder::Categorical { categories, .. } => match argmax(cells) {
+                                code if code < categories.len() => Value::Category(code as u32),
+                                _ => Value::Missing,
+                            },
                         };
                         offset += column.width();
                         value
@@ -498,6 +590,7 @@ impl TabularEncoder {
             (ColumnEncoder::Categorical { categories, .. }, Value::Category(code)) => {
                 categories[code as usize].clone()
             }
+            (_, Value::Missing) => String::new(),
             (_, Value::Number(number)) => number.to_string(),
             (_, Value::Category(code)) => code.to_string(),
         }
@@ -612,6 +705,54 @@ mod tests {
         let encoder = TabularEncoder::fit(&table, &[0, 2]).unwrap();
         let decoded = encoder.decode(&encoder.encode(&table).unwrap());
         assert_eq!(decoded[1], vec![Value::Number(3.0), Value::Category(0)]); // 2.5 rounded to 0 decimals → 3
+    }
+
+    #[test]
+    fn modelled_missingness_round_trips_with_its_rates_per_class() {
+        // a: empty in rows 1 and 3 (both class q); b: empty in row 0 (class p).
+        let text = "a,b,y\n1,,p\nNA,v,q\n4,u,p\n,v,q\n6,u,p\n";
+        let modelled = table(text, MissingPolicy::Model);
+        let all = [0, 1, 2, 3, 4];
+        let encoder = TabularEncoder::fit(&modelled, &all).unwrap();
+        assert_eq!(encoder.width(), 3 + 3);
+        assert_eq!(
+            encoder.feature_names(),
+            ["a", "a=(present)", "a=(missing)", "b=u", "b=v", "b=(missing)"]
+        );
+        let blocks: Vec<(usize, usize, bool)> =
+            encoder.blocks().iter().map(|b| (b.start, b.width, b.categorical)).collect();
+        assert_eq!(blocks, [(0, 1, false), (1, 2, true), (3, 3, true)]);
+        let encoded = encoder.encode(&modelled).unwrap();
+        // Row 1: a empty → value 0 (the mean), indicator [0, 1]; b = v.
+        assert_eq!(&encoded[6..12], &[0.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
+        // Row 0: b empty → its missing slot.
+        assert_eq!(&encoded[3..6], &[0.0, 0.0, 1.0]);
+        let decoded = encoder.decode(&encoded);
+        let empty: Vec<(usize, usize)> = (0..5)
+            .flat_map(|row| (0..2).map(move |col| (row, col)))
+            .filter(|&(row, col)| decoded[row][col] == Value::Missing)
+            .collect();
+        assert_eq!(empty, [(0, 1), (1, 0), (3, 0)]);
+        // Rates per class survive: a is empty in 2 of 2 q rows and 0 of 3 p rows.
+        let rate = |class: u32| {
+            let rows: Vec<usize> = (0..5).filter(|&row| modelled.labels[row] == class).collect();
+            rows.iter().filter(|&&row| decoded[row][0] == Value::Missing).count() as f64
+                / rows.len() as f64
+        };
+        assert_eq!((rate(0), rate(1)), (0.0, 1.0));
+        assert_eq!(decoded[0][0], Value::Number(1.0));
+        assert_eq!(encoder.format_value(1, Value::Missing), "");
+        let bounds = Encoder::Tabular(encoder.clone()).bounds();
+        assert_eq!(bounds.len(), 6);
+        assert_eq!(&bounds[1..], &[(0.0, 1.0); 5]);
+
+        // `impute` keeps no indicator; a column complete in the train part gets none either.
+        let imputed = TabularEncoder::fit(&table(text, MissingPolicy::Impute), &all).unwrap();
+        assert_eq!(imputed.width(), 3);
+        let complete = TabularEncoder::fit(&modelled, &[2, 4]).unwrap();
+        assert_eq!(complete.width(), 3);
+        // Evaluation widens it when another side has empty cells.
+        assert_eq!(complete.with_missing_indicators(&[&modelled]).width(), 6);
     }
 
     #[test]

@@ -146,8 +146,10 @@ pub struct FitArgs {
     /// Read a CSV as flattened images of this shape, e.g. 8x8 (HxW, or HxWxC for RGB).
     #[arg(long, value_parser = edge_runtime::cli::parse_image_shape)]
     pub image_shape: Option<ImageShape>,
-    /// Missing values: refuse (default; the error names column and line) or impute with the
-    /// train part's mean / most frequent category.
+    /// Missing values: model (default: a missingness indicator per column is learnt with the
+    /// row, and generated cells are empty at the learnt rate), impute with the train part's
+    /// mean / most frequent category (no empty cells generated), or refuse (the error names
+    /// column and line).
     #[arg(long, value_parser = parse_missing)]
     pub missing: Option<MissingPolicy>,
     /// Fix a CSV column's kind instead of inferring it: COLUMN=numeric or COLUMN=categorical
@@ -250,7 +252,7 @@ impl FitArgs {
             flag("image-shape", format!("{}x{}x{}", shape.height, shape.width, shape.channels));
         }
         if let Some(missing) = self.missing {
-            flag("missing", missing_text(missing).to_owned());
+            flag("missing", missing.as_str().to_owned());
         }
         for (column, kind) in &self.kinds {
             flag("kind", format!("{column}={}", kind_text(*kind)));
@@ -314,13 +316,6 @@ fn kind_text(kind: ColumnKind) -> &'static str {
     match kind {
         ColumnKind::Numeric => "numeric",
         ColumnKind::Categorical => "categorical",
-    }
-}
-
-fn missing_text(missing: MissingPolicy) -> &'static str {
-    match missing {
-        MissingPolicy::Refuse => "refuse",
-        MissingPolicy::Impute => "impute",
     }
 }
 

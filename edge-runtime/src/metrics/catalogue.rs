@@ -274,6 +274,8 @@ catalogue! {
         "mean absolute difference of the Pearson correlations of every pair of features";
     DetectionAuc: "detection_auc", Fidelity, Target(0.5), Assessment, [Gate, Score],
         "ROC AUC of boosted trees telling real from synthetic, out of fold (0.5: indistinguishable)";
+    MissingRateDifference: "missing_rate_difference", Fidelity, Lower, Assessment, [Gate, Score],
+        "mean over table columns of the absolute difference of the share of empty cells, real train vs synthetic (`/column`: one)";
     ConditionalAccuracy: "conditional_accuracy", Fidelity, Higher, Assessment, [Gate, Score, Summary],
         "share of synthetic samples the TRTR logistic regression assigns to the class they were generated for";
     Recall: "recall", Diversity, Higher, Assessment, [Gate, Score, Chart],

@@ -10,6 +10,9 @@
 //!   pair of encoded features (a constant feature correlates 0 with everything);
 //! - `detection_auc`: ROC AUC of gradient-boosted trees told to tell real from synthetic, from
 //!   out-of-fold scores of a 5-fold split over a balanced sample (0.5: indistinguishable);
+//! - `missing_rate_difference`: the mean over feature columns of the absolute difference between
+//!   the share of empty cells in the real train part and in the synthetic rows (per column as
+//!   `missing_rate_difference/<column>` for each column with an empty cell on either side);
 //! - `class_balance_tv` (diversity): total variation distance between label distributions.
 
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -296,6 +299,62 @@ pub fn fidelity_metrics(
 }
 
 /// Total variation distance between the label distributions.
+/// One table column's empty cells on the real and the synthetic side, for
+/// [`missing_rate_metrics`].
+#[derive(Debug, Clone, Copy)]
+pub struct MissingMask<'a> {
+    pub column: &'a str,
+    /// `real[i]`: the cell of real train row `i` is empty.
+    pub real: &'a [bool],
+    pub synthetic: &'a [bool],
+}
+
+/// Mean over `columns` of `|missing rate (real) − missing rate (synthetic)|` on the rows `idx`.
+fn missing_rate_difference(
+    columns: &[MissingMask<'_>],
+    real_idx: &[usize],
+    synthetic_idx: &[usize],
+) -> f64 {
+    let rate = |mask: &[bool], idx: &[usize]| {
+        idx.iter().filter(|&&row| mask[row]).count() as f64 / idx.len().max(1) as f64
+    };
+    let total: f64 = columns
+        .iter()
+        .map(|mask| (rate(mask.real, real_idx) - rate(mask.synthetic, synthetic_idx)).abs())
+        .sum();
+    total / columns.len().max(1) as f64
+}
+
+/// `missing_rate_difference` over every column (bootstrap interval over real and synthetic rows),
+/// then one `missing_rate_difference/<column>` per column with an empty cell on either side.
+/// All masks have the same real and synthetic lengths.
+pub fn missing_rate_metrics(
+    columns: &[MissingMask<'_>],
+    seed: u64,
+    replicates: usize,
+) -> Vec<Metric> {
+    let (n_real, n_synthetic) =
+        columns.first().map_or((0, 0), |mask| (mask.real.len(), mask.synthetic.len()));
+    let n = (n_real + n_synthetic) as u64;
+    let figure = |columns: &[MissingMask<'_>], purpose: &str| {
+        let all = |len: usize| (0..len).collect::<Vec<_>>();
+        let value = missing_rate_difference(columns, &all(n_real), &all(n_synthetic));
+        let (low, high) =
+            bootstrap(&[n_real, n_synthetic], replicates, seed, purpose, value, |idx| {
+                missing_rate_difference(columns, &idx[0], &idx[1])
+            });
+        Metric::new(MetricId::MissingRateDifference, value, low, high, n)
+    };
+    let mut metrics = vec![figure(columns, MetricId::MissingRateDifference.name())];
+    for (idx, mask) in columns.iter().enumerate() {
+        if mask.real.iter().chain(mask.synthetic).any(|&empty| empty) {
+            let purpose = MetricId::MissingRateDifference.detailed(mask.column);
+            metrics.push(figure(&columns[idx..=idx], &purpose).detail(mask.column));
+        }
+    }
+    metrics
+}
+
 pub fn class_balance_tv(
     real: &[u32],
     synthetic: &[u32],
@@ -342,6 +401,23 @@ pub fn class_balance_metric(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_rates_worked_example() {
+        // a: real 1 of 4 empty, synthetic 2 of 4 → 0.25; b: none on either side → 0.
+        let (real_a, synthetic_a) = ([true, false, false, false], [true, true, false, false]);
+        let none = [false; 4];
+        let columns = [
+            MissingMask { column: "a", real: &real_a, synthetic: &synthetic_a },
+            MissingMask { column: "b", real: &none, synthetic: &none },
+        ];
+        let metrics = missing_rate_metrics(&columns, 0, 50);
+        let names: Vec<&str> = metrics.iter().map(|metric| metric.name.as_str()).collect();
+        assert_eq!(names, ["missing_rate_difference", "missing_rate_difference/a"]);
+        assert!((metrics[0].value - 0.125).abs() < 1e-12, "{}", metrics[0].value);
+        assert!((metrics[1].value - 0.25).abs() < 1e-12, "{}", metrics[1].value);
+        assert!(metrics[0].ci_low <= 0.125 && 0.125 <= metrics[0].ci_high);
+    }
 
     #[test]
     fn ks_worked_example() {
