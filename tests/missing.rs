@@ -94,7 +94,7 @@ fn generated_rows_are_empty_at_the_learnt_rates() {
     let bundle = Bundle::open(&bundle_dir).unwrap();
     assert_eq!(bundle.manifest.schema.missing, models::MissingPolicy::Model);
 
-    let real = real_for_bundle(&bundle, &data).unwrap();
+    let real = real_for_bundle(&bundle, &data, None).unwrap();
     let mut generator = Generator::new(&bundle, EngineKind::Tract, 0).unwrap();
     let samples = generator
         .generate(&SampleSettings { n: 3000, seed: 1, ..SampleSettings::default() })

@@ -48,7 +48,7 @@ fn train_export_sample_evaluate_log_sync_import() {
 
     let bundle = Bundle::open(&bundle_dir).unwrap();
     assert_eq!(bundle.manifest.provenance.split, settings.split);
-    let real = real_for_bundle(&bundle, &data).unwrap();
+    let real = real_for_bundle(&bundle, &data, None).unwrap();
     assert_eq!(real.train.n_rows(), bundle.manifest.provenance.n_train);
     let mut generator = Generator::new(&bundle, EngineKind::Tract, 0).unwrap();
     let samples = generator
@@ -91,4 +91,67 @@ fn train_export_sample_evaluate_log_sync_import() {
         runs[0].metrics, assessment.metrics,
         "the hub holds exactly the figures measured on the edge"
     );
+}
+
+/// A prepared train file is trained on whole (`--holdout 0`) and evaluated against the site's
+/// own hold-out file; without one, evaluation says what is missing instead of measuring against
+/// nothing.
+#[test]
+fn a_bundle_trained_on_every_row_is_evaluated_against_a_holdout_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/wine.csv"))
+            .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Every fourth row is the hold-out file (wine is sorted by cultivar: each keeps a quarter).
+    let pick = |keep: fn(usize) -> bool| {
+        let rows: Vec<&str> =
+            lines[1..].iter().enumerate().filter(|(row, _)| keep(*row)).map(|(_, l)| *l).collect();
+        format!("{}\n{}\n", lines[0], rows.join("\n"))
+    };
+    let (train, holdout) = (dir.path().join("train.csv"), dir.path().join("holdout.csv"));
+    std::fs::write(&train, pick(|row| row % 4 != 3)).unwrap();
+    std::fs::write(&holdout, pick(|row| row % 4 == 3)).unwrap();
+    let bundle_dir = dir.path().join("wine-vae");
+    let settings = FitSettings {
+        data: train.clone(),
+        data_options: DataOptions { label: Some("cultivar".to_owned()), ..DataOptions::default() },
+        family: Family::Vae,
+        size: models::manifest::SizePreset::Tiny,
+        split: SplitSpec::new(0, 0.0, 1.0).unwrap(),
+        train_seed: 0,
+        epochs: Some(20),
+        device: DeviceChoice::Cpu,
+        out: bundle_dir.clone(),
+        replace: false,
+        sign_key: None,
+    };
+    fit(&settings, &mut Quiet).unwrap();
+    let bundle = Bundle::open(&bundle_dir).unwrap();
+    assert_eq!(
+        (bundle.manifest.provenance.n_train, bundle.manifest.provenance.n_holdout),
+        (134, 0)
+    );
+
+    let err = real_for_bundle(&bundle, &train, None).err().map(|err| err.to_string());
+    assert!(
+        err.as_deref().is_some_and(
+            |err| err.contains("trained on every row") && err.contains("--real-holdout")
+        ),
+        "{err:?}"
+    );
+    let real = real_for_bundle(&bundle, &train, Some(&holdout)).unwrap();
+    assert_eq!((real.train.n_rows(), real.holdout.n_rows()), (134, 44));
+    let mut generator = Generator::new(&bundle, EngineKind::Tract, 0).unwrap();
+    let samples = generator
+        .generate(&SampleSettings { n: 200, seed: 1, ..SampleSettings::default() })
+        .unwrap();
+    let synthetic = synthetic_dataset(&bundle.manifest, &samples).unwrap();
+    let (assessment, summary) =
+        assess(&real, &synthetic, &EvalSettings { replicates: 20, ..EvalSettings::default() })
+            .unwrap();
+    assert_eq!(summary.n_real_holdout, 44);
+    // TRTR on the hold-out file: wine's cultivars separate well.
+    let trtr = assessment.get(MetricId::TrtrAccuracy.name()).map_or(0.0, |m| m.value);
+    assert!(trtr > 0.85, "{trtr}");
 }

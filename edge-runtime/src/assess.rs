@@ -41,8 +41,10 @@ pub struct DataSummary {
 }
 
 /// Reads `real` as the bundle's trainer did, checks that it is the same data (fingerprint), and
-/// re-derives the exact train / hold-out partition from the manifest.
-pub fn real_for_bundle(bundle: &Bundle, real: &Path) -> Result<RealData> {
+/// re-derives the exact train / hold-out partition from the manifest. With `holdout`, that file
+/// is the hold-out instead of the re-derived one (read like the train part); a bundle trained on
+/// every row (`fit --holdout 0`) needs it.
+pub fn real_for_bundle(bundle: &Bundle, real: &Path, holdout: Option<&Path>) -> Result<RealData> {
     let manifest = &bundle.manifest;
     let options = DataOptions {
         label: Some(manifest.schema.label.clone()),
@@ -82,13 +84,29 @@ pub fn real_for_bundle(bundle: &Bundle, real: &Path) -> Result<RealData> {
             manifest.provenance.n_holdout
         )));
     }
-    let encoder = Encoder::fit(&dataset, &part.train)?;
-    Ok(RealData {
-        train: dataset.select(&part.train),
-        holdout: dataset.select(&part.holdout),
-        encoder,
-        classes: dataset.classes().to_vec(),
-    })
+    let mut encoder = Encoder::fit(&dataset, &part.train)?;
+    let train = dataset.select(&part.train);
+    let holdout = match holdout {
+        Some(path) => {
+            let mut holdout = read_like(&train, path)?;
+            relabel(&mut holdout, &manifest.schema.classes, path)?;
+            if let (Encoder::Tabular(tabular), Dataset::Table(table)) = (&mut encoder, &holdout) {
+                widen_categories(tabular, table);
+            }
+            holdout
+        }
+        None if part.holdout.is_empty() => {
+            return Err(Error::Invalid(format!(
+                "the bundle {} was trained on every row of {} (hold-out share {}); give the real \
+                 hold-out it never saw with --real-holdout FILE",
+                bundle.dir.display(),
+                manifest.provenance.dataset_name,
+                manifest.provenance.split.holdout
+            )));
+        }
+        None => dataset.select(&part.holdout),
+    };
+    Ok(RealData { train, holdout, encoder, classes: dataset.classes().to_vec() })
 }
 
 /// Reads a site's own real train and hold-out files (tables or images).
@@ -157,7 +175,15 @@ fn widen_categories(encoder: &mut TabularEncoder, table: &Table) {
 
 /// Reads synthetic data made by anything, exactly like the real train part.
 pub fn read_synthetic(path: &Path, real: &RealData) -> Result<Dataset> {
-    let mut synthetic = match &real.train {
+    let mut synthetic = read_like(&real.train, path)?;
+    relabel(&mut synthetic, &real.classes, path)?;
+    Ok(synthetic)
+}
+
+/// Reads another file exactly like `reference`: the same header and column kinds (empty cells
+/// kept), or images of the same shape and label.
+fn read_like(reference: &Dataset, path: &Path) -> Result<Dataset> {
+    Ok(match reference {
         Dataset::Table(table) => {
             read_dataset(path, &DataOptions::like_table(table, MissingPolicy::Model))?
         }
@@ -169,9 +195,7 @@ pub fn read_synthetic(path: &Path, real: &RealData) -> Result<Dataset> {
             };
             read_dataset(path, &options)?
         }
-    };
-    relabel(&mut synthetic, &real.classes, path)?;
-    Ok(synthetic)
+    })
 }
 
 /// Encodes the three sets and computes the assessment. A table column with an empty cell on any

@@ -141,6 +141,10 @@ pub struct GenerateArgs {
     /// The real data the model was trained on (for --gate): the bundle's split is re-derived.
     #[arg(long)]
     pub real: Option<PathBuf>,
+    /// The real hold-out, instead of the one re-derived from --real; needed for a bundle trained
+    /// on every row (`synth-train fit --holdout 0`).
+    #[arg(long, requires = "real")]
+    pub real_holdout: Option<PathBuf>,
     /// Log the run, its throughput and any gate figures in this logbook (created if missing).
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -164,7 +168,8 @@ pub struct EvaluateArgs {
     /// The real train part (what the generator learnt from).
     #[arg(long)]
     pub real_train: Option<PathBuf>,
-    /// The real hold-out (never trained on).
+    /// The real hold-out (never trained on). With --model --real: instead of the hold-out
+    /// re-derived from --real (needed for a bundle trained with `synth-train fit --holdout 0`).
     #[arg(long)]
     pub real_holdout: Option<PathBuf>,
     /// Synthetic data made by anything: a CSV like the real ones, or an image folder.

@@ -2,7 +2,8 @@
 //!
 //! For each class, its rows (in file order) are shuffled by a seeded stream of that class; the
 //! first `round(holdout · n_c)` go to the hold-out (at least one and at most `n_c − 1` when the
-//! class has two rows or more), the rest to the train part. The scarce train subset takes the
+//! class has two rows or more), the rest to the train part. A hold-out share of 0 keeps every row
+//! for training (a prepared train file; evaluation then takes the hold-out as a file). The scarce train subset takes the
 //! first `max(1, round(fraction · train_c))` of a second seeded shuffle of each class's train
 //! rows. Smaller fractions are therefore nested inside larger ones under the same seed, and the
 //! hold-out does not depend on the fraction at all: every scarcity level of a study is measured
@@ -17,7 +18,7 @@ use crate::rng;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SplitSpec {
     pub seed: u64,
-    /// Share of each class held out, in (0, 1).
+    /// Share of each class held out, in [0, 1) (0: none; evaluation needs a hold-out file).
     pub holdout: f64,
     /// Share of each class's train rows kept for training, in (0, 1].
     pub fraction: f64,
@@ -25,11 +26,11 @@ pub struct SplitSpec {
 
 impl SplitSpec {
     pub fn new(seed: u64, holdout: f64, fraction: f64) -> Result<SplitSpec> {
-        if !(holdout > 0.0 && holdout < 1.0) {
+        if !(0.0..1.0).contains(&holdout) {
             return Err(Error::parameter(
                 "hold-out fraction",
                 holdout,
-                "a number in (0, 1), e.g. 0.2",
+                "a number in [0, 1), e.g. 0.2 (0: train on every row)",
             ));
         }
         if !(fraction > 0.0 && fraction <= 1.0) {
@@ -76,7 +77,7 @@ pub fn partition(labels: &[u32], n_classes: usize, spec: &SplitSpec) -> Result<P
             continue;
         }
         rng::shuffle(&mut rng::stream(spec.seed, &format!("split/holdout/{class}")), &mut rows);
-        let n_holdout = if n_rows < 2 {
+        let n_holdout = if n_rows < 2 || spec.holdout == 0.0 {
             0
         } else {
             ((spec.holdout * n_rows as f64).round() as usize).clamp(1, n_rows - 1)
@@ -120,6 +121,16 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_out_of_zero_trains_on_every_row() {
+        let labels = labels(&[10, 3]);
+        let part =
+            partition(&labels, 2, &SplitSpec { seed: 1, holdout: 0.0, fraction: 1.0 }).unwrap();
+        assert!(part.holdout.is_empty());
+        assert_eq!(part.train, (0..13).collect::<Vec<_>>());
+        assert_eq!(part.train_full, part.train);
+    }
+
+    #[test]
     fn single_row_class_stays_in_train() {
         let labels = labels(&[5, 1]);
         let part =
@@ -131,14 +142,16 @@ mod tests {
     #[test]
     fn bad_fractions_are_refused() {
         for (holdout, fraction) in
-            [(0.0, 0.5), (1.0, 0.5), (0.2, 0.0), (0.2, 1.5), (0.2, f64::NAN), (f64::NAN, 1.0)]
+            [(-0.1, 0.5), (1.0, 0.5), (0.2, 0.0), (0.2, 1.5), (0.2, f64::NAN), (f64::NAN, 1.0)]
         {
             let err = SplitSpec::new(0, holdout, fraction)
                 .err()
                 .map(|err| err.to_string())
                 .unwrap_or_default();
             assert!(
-                err.starts_with("invalid ") && err.contains("expected a number in (0, 1"),
+                err.starts_with("invalid ")
+                    && (err.contains("expected a number in (0, 1")
+                        || err.contains("expected a number in [0, 1")),
                 "{err}"
             );
         }

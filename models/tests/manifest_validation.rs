@@ -79,7 +79,7 @@ fn names_are_checked() {
     check(
         "wheat-vae",
         |m| m["provenance"]["split"]["holdout"] = json!(1.5),
-        "provenance.split is out of range: invalid hold-out fraction 1.5: expected a number in (0, 1), e.g. 0.2",
+        "provenance.split is out of range: invalid hold-out fraction 1.5: expected a number in [0, 1), e.g. 0.2 (0: train on every row)",
     );
     check(
         "wheat-vae",

@@ -131,8 +131,9 @@ pub struct FitArgs {
     /// Scarcity fraction: the share of the train part used for training, in (0, 1].
     #[arg(long, default_value_t = 1.0, value_parser = parse_fraction)]
     pub fraction: f64,
-    /// Share of each class held out (never trained on), in (0, 1).
-    #[arg(long, default_value_t = 0.2, value_parser = parse_holdout)]
+    /// Share of each class held out (never trained on), in [0, 1); 0 trains on every row of a
+    /// prepared train file (evaluate then takes the hold-out with --real-holdout).
+    #[arg(long, default_value_t = 0.2, value_parser = parse_fit_holdout)]
     pub holdout: f64,
     /// Seed of the split, the initialisation and all training noise.
     #[arg(long, default_value_t = 0)]
@@ -301,9 +302,21 @@ fn parse_fraction(text: &str) -> Result<f64, String> {
     share(text, true).ok_or_else(|| "expected a number in (0, 1], e.g. 0.25".to_owned())
 }
 
-/// A hold-out share, in (0, 1).
+/// A study's hold-out share, in (0, 1): every cell is measured against it.
 fn parse_holdout(text: &str) -> Result<f64, String> {
     share(text, false).ok_or_else(|| "expected a number in (0, 1), e.g. 0.2".to_owned())
+}
+
+/// `fit`'s hold-out share, in [0, 1): 0 trains on every row of a prepared train file.
+fn parse_fit_holdout(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(0.0) => Ok(0.0),
+        _ => share(text, false).ok_or_else(|| {
+            "expected a number in [0, 1), e.g. 0.2 (0: train on every row; evaluate then needs \
+             --real-holdout)"
+                .to_owned()
+        }),
+    }
 }
 
 /// `text` as a number above 0 and below 1 (or equal to 1, when `one` is allowed).
@@ -445,6 +458,11 @@ mod tests {
         }
         for bad in ["0", "1", "NaN", "-inf"] {
             assert!(parse_holdout(bad).is_err(), "holdout {bad}");
+        }
+        assert_eq!(parse_fit_holdout("0"), Ok(0.0));
+        assert_eq!(parse_fit_holdout("0.25"), Ok(0.25));
+        for bad in ["1", "-0.1", "NaN", "1e-400x", ""] {
+            assert!(parse_fit_holdout(bad).is_err(), "fit holdout {bad}");
         }
         assert_eq!(seed_count("1000"), Ok(1000));
         assert!(seed_count("1001").is_err() && seed_count("0").is_err());

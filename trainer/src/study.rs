@@ -551,7 +551,7 @@ fn evaluate_cell(
     n: usize,
     samples_path: &Path,
 ) -> Result<Vec<Metric>> {
-    let real = real_for_bundle(bundle, &dataset.path)?;
+    let real = real_for_bundle(bundle, &dataset.path, None)?;
     let mut generator = Generator::new(bundle, EngineKind::Tract, 0)?;
     let (sampler, steps) = study_sampler(&bundle.manifest);
     let sample_settings = SampleSettings {

@@ -240,8 +240,8 @@ fn numeric_flags_out_of_range_are_refused_naming_the_flag_and_the_range() {
         (&["--fraction", "0"], "--fraction", "(0, 1]"),
         (&["--fraction", "NaN"], "--fraction", "(0, 1]"),
         (&["--fraction", "1e308"], "--fraction", "(0, 1]"),
-        (&["--holdout", "1"], "--holdout", "(0, 1)"),
-        (&["--holdout", "-0.2"], "--holdout", "(0, 1)"),
+        (&["--holdout", "1"], "--holdout", "[0, 1)"),
+        (&["--holdout", "-0.2"], "--holdout", "[0, 1)"),
         (&["--image-shape", "4294967296x4294967296x3"], "--image-shape", "1 to 4096"),
     ];
     for (extra, flag, range) in fit_cases {

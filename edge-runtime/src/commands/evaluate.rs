@@ -57,10 +57,11 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
         &args.real_holdout,
         &args.synthetic,
     ) {
-        (Some(model), Some(real), None, None, None) => {
+        (Some(model), Some(real), None, holdout, None) => {
             let bundle = Bundle::open_with(model, &args.trust.to_trust()?)?;
             run_recorded(args.db.as_deref(), "evaluate", Some(&bundle), &params, || {
-                let (assessment, summary) = evaluate_bundle(&bundle, real, args, &settings)?;
+                let (assessment, summary) =
+                    evaluate_bundle(&bundle, real, holdout.as_deref(), args, &settings)?;
                 write_json(args.json.as_deref(), &assessment, summary)?;
                 let metrics = assessment.metrics.clone();
                 Ok(((assessment, summary), metrics))
@@ -81,7 +82,7 @@ pub fn run(args: &EvaluateArgs) -> anyhow::Result<ExitCode> {
             })?
         }
         _ => bail!(
-            "evaluate takes either --model DIR --real DATA, or --real-train R.csv --real-holdout H.csv --synthetic S.csv --label COLUMN"
+            "evaluate takes either --model DIR --real DATA [--real-holdout H.csv], or --real-train R.csv --real-holdout H.csv --synthetic S.csv --label COLUMN"
         ),
     };
     println!(
@@ -111,10 +112,11 @@ fn write_json(
 fn evaluate_bundle(
     bundle: &Bundle,
     real: &Path,
+    holdout: Option<&Path>,
     args: &EvaluateArgs,
     settings: &EvalSettings,
 ) -> anyhow::Result<(Assessment, DataSummary)> {
-    let real_data = real_for_bundle(bundle, real)?;
+    let real_data = real_for_bundle(bundle, real, holdout)?;
     let mut generator =
         Generator::new(bundle, args.sampling.engine.engine, args.sampling.engine.threads)?;
     let sample_settings = SampleSettings {

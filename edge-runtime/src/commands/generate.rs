@@ -30,7 +30,9 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
     let policy = args.gate.as_deref().map(Policy::read).transpose()?;
     let bundle = Bundle::open_with(&args.model, &args.trust.to_trust()?)?;
     let real = match (&policy, &args.real) {
-        (Some(_), Some(real)) => Some(real_for_bundle(&bundle, real)?),
+        (Some(_), Some(real)) => {
+            Some(real_for_bundle(&bundle, real, args.real_holdout.as_deref())?)
+        }
         _ => None,
     };
     let mut generator =
